@@ -1,0 +1,149 @@
+"""`zos init-db`, `zos migrate`, `zos status`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from zos_cli import db as database
+from zos_cli import locks, migrations, output
+from zos_cli.app_state import state
+from zos_cli.output import JsonFlag
+from zos_cli.status import collect_status
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init-db")(init_db)
+    app.command("migrate")(migrate)
+    app.command("status")(status)
+
+
+def init_db(ctx: typer.Context, json_: JsonFlag = False) -> None:
+    """Create the database file (and its folder) in WAL mode and apply every migration.
+
+    Safe to re-run: an up-to-date database is left as it is."""
+    app_state = state(ctx)
+    fmt = output.choose(json_)
+    path = app_state.db_path
+    created = not path.exists()
+    with locks.job_lock(path, locks.MIGRATE):
+        db = database.connect(path, create=True)
+        try:
+            summary = migrations.apply(db, path, make_backup=True)
+        finally:
+            db.close()
+    doc = {"database": str(path), "created": created, **summary}
+    output.print_document(doc, fmt, human=_print_init)
+
+
+def _print_init(doc: dict) -> None:
+    if doc["applied"]:
+        verb = "Created" if doc["created"] else "Updated"
+        print(f"{verb} {doc['database']} at schema version {doc['to_version']} "
+              f"(applied {', '.join(doc['applied'])}).")
+    else:
+        print(f"{doc['database']} is up to date (schema version {doc['to_version']}).")
+    if doc.get("backup"):
+        print(f"Backup: {doc['backup']}")
+
+
+def migrate(
+    ctx: typer.Context,
+    status_only: Annotated[
+        bool, typer.Option("--status", help="List applied and pending migrations; change nothing.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be applied.")] = False,
+    no_backup: Annotated[
+        bool, typer.Option("--no-backup", help="Skip the VACUUM INTO backup taken before migrating.")
+    ] = False,
+    json_: JsonFlag = False,
+) -> None:
+    """Apply pending migrations, after a backup of a database that holds data."""
+    app_state = state(ctx)
+    fmt = output.choose(json_)
+    path = app_state.db_path
+    database.ensure_not_missing(path)
+    if status_only:
+        db = database.connect(path)
+        try:
+            st = migrations.status(db)
+        finally:
+            db.close()
+        applied = {row["version"]: row for row in st.applied}
+        rows = [
+            {
+                "version": row["version"],
+                "name": row["name"],
+                "state": "applied",
+                "applied_at": row["applied_at"],
+            }
+            for row in st.applied
+        ] + [
+            {"version": m.version, "name": m.name, "state": "pending", "applied_at": None}
+            for m in st.pending
+            if m.version not in applied
+        ]
+        output.print_rows(rows, fmt, columns=["version", "name", "state", "applied_at"])
+        return
+    with locks.job_lock(path, locks.MIGRATE):
+        db = database.connect(path)
+        try:
+            summary = migrations.apply(db, path, make_backup=not no_backup, dry_run=dry_run)
+        finally:
+            db.close()
+    output.print_document({"database": str(path), **summary}, fmt, human=_print_migrate)
+
+
+def _print_migrate(doc: dict) -> None:
+    if not doc["applied"]:
+        print(f"Nothing to migrate: {doc['database']} is at schema version {doc['from_version']}.")
+        return
+    verb = "Would apply" if doc["dry_run"] else "Applied"
+    print(f"{verb} {', '.join(doc['applied'])} "
+          f"(schema {doc['from_version']} → {doc['to_version']}).")
+    if doc.get("backup"):
+        print(f"Backup: {doc['backup']}")
+
+
+def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
+    """One screen: database, schema version, counts, last ingest/poll/reflect, top salience."""
+    app_state = state(ctx)
+    fmt = output.choose(json_)
+    path = app_state.db_path
+    db = database.connect(path)  # status also reports pending migrations, so no version gate
+    try:
+        doc = collect_status(db, path)
+    finally:
+        db.close()
+    output.print_document(doc, fmt, human=_print_status)
+
+
+def _print_status(doc: dict) -> None:
+    summary = {
+        "database": doc["database"],
+        "size": f"{doc['size_bytes'] / 1024:.1f} KiB",
+        "schema version": doc["schema_version"],
+        "pending migrations": ", ".join(doc["pending_migrations"]) or "none",
+        **{k: v for k, v in doc["counts"].items()},
+        "last ingest": _describe_ingest(doc["last_ingest"]),
+        "last poll": doc["last_poll_at"] or "never",
+        "last reflect": _describe_reflect(doc["last_reflect"]),
+    }
+    output.print_key_values(summary, title="zos status")
+    if doc["top_salience"]:
+        output.print_rows(doc["top_salience"], output.Format.TABLE, title="Top salience")
+    if doc["pending_migrations"]:
+        output.note("Run `zos migrate` to apply the pending migrations.")
+
+
+def _describe_ingest(row: dict | None) -> str:
+    if not row:
+        return "never"
+    return f"{row['finished_at']} {row['path']} ({row['status']}, {row['messages_new']} new)"
+
+
+def _describe_reflect(row: dict | None) -> str:
+    if not row:
+        return "never"
+    return f"{row['started_at']} layer {row['layer']} ({row['status']})"

@@ -1,0 +1,201 @@
+"""Configuration: `zos.toml` read with tomllib into pydantic models holding every default.
+
+Precedence everywhere: command-line flag > environment variable > zos.toml > built-in default.
+No config file is required. An unknown key or a bad value is a ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from zos_cli.errors import ConfigError
+
+DEFAULT_DB = "data/zos.db"
+DEFAULT_CONFIG = "zos.toml"
+DEFAULT_API_BASE = "https://discord.com/api/v10"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Weights(Strict):
+    message: float = Field(1.0, ge=0)
+    media_multiplier: float = Field(1.2, ge=0, description="× for a message with media or links")
+    reply: float = Field(1.5, ge=0)
+    mention: float = Field(2.0, ge=0)
+    emoji: float = Field(0.5, ge=0)
+    thread_create: float = Field(2.0, ge=0)
+    reaction: float = Field(0.5, ge=0)
+    self_mention: float = Field(5.0, ge=0)
+    dm: float = Field(1.5, ge=0)
+    subject_mention: float = Field(2.0, ge=0)
+    self_run: float = Field(1.0, ge=0)
+
+
+class Caps(Strict):
+    server_user: float = Field(100.0, gt=0)
+    channel: float = Field(150.0, gt=0)
+    thread: float = Field(50.0, gt=0)
+    dyad: float = Field(80.0, gt=0)
+    user_in_channel: float = Field(40.0, gt=0)
+    dyad_in_channel: float = Field(30.0, gt=0)
+    subject: float = Field(60.0, gt=0)
+    role: float = Field(80.0, gt=0)
+    emoji: float = Field(60.0, gt=0)
+    server_self: float = Field(100.0, gt=0)
+    global_user: float = Field(150.0, gt=0)
+    global_dyad: float = Field(100.0, gt=0)
+    global_self: float = Field(200.0, gt=0)
+
+
+class Budget(Strict):
+    """Shares of the nightly target budget per budget group (they must add up to 1)."""
+
+    social: float = Field(0.30, ge=0, le=1)
+    global_: float = Field(0.15, ge=0, le=1, alias="global")
+    spaces: float = Field(0.30, ge=0, le=1)
+    semantic: float = Field(0.15, ge=0, le=1)
+    culture: float = Field(0.10, ge=0, le=1)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def shares(self) -> dict[str, float]:
+        return {
+            "social": self.social,
+            "global": self.global_,
+            "spaces": self.spaces,
+            "semantic": self.semantic,
+            "culture": self.culture,
+        }
+
+
+class Salience(Strict):
+    weights: Weights = Weights()
+    caps: Caps = Caps()
+    budget: Budget = Budget()
+    propagation_factor: float = Field(0.3, ge=0, le=1)
+    spillover_factor: float = Field(0.5, ge=0, le=1)
+    warm_threshold: float = Field(1.0, ge=0)
+    warming_amount: float = Field(5.0, ge=0)
+    decay_idle_days: int = Field(7, ge=0)
+    decay_rate: float = Field(0.01, ge=0, lt=1)
+    min_salience: float = Field(10.0, ge=0, description="a topic's balance to be a target")
+    cost_per_token: float = Field(0.001, ge=0)
+    retain_factor: float = Field(1.5, ge=0)
+
+
+class Reflection(Strict):
+    nightly_targets: int = Field(60, ge=0)
+    self_targets: int = Field(2, ge=0)
+    concurrency: int = Field(4, ge=1, le=64)
+    timeout_seconds: float = Field(120.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    repair_attempts: int = Field(1, ge=0, le=3)
+
+
+class ModelProfile(Strict):
+    model: str | None = None
+    temperature: float = Field(0.3, ge=0, le=2)
+    max_tokens: int = Field(2000, ge=1)
+    api_base: str | None = None
+
+
+class Discord(Strict):
+    self_user_id: str | None = None
+    api_base: str = DEFAULT_API_BASE
+
+    @field_validator("self_user_id")
+    @classmethod
+    def _snowflake(cls, value: str | None) -> str | None:
+        if value is not None and not value.isdigit():
+            raise ValueError("must be a Discord id (digits only)")
+        return value
+
+
+class Poll(Strict):
+    initial_messages: int = Field(1000, ge=0)
+    roles_refresh_minutes: float = Field(60.0, ge=0)
+    interval_seconds: float = Field(300.0, gt=0)
+    max_wait_seconds: float = Field(60.0, ge=0)
+
+
+class Server(Strict):
+    name: str | None = None
+    focus: float = Field(1.0, ge=0)
+    privacy_gate_role: str | None = None
+    threads_as_topics: bool = False
+
+
+class Config(Strict):
+    db: str | None = None
+    discord: Discord = Discord()
+    salience: Salience = Salience()
+    reflection: Reflection = Reflection()
+    models: dict[str, ModelProfile] = Field(default_factory=dict)
+    poll: Poll = Poll()
+    servers: dict[str, Server] = Field(default_factory=dict)
+
+    @field_validator("servers")
+    @classmethod
+    def _server_ids(cls, value: dict[str, Server]) -> dict[str, Server]:
+        for key in value:
+            if not key.isdigit():
+                raise ValueError(f"server key {key!r} must be a Discord server id (digits only)")
+        return value
+
+    def server(self, server_id: str | None) -> Server:
+        return self.servers.get(server_id or "", Server())
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown setting"
+    return f"{where}: {error['msg']}"
+
+
+def load_config(path: str | Path | None, *, explicit: bool = False) -> Config:
+    """Read `path` (or return defaults when it is absent and was not asked for)."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}")
+
+
+def resolve_config_path(flag: str | None) -> tuple[Path | None, bool]:
+    """(path, explicit): --config > ZOS_CONFIG > ./zos.toml when present."""
+    if flag:
+        return Path(flag), True
+    env = os.environ.get("ZOS_CONFIG")
+    if env:
+        return Path(env), True
+    default = Path(DEFAULT_CONFIG)
+    return (default, False) if default.exists() else (None, False)
+
+
+def resolve_db_path(flag: str | None, config: Config) -> Path:
+    """--db > ZOS_DB > zos.toml `db` > ./data/zos.db."""
+    return Path(flag or os.environ.get("ZOS_DB") or config.db or DEFAULT_DB)
+
+
+def discord_api_base(config: Config) -> str:
+    return os.environ.get("ZOS_DISCORD_API_BASE") or config.discord.api_base

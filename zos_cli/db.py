@@ -1,0 +1,117 @@
+"""Opening the database, and the one way zos writes to it.
+
+Opening policy (documented in the README):
+- foreign keys on; WAL journal so readers never block the writer;
+- busy_timeout 10 s so concurrent jobs wait for each other instead of failing;
+- synchronous NORMAL: in WAL mode a power cut can lose the last transactions, never corrupt
+  the file, and commits are much faster than FULL;
+- the connection is in autocommit mode and every write goes through `write_transaction`,
+  which starts with BEGIN IMMEDIATE (sqlite-utils' `atomic()` is a deferred BEGIN, which can
+  fail with SQLITE_BUSY half-way through instead of waiting up front).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from zos_cli import migrations
+from zos_cli.errors import MigrationError, NoDatabase
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def connect(path: str | Path, *, create: bool = False) -> sqlite_utils.Database:
+    """Open (or with `create`, create) the database file with zos's pragmas."""
+    path = Path(path)
+    if str(path) != ":memory:":
+        if not path.exists():
+            if not create:
+                raise NoDatabase(f"no database at {path}: run `zos init-db` to create it")
+            path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if str(path) != ":memory:":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return sqlite_utils.Database(conn)
+
+
+def open_database(path: str | Path) -> sqlite_utils.Database:
+    """Open an existing, fully migrated database, as every command but init-db/migrate does.
+
+    Raises NoDatabase (66) when the file is missing and MigrationError (78) when its schema is
+    behind or ahead of the code.
+    """
+    db = connect(path)
+    try:
+        state = migrations.status(db)
+    except Exception:
+        db.close()
+        raise
+    if state.newer_than_code:
+        db.close()
+        raise MigrationError(
+            f"{path} is at schema version {state.current}, newer than this zos "
+            f"(knows up to {state.latest}): upgrade zos"
+        )
+    if state.pending:
+        db.close()
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in state.pending)
+        raise MigrationError(f"{path} has pending migrations ({names}): run `zos migrate`")
+    return db
+
+
+@contextmanager
+def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def table_counts(db: sqlite_utils.Database, tables: list[str]) -> dict[str, int]:
+    return {t: db.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0] for t in tables}
+
+
+def get_state(db: sqlite_utils.Database, key: str) -> str | None:
+    row = db.execute("SELECT value FROM zos_state WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
+def set_state(db: sqlite_utils.Database, key: str, value: str) -> None:
+    """Caller holds a write transaction."""
+    from zos_cli.timeutil import now_stored
+
+    db.execute(
+        "INSERT INTO zos_state (key, value, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        [key, value, now_stored()],
+    )
+
+
+def ensure_not_missing(path: str | Path) -> None:
+    if not Path(path).exists():
+        raise NoDatabase(f"no database at {path}: run `zos init-db` to create it")
+
+
+__all__ = [
+    "connect",
+    "open_database",
+    "write_transaction",
+    "table_counts",
+    "get_state",
+    "set_state",
+    "MigrationError",
+]

@@ -1,0 +1,191 @@
+"""The one output helper: rich tables for people, `--json` documents and `--nl` lines for tools.
+
+stdout carries data only. Warnings, hints and progress go to stderr, and are silent with
+`--quiet` (progress is also silent when stderr is not a terminal).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zos_cli.errors import UsageProblem
+
+
+class Format(str, Enum):
+    TABLE = "table"
+    JSON = "json"
+    NL = "nl"
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+NlFlag = Annotated[
+    bool, typer.Option("--nl", help="Print newline-delimited JSON, one object per line.")
+]
+
+
+class _Settings:
+    quiet = False
+    verbose = False
+
+
+settings = _Settings()
+
+
+def stdout() -> Console:
+    # A wide console when piped, so tables are not folded at 80 columns.
+    return Console(file=sys.stdout, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+def stderr() -> Console:
+    return Console(file=sys.stderr, soft_wrap=True, highlight=False)
+
+
+def choose(json_flag: bool, nl_flag: bool = False) -> Format:
+    if json_flag and nl_flag:
+        raise UsageProblem("--json and --nl cannot be used together: choose one")
+    if json_flag:
+        return Format.JSON
+    if nl_flag:
+        return Format.NL
+    return Format.TABLE
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def print_rows(
+    rows: Iterable[dict],
+    fmt: Format,
+    *,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+    empty: str = "Nothing to show.",
+) -> None:
+    """A listing: a JSON array (`[]` when empty), one JSON object per line, or a table."""
+    if fmt is Format.JSON:
+        sys.stdout.write("[")
+        for i, row in enumerate(rows):
+            sys.stdout.write(("," if i else "") + "\n  " + to_json(row))
+        sys.stdout.write("\n]\n" if "i" in locals() else "]\n")
+        sys.stdout.flush()
+        return
+    if fmt is Format.NL:
+        for row in rows:
+            sys.stdout.write(to_json(row) + "\n")
+        sys.stdout.flush()
+        return
+    rows = list(rows)
+    if not rows:
+        note(empty)
+        return
+    cols = list(columns or rows[0].keys())
+    table = Table(title=title, show_lines=False)
+    for col in cols:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in cols))
+    stdout().print(table)
+
+
+def print_document(
+    doc: dict, fmt: Format, *, human: Callable[[dict], None] | None = None, title: str | None = None
+) -> None:
+    """One object: JSON (also for --nl), or a human rendering (by default a key/value table)."""
+    if fmt in (Format.JSON, Format.NL):
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, default=str, indent=2) + "\n")
+        sys.stdout.flush()
+        return
+    if human is not None:
+        human(doc)
+        return
+    print_key_values(doc, title=title)
+
+
+def print_key_values(doc: dict, *, title: str | None = None) -> None:
+    table = Table(title=title, show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in doc.items():
+        table.add_row(key, _cell(value))
+    stdout().print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, (dict, list)):
+        return to_json(value)
+    return str(value)
+
+
+def note(message: str) -> None:
+    """A hint or informational line on stderr (silent with --quiet)."""
+    if not settings.quiet:
+        stderr().print(message, markup=False)
+
+
+def warn(message: str) -> None:
+    if not settings.quiet:
+        stderr().print(f"Warning: {message}", markup=False, style="yellow")
+
+
+def error(message: str) -> None:
+    """Always printed: the one error line."""
+    print(f"Error: {message}", file=sys.stderr)
+
+
+class _NoProgress:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def update(self, **kwargs: Any) -> None:
+        pass
+
+
+class _RichProgress:
+    def __init__(self, progress, task):
+        self._progress, self._task = progress, task
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(self._task, n)
+
+    def update(self, **kwargs: Any) -> None:
+        self._progress.update(self._task, **kwargs)
+
+
+@contextmanager
+def progress(description: str, total: float | None = None, unit: str = "items") -> Iterator:
+    """A progress bar on stderr with a rate, only when stderr is a terminal and not --quiet."""
+    if settings.quiet or not sys.stderr.isatty():
+        yield _NoProgress()
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.speed:>8.0f} " + unit + "/s" if True else ""),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=stderr(), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield _RichProgress(bar, task)

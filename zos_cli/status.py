@@ -1,0 +1,83 @@
+"""`zos status`: one screen about the database and what zos has done with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlite_utils
+
+from zos_cli import migrations
+from zos_cli.db import table_counts
+
+COUNTED_TABLES = [
+    "servers",
+    "channels",
+    "users",
+    "messages",
+    "reactions",
+    "topics",
+    "salience_ledger",
+    "insights",
+    "layer_runs",
+    "llm_calls",
+    "consents",
+]
+
+
+def file_size(db_path: Path) -> int:
+    """The database with its WAL, in bytes."""
+    total = 0
+    for suffix in ("", "-wal"):
+        p = Path(str(db_path) + suffix)
+        if p.exists():
+            total += p.stat().st_size
+    return total
+
+
+def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) -> dict:
+    """Works on a database with pending migrations too (it reports them), so every query
+    below is skipped when its table does not exist yet."""
+    state = migrations.status(db)
+    doc = {
+        "database": str(db_path),
+        "size_bytes": file_size(db_path),
+        "schema_version": state.current,
+        "latest_schema_version": state.latest,
+        "pending_migrations": [m.label for m in state.pending],
+        "newer_than_code": state.newer_than_code,
+        "counts": table_counts(db, [t for t in COUNTED_TABLES if db[t].exists()]),
+        "last_ingest": None,
+        "last_poll_at": None,
+        "last_reflect": None,
+        "top_salience": [],
+    }
+    if state.pending or state.newer_than_code:
+        return doc
+    last_ingest = db.execute(
+        "SELECT path, status, messages_new, finished_at FROM ingest_log "
+        "WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    last_poll = db.execute("SELECT max(last_polled_at) FROM poll_state").fetchone()[0]
+    last_reflect = db.execute(
+        "SELECT layer_name, status, started_at FROM layer_runs "
+        "WHERE status <> 'dry_run' ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    top_rows = db.execute(
+        "SELECT key, category, budget_group, balance, last_activity_at FROM topics "
+        "WHERE balance > 0 ORDER BY balance DESC, key LIMIT ?",
+        [top],
+    ).fetchall()
+    doc.update({
+        "last_ingest": dict(zip(("path", "status", "messages_new", "finished_at"), last_ingest))
+        if last_ingest
+        else None,
+        "last_poll_at": last_poll,
+        "last_reflect": dict(zip(("layer", "status", "started_at"), last_reflect))
+        if last_reflect
+        else None,
+        "top_salience": [
+            dict(zip(("topic_key", "category", "group", "balance", "last_activity_at"), r))
+            for r in top_rows
+        ],
+    })
+    return doc

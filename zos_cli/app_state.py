@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
 import typer
 
-from zos_cli import db as database
-from zos_cli.config import Config, load_config, resolve_config_path, resolve_db_path
+from zos_cli.paths import resolve_config_path, resolve_db_path
+
+# Imported where used, so `zos --help` never pays for pydantic or sqlite-utils.
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from zos_cli.config import Config
 
 
 @dataclass
@@ -18,11 +23,13 @@ class AppState:
     config_flag: str | None = None
     quiet: bool = False
     verbose: bool = False
-    _config: Config | None = field(default=None, repr=False)
+    _config: Any = field(default=None, repr=False)
 
     @property
     def config(self) -> Config:
         if self._config is None:
+            from zos_cli.config import load_config
+
             path, explicit = resolve_config_path(self.config_flag)
             self._config = load_config(path, explicit=explicit)
         return self._config
@@ -33,10 +40,16 @@ class AppState:
 
     @property
     def db_path(self) -> Path:
-        return resolve_db_path(self.db_flag, self.config)
+        # A config file present (or named) is always validated, so a bad one is reported by
+        # every command; with none, built-in defaults apply and pydantic is not even imported.
+        path, explicit = resolve_config_path(self.config_flag)
+        configured = self.config.db if (explicit or path is not None) else None
+        return resolve_db_path(self.db_flag, configured)
 
     def open_db(self) -> sqlite_utils.Database:
         """The migrated database (66 when missing, 78 when pending/newer)."""
+        from zos_cli import db as database
+
         return database.open_database(self.db_path)
 
 

@@ -14,8 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from zos_cli.errors import ConfigError
 
-DEFAULT_DB = "data/zos.db"
-DEFAULT_CONFIG = "zos.toml"
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 
 
@@ -179,22 +177,6 @@ def load_config(path: str | Path | None, *, explicit: bool = False) -> Config:
     except ValidationError as exc:
         problems = "; ".join(_describe(e) for e in exc.errors())
         raise ConfigError(f"{path}: {problems}")
-
-
-def resolve_config_path(flag: str | None) -> tuple[Path | None, bool]:
-    """(path, explicit): --config > ZOS_CONFIG > ./zos.toml when present."""
-    if flag:
-        return Path(flag), True
-    env = os.environ.get("ZOS_CONFIG")
-    if env:
-        return Path(env), True
-    default = Path(DEFAULT_CONFIG)
-    return (default, False) if default.exists() else (None, False)
-
-
-def resolve_db_path(flag: str | None, config: Config) -> Path:
-    """--db > ZOS_DB > zos.toml `db` > ./data/zos.db."""
-    return Path(flag or os.environ.get("ZOS_DB") or config.db or DEFAULT_DB)
 
 
 def discord_api_base(config: Config) -> str:

@@ -1,7 +1,7 @@
 """Ids for everything zos creates: ULIDs, which sort by creation time."""
 
-from ulid import ULID
-
 
 def new_id() -> str:
+    from ulid import ULID  # imported on first use: it costs startup time of commands that never need it
+
     return str(ULID())

@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
-from zos_cli import db as database
-from zos_cli import locks, migrations, output
+from zos_cli import locks, output
 from zos_cli.app_state import state
 from zos_cli.output import JsonFlag
-from zos_cli.status import collect_status
+
+# Library modules are imported inside each command so that `zos --help` stays fast.
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +27,9 @@ def init_db(ctx: typer.Context, json_: JsonFlag = False) -> None:
     fmt = output.choose(json_)
     path = app_state.db_path
     created = not path.exists()
+    from zos_cli import db as database
+    from zos_cli import migrations
+
     with locks.job_lock(path, locks.MIGRATE):
         db = database.connect(path, create=True)
         try:
@@ -63,6 +66,9 @@ def migrate(
     app_state = state(ctx)
     fmt = output.choose(json_)
     path = app_state.db_path
+    from zos_cli import db as database
+    from zos_cli import migrations
+
     database.ensure_not_missing(path)
     if status_only:
         db = database.connect(path)
@@ -111,6 +117,9 @@ def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
     app_state = state(ctx)
     fmt = output.choose(json_)
     path = app_state.db_path
+    from zos_cli import db as database
+    from zos_cli.status import collect_status
+
     db = database.connect(path)  # status also reports pending migrations, so no version gate
     try:
         doc = collect_status(db, path)

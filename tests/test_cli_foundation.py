@@ -1,0 +1,178 @@
+"""The CLI shell: exit codes and exact messages, --json, help for every command, lazy litellm."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import typer.main
+
+from tests.conftest import Cli, run_zos
+from zos_cli import __version__, locks
+from zos_cli.cli import app
+
+
+def test_init_db_creates_folder_and_is_rerunnable(tmp_path):
+    path = tmp_path / "deep" / "er" / "zos.db"
+    cli = Cli(path)
+    first = cli("init-db", "--json")
+    assert first.exit_code == 0, first.stderr
+    doc = json.loads(first.stdout)
+    assert doc["created"] is True and doc["applied"] == ["0001_initial"]
+    again = cli("init-db", "--json")
+    assert json.loads(again.stdout)["applied"] == []
+    assert cli("init-db").stdout == f"{path} is up to date (schema version 1).\n"
+
+
+def test_missing_database_is_66_with_hint(tmp_path):
+    path = tmp_path / "nope.db"
+    for args in (["status"], ["migrate"], ["migrate", "--status"]):
+        r = Cli(path)(*args)
+        assert r.exit_code == 66, args
+        assert r.stderr == f"Error: no database at {path}: run `zos init-db` to create it\n"
+        assert r.stdout == ""
+
+
+def test_bad_config_key_is_78_naming_the_key(cli, tmp_path):
+    cfg = tmp_path / "zos.toml"
+    cfg.write_text("[salience.weights]\nmesage = 2.0\n")
+    r = cli("--config", str(cfg), "status")
+    assert r.exit_code == 78
+    assert r.stderr == f"Error: {cfg}: salience.weights.mesage: unknown setting\n"
+
+
+def test_bad_config_value_is_78(cli, tmp_path):
+    cfg = tmp_path / "zos.toml"
+    cfg.write_text("[salience.caps]\nchannel = -3\n")
+    r = cli("--config", str(cfg), "status")
+    assert r.exit_code == 78
+    assert r.stderr == f"Error: {cfg}: salience.caps.channel: Input should be greater than 0\n"
+
+
+def test_config_not_toml_and_missing_explicit_config(cli, tmp_path):
+    cfg = tmp_path / "zos.toml"
+    cfg.write_text("[salience\n")
+    r = cli("--config", str(cfg), "status")
+    assert r.exit_code == 78 and r.stderr.startswith(f"Error: {cfg}: not valid TOML: ")
+    r = cli("--config", str(tmp_path / "gone.toml"), "status")
+    assert r.exit_code == 78
+    assert r.stderr == f"Error: config file {tmp_path / 'gone.toml'} does not exist\n"
+
+
+def test_config_precedence_for_db_path(tmp_path, monkeypatch):
+    (tmp_path / "zos.toml").write_text('db = "from-file.db"\n')
+    runner = Cli(None)
+    assert json.loads(runner("init-db", "--json").stdout)["database"] == "from-file.db"
+    monkeypatch.setenv("ZOS_DB", str(tmp_path / "from-env.db"))
+    assert json.loads(runner("init-db", "--json").stdout)["database"] == str(tmp_path / "from-env.db")
+    flag = str(tmp_path / "from-flag.db")
+    assert json.loads(runner("--db", flag, "init-db", "--json").stdout)["database"] == flag
+
+
+def test_pending_migrations_reported_by_status_and_applied_by_migrate(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    sqlite3.connect(path).close()  # an empty file: every migration pending
+    cli = Cli(path)
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["pending_migrations"] == ["0001_initial"]
+    listing = json.loads(cli("migrate", "--status", "--json").stdout)
+    assert listing == [{"version": 1, "name": "initial", "state": "pending", "applied_at": None}]
+    dry = json.loads(cli("migrate", "--dry-run", "--json").stdout)
+    assert dry["applied"] == ["0001_initial"] and dry["dry_run"] is True
+    assert json.loads(cli("migrate", "--status", "--json").stdout)[0]["state"] == "pending"
+    done = cli("migrate", "--json")
+    assert done.exit_code == 0 and json.loads(done.stdout)["to_version"] == 1
+    assert json.loads(cli("status", "--json").stdout)["pending_migrations"] == []
+
+
+def test_held_lock_is_75(db_path):
+    cli = Cli(db_path)
+    with locks.job_lock(db_path, locks.MIGRATE):
+        r = cli("migrate")
+    assert r.exit_code == 75
+    lock = f"{db_path}.migrate.lock"
+    assert r.stderr == (f"Error: another `zos migrate` is already running on {db_path} "
+                        f"(lock {lock} is held): try again when it finishes\n")
+
+
+def test_migrate_refuses_beside_a_running_job(db_path):
+    with locks.job_lock(db_path, "ingest"):
+        r = Cli(db_path)("migrate")
+    assert r.exit_code == 75
+    assert r.stderr == (f"Error: `zos ingest` is running on {db_path} (lock {db_path}.ingest.lock "
+                        "is held): migrate refuses to run beside other jobs; try again when it finishes\n")
+
+
+def test_jobs_refuse_during_a_migration(db_path):
+    from zos_cli.errors import JobBusy
+
+    with locks.job_lock(db_path, locks.MIGRATE):
+        with pytest.raises(JobBusy, match="a `zos migrate` is running"):
+            with locks.job_lock(db_path, "poll"):
+                pass
+    with locks.job_lock(db_path, "poll"), locks.job_lock(db_path, "ingest"):
+        pass  # different jobs run side by side
+
+
+def test_status_json_keys(cli):
+    r = cli("status", "--json")
+    doc = json.loads(r.stdout)
+    assert {"database", "size_bytes", "schema_version", "pending_migrations", "counts",
+            "last_ingest", "last_poll_at", "last_reflect", "top_salience"} <= doc.keys()
+    assert doc["counts"]["messages"] == 0
+
+
+def test_json_and_nl_together_is_a_usage_error():
+    from zos_cli import output
+    from zos_cli.errors import UsageProblem
+
+    with pytest.raises(UsageProblem, match="--json and --nl cannot be used together"):
+        output.choose(True, True)
+    assert output.choose(False, True) is output.Format.NL
+
+
+def _walk(command, path=()):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _walk(sub, path + (name,))
+
+
+ALL_COMMANDS = [p for p, _ in _walk(typer.main.get_command(app))]
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "zos")
+def test_every_command_has_help(path):
+    command = dict(_walk(typer.main.get_command(app)))[path]
+    assert (command.help or "").strip(), f"zos {' '.join(path)} has no help text"
+    r = Cli(None)(*path, "--help")
+    assert r.exit_code == 0 and "Usage:" in r.stdout
+    for param in command.params:
+        if param.name not in ("help",) and getattr(param, "help", None) is not None:
+            assert param.help.strip()
+
+
+def test_version_and_python_dash_m():
+    r = run_zos("--version")
+    assert r.returncode == 0 and r.stdout == f"zos {__version__}\n"
+
+
+_IMPORT_PROBE = """
+import sys
+from zos_cli.cli import app
+try:
+    app(prog_name="zos", args=sys.argv[1:])
+except SystemExit:
+    pass
+print("litellm imported" if "litellm" in sys.modules else "litellm not imported", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["status"], ["migrate", "--status"]])
+def test_commands_without_models_do_not_import_litellm(db_path, args):
+    r = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, "--db", str(db_path), *args],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stderr.strip().endswith("litellm not imported"), r.stderr

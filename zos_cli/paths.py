@@ -1,0 +1,25 @@
+"""Where the database and the config file are, without importing pydantic (startup matters)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_DB = "data/zos.db"
+DEFAULT_CONFIG = "zos.toml"
+
+
+def resolve_config_path(flag: str | None) -> tuple[Path | None, bool]:
+    """(path, explicit): --config > ZOS_CONFIG > ./zos.toml when present."""
+    if flag:
+        return Path(flag), True
+    env = os.environ.get("ZOS_CONFIG")
+    if env:
+        return Path(env), True
+    default = Path(DEFAULT_CONFIG)
+    return (default, False) if default.exists() else (None, False)
+
+
+def resolve_db_path(flag: str | None, configured: str | None) -> Path:
+    """--db > ZOS_DB > zos.toml `db` > ./data/zos.db."""
+    return Path(flag or os.environ.get("ZOS_DB") or configured or DEFAULT_DB)

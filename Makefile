@@ -24,14 +24,17 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory wheel-check
 
 # Build the wheel, install it in a fresh virtual environment, run init-db from it.
 wheel-check: venv
 	rm -rf dist /tmp/zos-wheel-venv /tmp/zos-wheel-check.db
-	$(BIN)/python -m build --wheel --outdir dist . >/dev/null
+	$(BIN)/python -m build --wheel --outdir dist . >/dev/null 2>&1
 	$(PYTHON) -m venv /tmp/zos-wheel-venv
 	/tmp/zos-wheel-venv/bin/pip install --quiet dist/*.whl
 	cd /tmp && /tmp/zos-wheel-venv/bin/zos --db /tmp/zos-wheel-check.db init-db
+	cd /tmp && /tmp/zos-wheel-venv/bin/zos --db /tmp/zos-wheel-check.db status --json >/dev/null
+	@echo "wheel check: built, installed in a fresh venv, init-db and status ran from it"
 
 bench: venv
 	$(BIN)/python benchmarks/bench_startup.py

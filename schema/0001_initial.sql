@@ -344,6 +344,18 @@ CREATE INDEX idx_llm_calls_layer_run ON llm_calls (layer_run_id);
 CREATE INDEX idx_llm_calls_created ON llm_calls (created_at);
 CREATE INDEX idx_llm_calls_profile ON llm_calls (model_profile);
 
+-- A reflection's high-water mark per (layer, target): the newest item it read (a message, or
+-- for synthesis a server-scoped insight). The next run reads only what is newer. Ids only.
+CREATE TABLE reflection_marks (
+    layer_name TEXT NOT NULL,
+    topic_key TEXT NOT NULL,
+    last_item_at TEXT NOT NULL,
+    last_item_id TEXT NOT NULL,
+    layer_run_id TEXT REFERENCES layer_runs(id) ON DELETE SET NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (layer_name, topic_key)
+);
+
 CREATE TABLE llm_cache (
     cache_key TEXT PRIMARY KEY,   -- sha256 of model and prompt
     model_name TEXT NOT NULL,

@@ -94,6 +94,7 @@ class Reflection(Strict):
     timeout_seconds: float = Field(120.0, gt=0)
     max_retries: int = Field(3, ge=0, le=10)
     repair_attempts: int = Field(1, ge=0, le=3)
+    retry_backoff_seconds: float = Field(1.0, ge=0, le=60, description="first retry wait, doubling")
 
 
 class ModelProfile(Strict):

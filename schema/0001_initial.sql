@@ -315,6 +315,17 @@ CREATE INDEX idx_insights_quarantined ON insights (quarantined);
 CREATE INDEX idx_insights_layer_run ON insights (layer_run_id);
 CREATE INDEX idx_insights_supersedes ON insights (supersedes);
 
+-- Why an insight is quarantined, one row per reason ('gate:<server>:<user>' for a lost
+-- privacy-gate role, 'dm_revoked:<user>' for a revoked DM consent). insights.quarantined is 1
+-- exactly while an insight has a reason, so regaining a role lifts only that role's reasons.
+CREATE TABLE insight_quarantines (
+    insight_id TEXT NOT NULL REFERENCES insights(id) ON DELETE CASCADE,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (insight_id, reason)
+);
+CREATE INDEX idx_insight_quarantines_reason ON insight_quarantines (reason);
+
 CREATE TABLE insight_sources (
     insight_id TEXT NOT NULL REFERENCES insights(id) ON DELETE CASCADE,
     source_type TEXT NOT NULL CHECK (source_type IN ('message', 'insight')),

@@ -1,0 +1,210 @@
+"""Verified forgetting: `consent revoke --forget` and `consent erase`.
+
+Both delete inside one BEGIN IMMEDIATE transaction with `secure_delete` on (SQLite zeroes
+what it deletes, in the row's page and in freed pages), then merge the full-text index so no
+old segment keeps a deleted term, and end with a TRUNCATE checkpoint so the WAL keeps no page
+of the content. Tombstones and the event record ids and counts only, never content.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+
+from zos_cli import migrations
+from zos_cli.db import write_transaction
+from zos_cli.ids import new_id
+from zos_cli.privacy.provenance import dm_channel_ids, dm_message_ids, insights_derived_from
+from zos_cli.privacy.quarantine import user_topic_patterns
+from zos_cli.timeutil import now_stored
+
+# Message text shorter than this is not searched for in stored prompts (too likely to match
+# unrelated text); such calls are still found through the insights they produced.
+MIN_SEARCHED_TEXT = 6
+
+
+@dataclass
+class PurgeReport:
+    user_id: str
+    kind: str                        # "forget" or "erase"
+    messages: int = 0
+    reactions: int = 0
+    mentions: int = 0
+    insights: int = 0
+    llm_calls_scrubbed: int = 0
+    llm_cache_entries: int = 0
+    topics: int = 0
+    ledger_rows: int = 0
+    channels: int = 0
+    users: int = 0
+    tombstones: int = 0
+    backups: list[str] = field(default_factory=list)
+    backups_deleted: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def forget_dm(db: sqlite_utils.Database, user_id: str, *, db_path: Path | None = None,
+              include_backups: bool = False) -> PurgeReport:
+    """Erase the user's DM channels (both sides), their reactions, every insight whose
+    provenance touches them, and the model calls and cache entries that carried them."""
+    report = PurgeReport(user_id=user_id, kind="forget")
+    channels = dm_channel_ids(db, user_id)
+    with _secure(db), write_transaction(db):
+        messages = dm_message_ids(db, channels)
+        _purge(db, report, messages, topic_keys=[], reason=f"consent revoked with forget: {user_id}")
+        for channel in channels:
+            db.execute("DELETE FROM channels WHERE id = ?", [channel])
+            _tombstone(db, report, "channel", channel, "forget")
+        report.channels = len(channels)
+        _event(db, "forget", report)
+    _finish(db, report, db_path, include_backups)
+    return report
+
+
+def erase_user(db: sqlite_utils.Database, user_id: str, *, db_path: Path | None = None,
+               include_backups: bool = False) -> PurgeReport:
+    """Everything about a user: their DMs as in forget, their public messages, reactions,
+    mentions, topics and ledger rows, insights about them or made from their messages."""
+    report = PurgeReport(user_id=user_id, kind="erase")
+    channels = dm_channel_ids(db, user_id)
+    with _secure(db), write_transaction(db):
+        messages = dm_message_ids(db, channels) + [r[0] for r in db.execute(
+            "SELECT id FROM messages WHERE author_id = ? AND server_id IS NOT NULL", [user_id])]
+        patterns = user_topic_patterns(user_id) + [
+            f"server:*:user_in_channel:*:{user_id}",
+            f"server:*:dyad_in_channel:*:{user_id}:*",
+            f"server:*:dyad_in_channel:*:*:{user_id}",
+        ]
+        where = " OR ".join("key GLOB ?" for _ in patterns)
+        topics = [r[0] for r in db.execute(f"SELECT key FROM topics WHERE {where}", patterns)]
+        _purge(db, report, messages, topic_keys=topics, reason=f"user erased: {user_id}")
+        report.reactions += db.execute(
+            "DELETE FROM reactions WHERE user_id = ?", [user_id]).rowcount
+        report.mentions += db.execute(
+            "DELETE FROM mentions WHERE user_id = ?", [user_id]).rowcount
+        for topic in topics:
+            report.ledger_rows += db.execute(
+                "DELETE FROM salience_ledger WHERE topic_key = ?", [topic]).rowcount
+            db.execute("DELETE FROM reflection_marks WHERE topic_key = ?", [topic])
+            db.execute("DELETE FROM topics WHERE key = ?", [topic])
+            _tombstone(db, report, "topic", topic, "erase")
+        report.topics = len(topics)
+        for channel in channels:
+            db.execute("DELETE FROM channels WHERE id = ?", [channel])
+            _tombstone(db, report, "channel", channel, "erase")
+        report.channels = len(channels)
+        report.users = db.execute("DELETE FROM users WHERE id = ?", [user_id]).rowcount
+        _tombstone(db, report, "user", user_id, "erase")
+        _event(db, "erase", report)
+    _finish(db, report, db_path, include_backups)
+    return report
+
+
+def _purge(db, report: PurgeReport, message_ids: list[str], *, topic_keys: list[str],
+           reason: str) -> None:
+    topic_insights: list[str] = []
+    for topic in topic_keys:
+        topic_insights.extend(r[0] for r in db.execute(
+            "SELECT id FROM insights WHERE topic_key = ?", [topic]))
+    insights = insights_derived_from(db, message_ids, topic_insights)
+    texts = _texts(db, "messages", message_ids) + _texts(db, "insights", sorted(insights))
+    _scrub_model_traces(db, report, sorted(insights), texts)
+    for insight in sorted(insights):
+        db.execute("UPDATE insights SET supersedes = NULL WHERE supersedes = ?", [insight])
+        db.execute("DELETE FROM insights WHERE id = ?", [insight])
+        _tombstone(db, report, "insight", insight, reason)
+    report.insights = len(insights)
+    for message in message_ids:
+        report.reactions += db.execute(
+            "DELETE FROM reactions WHERE message_id = ?", [message]).rowcount
+        report.mentions += db.execute(
+            "DELETE FROM mentions WHERE message_id = ?", [message]).rowcount
+        db.execute("DELETE FROM messages WHERE id = ?", [message])
+        _tombstone(db, report, "message", message, reason)
+    report.messages = len(message_ids)
+
+
+def _texts(db, table: str, ids: list[str]) -> list[str]:
+    texts = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        texts.extend(r[0] for r in db.execute(
+            f"SELECT content FROM {table} WHERE id IN ({marks})", chunk)
+            if r[0] and len(r[0]) >= MIN_SEARCHED_TEXT)
+    return texts
+
+
+def _scrub_model_traces(db, report: PurgeReport, insight_ids: list[str], texts: list[str]) -> None:
+    """Model calls that produced these insights, or whose prompt or response carries any of
+    these texts, lose their prompt and response; matching cache entries are deleted."""
+    calls: set[str] = set()
+    for insight in insight_ids:
+        calls.update(r[0] for r in db.execute(
+            "SELECT c.id FROM llm_calls c JOIN insights i ON i.id = ? "
+            "WHERE c.layer_run_id = i.layer_run_id AND c.topic_key = i.topic_key", [insight]))
+    for text in texts:
+        calls.update(r[0] for r in db.execute(
+            "SELECT id FROM llm_calls WHERE instr(prompt, ?) > 0 OR instr(response, ?) > 0",
+            [text, text]))
+        for (key,) in db.execute(
+                "SELECT cache_key FROM llm_cache WHERE instr(response, ?) > 0", [text]).fetchall():
+            db.execute("DELETE FROM llm_cache WHERE cache_key = ?", [key])
+            report.llm_cache_entries += 1
+            _tombstone(db, report, "llm_cache", key, "forget")
+    for call in sorted(calls):
+        row = db.execute("SELECT topic_key, response FROM llm_calls WHERE id = ?", [call]).fetchone()
+        if row and row[1]:
+            for (key,) in db.execute("SELECT cache_key FROM llm_cache WHERE response = ?",
+                                     [row[1]]).fetchall():
+                db.execute("DELETE FROM llm_cache WHERE cache_key = ?", [key])
+                report.llm_cache_entries += 1
+                _tombstone(db, report, "llm_cache", key, "forget")
+        db.execute("UPDATE llm_calls SET prompt = NULL, response = NULL, error = NULL "
+                   "WHERE id = ?", [call])
+        _tombstone(db, report, "llm_call", call, "forget")
+    report.llm_calls_scrubbed = len(calls)
+
+
+def _tombstone(db, report: PurgeReport, object_type: str, object_id: str, reason: str) -> None:
+    db.execute("INSERT INTO tombstones (id, object_type, object_id, deleted_at, reason) "
+               "VALUES (?,?,?,?,?)", [new_id(), object_type, object_id, now_stored(), reason])
+    report.tombstones += 1
+
+
+def _event(db, event_type: str, report: PurgeReport) -> None:
+    payload = {k: v for k, v in report.as_dict().items() if isinstance(v, (int, str))}
+    db.execute("INSERT INTO events (id, event_type, payload, created_at) VALUES (?,?,?,?)",
+               [new_id(), event_type, json.dumps(payload), now_stored()])
+
+
+@contextmanager
+def _secure(db):
+    """secure_delete on for the block, back to what it was afterwards."""
+    before = db.execute("PRAGMA secure_delete").fetchone()[0]
+    db.execute("PRAGMA secure_delete = ON")
+    try:
+        yield
+    finally:
+        db.execute(f"PRAGMA secure_delete = {int(before)}")
+
+
+def _finish(db, report: PurgeReport, db_path: Path | None, include_backups: bool) -> None:
+    """Merge the FTS index (deleted terms leave no old segment) and truncate the WAL."""
+    with _secure(db), write_transaction(db):
+        db.execute("INSERT INTO insights_fts (insights_fts) VALUES ('optimize')")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if db_path is not None:
+        backups = migrations.list_backups(Path(db_path))
+        report.backups = [str(p) for p in backups]
+        if include_backups:
+            for backup in backups:
+                backup.unlink()
+            report.backups_deleted = report.backups
+            report.backups = []

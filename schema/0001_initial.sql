@@ -91,6 +91,8 @@ CREATE TABLE messages (
     has_links INTEGER NOT NULL DEFAULT 0 CHECK (has_links IN (0, 1)),
     is_pinned INTEGER NOT NULL DEFAULT 0 CHECK (is_pinned IN (0, 1)),
     stickers TEXT,                -- JSON
+    custom_emoji_ids TEXT,        -- JSON array: inline custom emoji ids, one per occurrence
+                                  -- (exports render them as :name:, so content cannot tell)
     source_exported_at TEXT,      -- the exportedAt (or fetch time) of the version stored
     ingested_at TEXT NOT NULL,
     updated_at TEXT,

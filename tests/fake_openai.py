@@ -1,0 +1,226 @@
+"""A fake OpenAI-compatible chat-completions server for tests and benchmarks.
+
+It runs on 127.0.0.1 in a background thread (real HTTP, real sockets) and speaks just enough of
+`POST /v1/chat/completions` for litellm's `openai/...` provider. What it answers is scripted:
+
+- `server.enqueue(Reply(...))` queues answers served in order; when the queue is empty the
+  `default` callable builds the answer from the request (by default: one valid insight).
+- A `Reply` can carry a status (429, 500…), a raw body (malformed JSON), a delay (latency or a
+  client timeout), usage tokens and headers (`Retry-After`).
+- `server.requests` logs every request (body, headers, start and end times); `max_in_flight`
+  records the highest number of requests being answered at once (the concurrency check).
+
+Usage:
+    with FakeOpenAI() as server:
+        server.enqueue(Reply(status=429))
+        ... litellm.completion(model="openai/fake-model", api_base=server.base_url, ...)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """One scripted answer. `content` is the assistant message text (a dict/list is dumped as
+    JSON); `body` replaces the whole HTTP body (for malformed responses); `status` != 200
+    sends an OpenAI-style error object unless `body` is given."""
+
+    content: Any = None
+    status: int = 200
+    body: str | bytes | None = None
+    delay: float = 0.0
+    prompt_tokens: int | None = None       # None: about chars/4 of the request's messages
+    completion_tokens: int | None = None   # None: about chars/4 of the content
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LoggedRequest:
+    path: str
+    headers: dict[str, str]
+    body: dict
+    started: float
+    finished: float | None = None
+    status: int | None = None
+
+    @property
+    def prompt_text(self) -> str:
+        return "\n".join(str(m.get("content", "")) for m in self.body.get("messages", []))
+
+
+def valid_answer(count: int = 1, **overrides: Any) -> dict:
+    """A schema-valid reflection answer with `count` insights."""
+    insights = []
+    for i in range(count):
+        insight = {
+            "content": f"Observation {i + 1}: they keep conversations warm and curious.",
+            "confidence": 0.7,
+            "importance": 0.6,
+            "novelty": 0.5,
+            "strength_adjustment": 1.0,
+            "valence": {"warmth": 0.6},
+            "subject": None,
+            "open_questions": [],
+            "conflicts_with": [],
+            "supersedes": None,
+        }
+        insight.update(overrides)
+        insights.append(insight)
+    return {"insights": insights}
+
+
+def _default_reply(request: dict) -> Reply:
+    return Reply(content=valid_answer())
+
+
+class FakeOpenAI:
+    def __init__(
+        self,
+        default: Callable[[dict], Reply] | None = None,
+        latency: float = 0.0,
+    ):
+        self.default = default or _default_reply
+        self.latency = latency
+        self._queue: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self.requests: list[LoggedRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ script
+    def enqueue(self, *replies: Reply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    def _next(self, request: dict) -> Reply:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        return self.default(request)
+
+    @property
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):  # noqa: N802
+                fake._handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ serving
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {"_unparsed": raw.decode("utf-8", "replace")}
+        logged = LoggedRequest(handler.path, dict(handler.headers), body, time.monotonic())
+        with self._lock:
+            self.requests.append(logged)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            reply = self._next(body)
+            delay = self.latency + reply.delay
+            if delay:
+                time.sleep(delay)
+            status, payload, headers = self._render(reply, body)
+            logged.status = status
+            try:
+                handler.send_response(status)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(payload)))
+                for name, value in headers.items():
+                    handler.send_header(name, value)
+                handler.end_headers()
+                handler.wfile.write(payload)
+                handler.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout test)
+        finally:
+            logged.finished = time.monotonic()
+            with self._lock:
+                self.in_flight -= 1
+
+    def _render(self, reply: Reply, request: dict) -> tuple[int, bytes, dict[str, str]]:
+        headers = dict(reply.headers)
+        if reply.body is not None:
+            raw = reply.body.encode() if isinstance(reply.body, str) else reply.body
+            return reply.status, raw, headers
+        if reply.status != 200:
+            error = {"error": {"message": f"fake error {reply.status}", "type": "fake_error",
+                               "code": str(reply.status)}}
+            return reply.status, json.dumps(error).encode(), headers
+        content = reply.content
+        if not isinstance(content, str):
+            content = json.dumps(content)
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in request.get("messages", []))
+        prompt_tokens = reply.prompt_tokens if reply.prompt_tokens is not None else max(
+            1, prompt_chars // 4)
+        completion_tokens = reply.completion_tokens if reply.completion_tokens is not None else max(
+            1, len(content) // 4)
+        document = {
+            "id": f"chatcmpl-fake-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.get("model", "fake-model"),
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        return 200, json.dumps(document).encode(), headers

@@ -1,0 +1,211 @@
+"""`zos insights list/show/search/export/runs/calls/delete`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from zos_cli import output
+from zos_cli.app_state import state
+from zos_cli.errors import UsageProblem
+from zos_cli.output import JsonFlag, NlFlag
+
+# Library modules are imported inside each command so that `zos --help` stays fast.
+
+app = typer.Typer(
+    help="Query insights; full-text search; export; inspect layer runs and model calls.",
+    no_args_is_help=True,
+)
+
+ScopeOpt = Annotated[Optional[str], typer.Option(
+    "--scope", metavar="SCOPE", help="Only public, dm or derived insights (exactly that scope).")]
+QuarantinedOpt = Annotated[bool, typer.Option(
+    "--include-quarantined", help="Also show quarantined insights.")]
+LIST_COLUMNS = ["id", "topic_key", "category", "sources_scope_max", "created_at", "strength",
+                "confidence", "content"]
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    topic: Annotated[Optional[str], typer.Option("--topic", metavar="KEY", help="One topic.")] = None,
+    category: Annotated[Optional[str], typer.Option(
+        "--category", metavar="C", help="An insight category, e.g. user_reflection.")] = None,
+    scope: ScopeOpt = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", metavar="T", help="Created at or after T (ISO-8601).")] = None,
+    include_quarantined: QuarantinedOpt = False,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", help="At most N (newest first).")] = 50,
+    json_: JsonFlag = False,
+    nl: NlFlag = False,
+) -> None:
+    """List insights, newest first."""
+    from zos_cli.insights import list_insights
+
+    fmt = output.choose(json_, nl)
+    db = state(ctx).open_db()
+    try:
+        rows = list_insights(db, topic=topic, category=category, scope=scope, since=since,
+                             include_quarantined=include_quarantined, limit=limit)
+        output.print_rows(rows, fmt, columns=LIST_COLUMNS, empty="No insights.")
+    finally:
+        db.close()
+
+
+@app.command("show")
+def show(ctx: typer.Context, insight_id: Annotated[str, typer.Argument(metavar="ID")],
+         json_: JsonFlag = False) -> None:
+    """One insight: provenance, layer run, model calls, supersedes chain."""
+    from zos_cli.insights import get_insight
+
+    fmt = output.choose(json_)
+    db = state(ctx).open_db()
+    try:
+        doc = get_insight(db, insight_id)
+    finally:
+        db.close()
+    output.print_document(doc, fmt, human=_print_insight)
+
+
+def _print_insight(doc: dict) -> None:
+    head = {k: doc[k] for k in ("id", "topic_key", "category", "sources_scope_max",
+                                "created_at", "strength", "confidence", "importance",
+                                "novelty", "valence", "quarantined", "subject", "supersedes",
+                                "superseded_by", "open_questions", "conflicts_with")}
+    head["layer run"] = (f"{doc['layer_run']['id']} ({doc['layer_run']['layer_name']}, "
+                         f"{doc['layer_run']['status']})" if doc["layer_run"] else None)
+    head["content"] = doc["content"]
+    output.print_key_values(head, title="Insight")
+    if doc["sources"]["messages"]:
+        output.print_rows(doc["sources"]["messages"], output.Format.TABLE,
+                          title="Source messages")
+    if doc["sources"]["insights"]:
+        output.print_rows(doc["sources"]["insights"], output.Format.TABLE,
+                          title="Source insights")
+    if doc["calls"]:
+        output.print_rows(doc["calls"], output.Format.TABLE, title="Model calls",
+                          columns=["id", "status", "model_name", "tokens_input",
+                                   "tokens_output", "estimated_cost_usd", "latency_ms"])
+    if doc["supersedes_chain"]:
+        output.print_rows(doc["supersedes_chain"], output.Format.TABLE, title="Supersedes")
+
+
+@app.command("search")
+def search(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(metavar="TEXT")],
+    scope: ScopeOpt = None,
+    include_quarantined: QuarantinedOpt = False,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", help="At most N results.")] = 20,
+    json_: JsonFlag = False,
+    nl: NlFlag = False,
+) -> None:
+    """Full-text search over insight content, best match first."""
+    from zos_cli.insights import search_insights
+
+    fmt = output.choose(json_, nl)
+    db = state(ctx).open_db()
+    try:
+        rows = search_insights(db, text, scope=scope, include_quarantined=include_quarantined,
+                               limit=limit)
+    finally:
+        db.close()
+    output.print_rows(rows, fmt, columns=["id", "topic_key", "sources_scope_max", "rank",
+                                          "snippet"], empty="No matching insights.")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    format_: Annotated[str, typer.Option("--format", metavar="jsonl|md",
+                                         help="JSON lines or Markdown.")] = "jsonl",
+    topic: Annotated[Optional[str], typer.Option("--topic", metavar="KEY", help="One topic.")] = None,
+    scope: ScopeOpt = None,
+    include_quarantined: QuarantinedOpt = False,
+) -> None:
+    """Export insights to stdout (JSON lines or Markdown grouped by topic)."""
+    from zos_cli.insights import export_insights
+
+    db = state(ctx).open_db()
+    try:
+        for line in export_insights(db, format_, scope=scope, topic=topic,
+                                    include_quarantined=include_quarantined):
+            sys.stdout.write(line + "\n")
+    finally:
+        db.close()
+    sys.stdout.flush()
+
+
+@app.command("runs")
+def runs(
+    ctx: typer.Context,
+    layer: Annotated[Optional[str], typer.Option("--layer", metavar="L", help="One layer.")] = None,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", help="At most N runs.")] = 50,
+    json_: JsonFlag = False,
+    nl: NlFlag = False,
+) -> None:
+    """Layer runs, newest first: status, targets, insights, tokens, cost, errors."""
+    from zos_cli.insights import list_runs
+
+    fmt = output.choose(json_, nl)
+    db = state(ctx).open_db()
+    try:
+        rows = list_runs(db, layer=layer, limit=limit)
+    finally:
+        db.close()
+    if fmt is output.Format.TABLE:
+        rows = [{**r, "errors": len(r["errors"]), "tokens": r["tokens_input"] + r["tokens_output"]}
+                for r in rows]
+    output.print_rows(rows, fmt, empty="No layer runs.", columns=None if fmt is not output.Format.TABLE
+                      else ["id", "layer_name", "status", "started_at", "model", "target_count",
+                            "insights_created", "tokens", "cost_usd", "errors"])
+
+
+@app.command("calls")
+def calls(
+    ctx: typer.Context,
+    run: Annotated[Optional[str], typer.Option("--run", metavar="ID", help="One layer run.")] = None,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", help="At most N calls.")] = 100,
+    full: Annotated[bool, typer.Option("--full", help="Include prompt and response text.")] = False,
+    json_: JsonFlag = False,
+    nl: NlFlag = False,
+) -> None:
+    """Model calls, newest first: model, status, tokens, cost, latency, error."""
+    from zos_cli.insights import list_calls
+
+    fmt = output.choose(json_, nl)
+    db = state(ctx).open_db()
+    try:
+        rows = list_calls(db, run=run, limit=limit, full=full)
+    finally:
+        db.close()
+    output.print_rows(rows, fmt, empty="No model calls.", columns=None if full else [
+        "id", "layer_run_id", "topic_key", "model_name", "status", "tokens_input",
+        "tokens_output", "estimated_cost_usd", "latency_ms", "error"])
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    insight_id: Annotated[str, typer.Argument(metavar="ID")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_: JsonFlag = False,
+) -> None:
+    """Delete one insight (its full-text row too); a tombstone and an event remain."""
+    from zos_cli.insights import delete_insight
+
+    fmt = output.choose(json_)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageProblem(
+                f"refusing to delete insight {insight_id} without --yes (no terminal to confirm)")
+        typer.confirm(f"Delete insight {insight_id}?", abort=True, err=True)
+    db = state(ctx).open_db()
+    try:
+        doc = delete_insight(db, insight_id)
+    finally:
+        db.close()
+    output.print_document(doc, fmt, human=lambda d: print(
+        f"Deleted insight {d['deleted']} (tombstone {d['tombstone_id']})."))

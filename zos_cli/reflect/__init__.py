@@ -1,0 +1,4 @@
+"""Reflection: layers, context assembly, the model seam, validation, storage and a layer run.
+
+Nothing here imports litellm at module level: only `llm.call_model` does, when a model is called.
+"""

@@ -1,0 +1,323 @@
+"""What a target's reflection reads: which stored messages (or, for synthesis, which
+server-scoped insights) belong to a topic, past its high-water mark, newest first.
+
+Each topic kind maps to one SQL filter over `messages`:
+- server user: their messages in that server; global user: the stored DM channels they are in
+  (each channel asked again whether it may still be stored — consent may be revoked since);
+- dyad: replies and mentions between the two (server) or the DM channels both are in (global);
+- channel: its messages, and its threads' unless the server keeps threads as topics; thread: its own;
+- user_in_channel / dyad_in_channel: the user / dyad filter inside the channel filter;
+- subject: messages naming it (`board_games` matches "board games" too);
+- emoji: messages using the custom emoji or reacted with it; role: messages mentioning the role;
+- self: messages by or mentioning zos's own account (in one server, or anywhere public).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from zos_cli.config import Config
+
+
+@dataclass(frozen=True)
+class Target:
+    """A topic key, parsed into what reflection needs to find its material."""
+
+    key: str
+    category: str
+    kind: str                      # user, dyad, channel, thread, user_in_channel, …
+    server_id: str | None = None
+    user_ids: tuple[str, ...] = ()
+    channel_id: str | None = None
+    name: str | None = None        # subject name
+    emoji_id: str | None = None
+    role_id: str | None = None
+    balance: float = 0.0
+
+    @property
+    def is_global(self) -> bool:
+        return self.server_id is None
+
+
+def target_from_key(key: str, balance: float = 0.0) -> Target:
+    """Parse a topic key (InvalidTopicKey, exit 2, when it is not one) into a Target."""
+    from zos_cli import topics
+
+    t = topics.parse(key)
+    ids = t.ids
+    fields: dict = {}
+    if t.kind in ("user", "dyad"):
+        fields["user_ids"] = ids
+    elif t.kind in ("channel", "thread"):
+        fields["channel_id"] = ids[0]
+    elif t.kind == "user_in_channel":
+        fields.update(channel_id=ids[0], user_ids=(ids[1],))
+    elif t.kind == "dyad_in_channel":
+        fields.update(channel_id=ids[0], user_ids=tuple(ids[1:3]))
+    elif t.kind == "subject":
+        fields["name"] = ids[0]
+    elif t.kind == "emoji":
+        fields["emoji_id"] = ids[0]
+    elif t.kind == "role":
+        fields["role_id"] = ids[0]
+    return Target(t.key, t.category, t.kind, t.server_id, balance=balance, **fields)
+
+
+@dataclass(frozen=True)
+class Mark:
+    at: str
+    id: str
+
+
+def get_mark(db: sqlite_utils.Database, layer: str, topic_key: str) -> Mark | None:
+    row = db.execute(
+        "SELECT last_item_at, last_item_id FROM reflection_marks "
+        "WHERE layer_name = ? AND topic_key = ?",
+        [layer, topic_key],
+    ).fetchone()
+    return Mark(row[0], row[1]) if row else None
+
+
+def self_user_id(db: sqlite_utils.Database, config: Config) -> str | None:
+    from zos_cli.consent import self_user_id as configured_or_learned
+
+    return configured_or_learned(db, config)
+
+
+def threads_as_topics(db: sqlite_utils.Database, config: Config, server_id: str) -> bool:
+    if server_id in config.servers:
+        return config.servers[server_id].threads_as_topics
+    row = db.execute("SELECT threads_as_topics FROM servers WHERE id = ?", [server_id]).fetchone()
+    return bool(row and row[0])
+
+
+# ---------------------------------------------------------------- DM channels and consent
+def dm_channels_with(db: sqlite_utils.Database,
+                     user_ids: tuple[str, ...]) -> list[tuple[str, list[str]]]:
+    """Stored DM channels (id, participants) whose participants include all of `user_ids`."""
+    rows = db.execute(
+        "SELECT id, participant_ids FROM channels WHERE type IN ('dm', 'group_dm')"
+    ).fetchall()
+    found = []
+    for channel_id, participants in rows:
+        try:
+            people = set(json.loads(participants or "[]"))
+        except ValueError:
+            continue
+        if set(user_ids) <= people:
+            found.append((channel_id, sorted(people)))
+    return found
+
+
+def readable_dm_channels(db: sqlite_utils.Database, config: Config,
+                         user_ids: tuple[str, ...]) -> list[str]:
+    """DM channels with `user_ids` whose messages may still be read: consent was checked
+    when they were stored, and is asked again here because it may have been revoked since."""
+    from zos_cli.consent import dm_may_be_stored
+
+    allowed = []
+    for channel_id, participants in dm_channels_with(db, user_ids):
+        if dm_may_be_stored(db, participants):
+            allowed.append(channel_id)
+    return allowed
+
+
+# ---------------------------------------------------------------- message filters
+def message_filter(db: sqlite_utils.Database, config: Config,
+                   target: Target) -> tuple[str, list] | None:
+    """(SQL condition over `m` — with `p` the replied-to message — and its parameters), or
+    None when the target has no message material (e.g. no readable DM channel)."""
+    k, s = target.kind, target.server_id
+    if k == "user" and s is None:
+        return _in_channels(readable_dm_channels(db, config, target.user_ids))
+    if k == "dyad" and s is None:
+        return _in_channels(readable_dm_channels(db, config, target.user_ids))
+    if k == "user":
+        return "m.server_id = ? AND m.author_id = ?", [s, target.user_ids[0]]
+    if k == "dyad":
+        cond, params = _dyad(*target.user_ids)
+        return f"m.server_id = ? AND {cond}", [s, *params]
+    if k in ("channel", "thread"):
+        return _channel(db, config, target)
+    if k == "user_in_channel":
+        cond, params = _channel(db, config, target)
+        return f"{cond} AND m.author_id = ?", [*params, target.user_ids[0]]
+    if k == "dyad_in_channel":
+        cond, params = _channel(db, config, target)
+        dyad, dparams = _dyad(*target.user_ids)
+        return f"{cond} AND {dyad}", [*params, *dparams]
+    if k == "subject":
+        words = {target.name, target.name.replace("_", " ")}
+        likes = " OR ".join("m.content LIKE ? ESCAPE '\\'" for _ in words)
+        return (f"m.server_id = ? AND ({likes})",
+                [s, *(f"%{_escape_like(w)}%" for w in sorted(words))])
+    if k == "emoji":
+        return ("m.server_id = ? AND (m.content LIKE ? OR m.id IN "
+                "(SELECT message_id FROM reactions WHERE emoji_id = ?))",
+                [s, f"%:{target.emoji_id}>%", target.emoji_id])
+    if k == "role":
+        return ("m.server_id = ? AND m.id IN (SELECT message_id FROM role_mentions "
+                "WHERE role_id = ?)", [s, target.role_id])
+    if k == "self":
+        me = self_user_id(db, config)
+        if me is None:
+            return None
+        mine = "(m.author_id = ? OR m.id IN (SELECT message_id FROM mentions WHERE user_id = ?))"
+        if s is None:
+            return f"m.server_id IS NOT NULL AND {mine}", [me, me]
+        return f"m.server_id = ? AND {mine}", [s, me, me]
+    return None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _in_channels(channels: list[str]) -> tuple[str, list] | None:
+    if not channels:
+        return None
+    return f"m.channel_id IN ({', '.join('?' for _ in channels)})", list(channels)
+
+
+def _dyad(a: str, b: str) -> tuple[str, list]:
+    one_way = ("(m.author_id = ? AND (p.author_id = ? OR m.id IN "
+               "(SELECT message_id FROM mentions WHERE user_id = ?)))")
+    return f"({one_way} OR {one_way})", [a, b, b, b, a, a]
+
+
+def _channel(db, config, target: Target) -> tuple[str, list]:
+    if target.kind == "thread" or threads_as_topics(db, config, target.server_id):
+        return "m.channel_id = ?", [target.channel_id]
+    return ("(m.channel_id = ? OR m.channel_id IN (SELECT id FROM channels WHERE parent_id = ?))",
+            [target.channel_id, target.channel_id])
+
+
+MESSAGE_COLUMNS = ("id", "channel_id", "server_id", "author_id", "content", "created_at",
+                   "visibility_scope", "reply_to_id", "reply_author_id", "has_media", "has_links")
+
+
+def newest_messages(db: sqlite_utils.Database, config: Config, target: Target,
+                    mark: Mark | None, page: int = 200) -> Iterator[dict]:
+    """The target's messages past `mark`, newest first, read page by page (the caller stops
+    when its token budget is full)."""
+    found = message_filter(db, config, target)
+    if found is None:
+        return
+    condition, params = found
+    past = ""
+    if mark is not None:
+        past = (" AND (m.created_at > ? OR (m.created_at = ? AND "
+                "CAST(m.id AS INTEGER) > CAST(? AS INTEGER)))")
+        params = [*params, mark.at, mark.at, mark.id]
+    sql = (
+        "SELECT m.id, m.channel_id, m.server_id, m.author_id, m.content, m.created_at, "
+        "m.visibility_scope, m.reply_to_id, p.author_id, m.has_media, m.has_links "
+        "FROM messages m LEFT JOIN messages p ON p.id = m.reply_to_id "
+        f"WHERE m.deleted_at IS NULL AND {condition}{past} "
+        "ORDER BY m.created_at DESC, CAST(m.id AS INTEGER) DESC LIMIT ? OFFSET ?"
+    )
+    offset = 0
+    while True:
+        rows = db.execute(sql, [*params, page, offset]).fetchall()
+        for row in rows:
+            yield dict(zip(MESSAGE_COLUMNS, row))
+        if len(rows) < page:
+            return
+        offset += page
+
+
+def reactions_on(db: sqlite_utils.Database, message_ids: list[str]) -> dict[str, list[tuple]]:
+    """message id → [(emoji label, count)] from the stored reaction rows."""
+    result: dict[str, list[tuple]] = {}
+    for start in range(0, len(message_ids), 500):
+        chunk = message_ids[start:start + 500]
+        rows = db.execute(
+            "SELECT message_id, emoji, is_custom, count(*) FROM reactions "
+            f"WHERE removed_at IS NULL AND message_id IN ({', '.join('?' for _ in chunk)}) "
+            "GROUP BY message_id, emoji, emoji_id ORDER BY count(*) DESC",
+            chunk,
+        ).fetchall()
+        for message_id, emoji, is_custom, count in rows:
+            label = f":{emoji}:" if is_custom else emoji
+            result.setdefault(message_id, []).append((label, count))
+    return result
+
+
+# ---------------------------------------------------------------- prior insights
+PRIOR_COLUMNS = ("id", "topic_key", "created_at", "content", "strength", "confidence",
+                 "sources_scope_max", "subject", "metadata")
+
+
+def prior_insights(db: sqlite_utils.Database, target: Target, retrieval: str,
+                   as_of: str) -> list[dict]:
+    """The target's standing insights in the order the retrieval profile prefers them:
+    recent (newest first), deep (strongest first, more of them), balanced (alternating the
+    newest and the strongest). Quarantined, expired and superseded insights are left out."""
+    where = "i.topic_key = ?"
+    params: list = [target.key]
+    if target.kind == "subject" and target.server_id:
+        where = "(i.topic_key = ? OR (i.subject = ? AND i.topic_key LIKE ?))"
+        params = [target.key, target.name, f"server:{target.server_id}:%"]
+    base = (
+        f"SELECT {', '.join('i.' + c for c in PRIOR_COLUMNS)} FROM insights i "
+        f"WHERE {where} AND i.quarantined = 0 "
+        "AND (i.expires_at IS NULL OR i.expires_at > ?) "
+        "AND NOT EXISTS (SELECT 1 FROM insights n WHERE n.supersedes = i.id AND n.quarantined = 0)"
+    )
+    params.append(as_of)
+
+    def fetch(order: str, limit: int) -> list[dict]:
+        rows = db.execute(f"{base} ORDER BY {order} LIMIT ?", [*params, limit]).fetchall()
+        return [dict(zip(PRIOR_COLUMNS, r)) for r in rows]
+
+    if retrieval == "recent":
+        return fetch("i.created_at DESC, i.id DESC", 8)
+    if retrieval == "deep":
+        return fetch("i.strength DESC, i.created_at DESC", 20)
+    newest = fetch("i.created_at DESC, i.id DESC", 6)
+    strongest = fetch("i.strength DESC, i.created_at DESC", 6)
+    merged, seen = [], set()
+    for pair in zip(newest + [None] * 6, strongest + [None] * 6):
+        for row in pair:
+            if row is not None and row["id"] not in seen:
+                seen.add(row["id"])
+                merged.append(row)
+    return merged
+
+
+# Share of the context budget (after the template itself) that prior insights may use.
+PRIOR_SHARE = {"recent": 0.2, "balanced": 0.3, "deep": 0.45}
+
+
+# ---------------------------------------------------------------- synthesis material
+def server_insights_for(db: sqlite_utils.Database, target: Target, mark: Mark | None) -> list[dict]:
+    """New insights of the server-scoped topics that roll up into a global user or dyad,
+    newest first (quarantined ones never)."""
+    if target.kind == "user":
+        pattern = f"server:%:user:{target.user_ids[0]}"
+    elif target.kind == "dyad":
+        pattern = f"server:%:dyad:{target.user_ids[0]}:{target.user_ids[1]}"
+    else:
+        return []
+    params: list = [pattern]
+    past = ""
+    if mark is not None:
+        past = " AND (i.created_at > ? OR (i.created_at = ? AND i.id > ?))"
+        params += [mark.at, mark.at, mark.id]
+    rows = db.execute(
+        f"SELECT {', '.join('i.' + c for c in PRIOR_COLUMNS)} FROM insights i "
+        f"WHERE i.topic_key LIKE ? AND i.quarantined = 0{past} "
+        "ORDER BY i.created_at DESC, i.id DESC",
+        params,
+    ).fetchall()
+    # LIKE's `%` could match across key parts; keep exact server-scoped keys only.
+    exact = []
+    for row in rows:
+        parts = row[1].split(":")
+        if len(parts) >= 4 and parts[0] == "server" and ":".join(parts[2:]) == pattern.split("%:", 1)[1]:
+            exact.append(dict(zip(PRIOR_COLUMNS, row)))
+    return exact

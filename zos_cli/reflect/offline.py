@@ -1,0 +1,121 @@
+"""The offline reflector: one insight per target per run, computed from the data it read.
+
+Used when no model is configured anywhere (or with `--model offline`). It makes no model call
+and no network request and writes no `llm_calls` row. The insight describes activity rhythm
+(how much, over what span, at what hours and on which days), channels, conversation partners
+and reaction culture — or, for synthesis, what the server-scoped insights say. Confidence is
+1.0 (it is counting, not guessing), importance follows the topic's balance, the one valence is
+curiosity 0.5, and `metadata.reflector = "offline"`. Storage supersedes the topic's previous
+offline insight. Its token count is the context it read (salience spends on that).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from zos_cli.reflect.context import Context
+from zos_cli.reflect.schema import InsightOut, ReflectionOut, Valence
+from zos_cli.reflect.timefmt import relative
+from zos_cli.timeutil import parse_time
+
+REFLECTOR = "offline"
+IMPORTANCE_BALANCE = 100.0   # a balance this high (a full server-user cap) is importance 1.0
+
+_DAY_NAMES = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays",
+              "Sundays")
+_BANDS = ((0, 6, "at night (00–06 UTC)"), (6, 12, "in the morning (06–12 UTC)"),
+          (12, 18, "in the afternoon (12–18 UTC)"), (18, 24, "in the evening (18–24 UTC)"))
+
+
+def _top(counter: Counter, n: int = 3) -> str:
+    items = counter.most_common(n)
+    return ", ".join(f"{name} ({count})" for name, count in items)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def describe_messages(context: Context) -> str:
+    messages = context.messages
+    target = context.target
+    label = context.label or target.key
+    times = [parse_time(m["created_at"]) for m in messages]
+    first, last = min(times), max(times)
+    sentences = [
+        f"{label}: {_plural(len(messages), 'message')} read, from "
+        f"{relative(first, context.as_of)} to {relative(last, context.as_of)}."
+    ]
+    bands = Counter(next(b[2] for b in _BANDS if b[0] <= t.hour < b[1]) for t in times)
+    days = Counter(_DAY_NAMES[t.weekday()] for t in times)
+    band, _ = bands.most_common(1)[0]
+    day, _ = days.most_common(1)[0]
+    sentences.append(f"Most active {band}, busiest on {day}.")
+
+    channels = Counter(_channel_label(context, m) for m in messages)
+    if len(channels) > 1 or target.kind not in ("channel", "thread"):
+        sentences.append(f"Channels: {_top(channels)}.")
+
+    aliased = set(context.aliased)
+    if target.kind in ("user", "user_in_channel"):
+        me = target.user_ids[0]
+        partners = Counter(
+            context.labels.get(m["reply_author_id"]) or m["reply_author_id"]
+            for m in messages
+            if m["reply_author_id"] and m["reply_author_id"] != me
+            and m["reply_author_id"] not in aliased
+        )
+        if partners:
+            sentences.append(f"Replies most to {_top(partners)}.")
+    else:
+        voices = Counter(context.labels[m["author_id"]] for m in messages
+                         if m["author_id"] not in aliased)
+        if voices:
+            sentences.append(f"Most heard: {_top(voices)}.")
+        others = len({m["author_id"] for m in messages if m["author_id"] in aliased})
+        if others:
+            sentences.append(f"Also {_plural(others, 'participant')} not analysed.")
+
+    reactions: Counter = Counter()
+    for m in messages:
+        for emoji, count in context.reactions.get(m["id"], []):
+            reactions[emoji] += count
+    if reactions:
+        total = sum(reactions.values())
+        sentences.append(f"{_plural(total, 'reaction')} on these messages, mostly {_top(reactions)}.")
+    else:
+        sentences.append("No reactions on these messages.")
+    return " ".join(sentences)
+
+
+def _channel_label(context: Context, message: dict) -> str:
+    return context.channel_names.get(message["channel_id"], message["channel_id"])
+
+
+def describe_insights(context: Context) -> str:
+    sources = context.source_insights
+    servers = Counter(i["topic_key"].split(":")[1] for i in sources)
+    newest = sources[-1]["content"]
+    first_sentence = newest.split(". ")[0].rstrip(".")
+    return (
+        f"{_plural(len(sources), 'server insight')} from {_plural(len(servers), 'server')} "
+        f"folded into {context.target.key}; the newest says: {first_sentence}."
+    )
+
+
+def reflect_offline(context: Context) -> ReflectionOut:
+    """The one offline insight of this target (the context must have material)."""
+    if context.source_insights:
+        content = describe_insights(context)
+    else:
+        content = describe_messages(context)
+    importance = max(0.0, min(1.0, context.target.balance / IMPORTANCE_BALANCE))
+    insight = InsightOut(
+        content=content,
+        confidence=1.0,
+        importance=round(importance, 4),
+        novelty=1.0 if not context.prior else 0.5,
+        strength_adjustment=1.0,
+        valence=Valence(curiosity=0.5),
+    )
+    return ReflectionOut(insights=[insight])

@@ -1,0 +1,118 @@
+"""How people appear in a reflection prompt: display names, and `<chat_N>` for everyone the
+privacy-gate role keeps out of analysis.
+
+A server's gate role comes from `zos.toml` (`[servers."<id>"] privacy_gate_role`) or, failing
+that, the `servers.privacy_gate_role` column. Users without it — including users whose roles
+are unknown — are shown as `<chat_1>`, `<chat_2>`… numbered in order of appearance within one
+prompt (one conversation), so nothing about them is named or analysed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlite_utils
+
+from zos_cli.config import Config
+
+_USER_MENTION = re.compile(r"<@!?(\d+)>")
+_ROLE_MENTION = re.compile(r"<@&(\d+)>")
+_CHANNEL_MENTION = re.compile(r"<#(\d+)>")
+_CUSTOM_EMOJI = re.compile(r"<a?:([A-Za-z0-9_~]+):(\d+)>")
+
+
+def gate_role(db: sqlite_utils.Database, config: Config, server_id: str | None) -> str | None:
+    if server_id is None:
+        return None  # DMs have no gate: consent governs them
+    configured = config.server(server_id).privacy_gate_role
+    if configured:
+        return configured
+    row = db.execute("SELECT privacy_gate_role FROM servers WHERE id = ?", [server_id]).fetchone()
+    return row[0] if row and row[0] else None
+
+
+def passes_gate(db: sqlite_utils.Database, config: Config, server_id: str | None,
+                user_id: str) -> bool:
+    role = gate_role(db, config, server_id)
+    if role is None:
+        return True
+    row = db.execute(
+        "SELECT 1 FROM user_roles WHERE user_id = ? AND role_id = ?", [user_id, role]
+    ).fetchone()
+    return row is not None
+
+
+class Namer:
+    """Labels for one prompt. `label(user_id, server_id)` is a display name or `<chat_N>`."""
+
+    def __init__(self, db: sqlite_utils.Database, config: Config, self_user_id: str | None):
+        self.db = db
+        self.config = config
+        self.self_user_id = self_user_id
+        self._aliases: dict[str, str] = {}
+        self._names: dict[tuple[str, str | None], str] = {}
+        self._gate: dict[tuple[str, str | None], bool] = {}
+        self._roles: dict[str, str] = {}
+        self._channels: dict[str, str] = {}
+
+    def is_gated(self, user_id: str, server_id: str | None) -> bool:
+        key = (user_id, server_id)
+        if key not in self._gate:
+            self._gate[key] = not passes_gate(self.db, self.config, server_id, user_id)
+        return self._gate[key]
+
+    @property
+    def aliased(self) -> dict[str, str]:
+        """user id → `<chat_N>` for everyone aliased so far."""
+        return dict(self._aliases)
+
+    def label(self, user_id: str, server_id: str | None) -> str:
+        if self.self_user_id and user_id == self.self_user_id:
+            return "zos"
+        if self.is_gated(user_id, server_id):
+            if user_id not in self._aliases:
+                self._aliases[user_id] = f"<chat_{len(self._aliases) + 1}>"
+            return self._aliases[user_id]
+        key = (user_id, server_id)
+        if key not in self._names:
+            self._names[key] = self._display_name(user_id, server_id)
+        return self._names[key]
+
+    def _display_name(self, user_id: str, server_id: str | None) -> str:
+        row = self.db.execute(
+            "SELECT u.display_name, u.name, u.is_bot, t.nickname FROM users u "
+            "LEFT JOIN user_server_tracking t ON t.user_id = u.id AND t.server_id = ? "
+            "WHERE u.id = ?",
+            [server_id, user_id],
+        ).fetchone()
+        if row is None:
+            return f"user {user_id}"
+        display, name, is_bot, nickname = row
+        label = nickname or display or name or f"user {user_id}"
+        return f"{label} (bot)" if is_bot else label
+
+    def channel_name(self, channel_id: str) -> str:
+        if channel_id not in self._channels:
+            row = self.db.execute(
+                "SELECT name, type FROM channels WHERE id = ?", [channel_id]
+            ).fetchone()
+            if row is None:
+                self._channels[channel_id] = f"#{channel_id}"
+            elif row[1] in ("dm", "group_dm"):
+                self._channels[channel_id] = "direct messages"
+            else:
+                self._channels[channel_id] = f"#{row[0] or channel_id}"
+        return self._channels[channel_id]
+
+    def role_name(self, role_id: str) -> str:
+        if role_id not in self._roles:
+            row = self.db.execute("SELECT name FROM roles WHERE id = ?", [role_id]).fetchone()
+            self._roles[role_id] = (row[0] if row and row[0] else f"role {role_id}")
+        return self._roles[role_id]
+
+    def readable(self, text: str, server_id: str | None) -> str:
+        """Discord markup to names: mentions, role mentions, channel links, custom emoji."""
+        text = _USER_MENTION.sub(lambda m: "@" + self.label(m.group(1), server_id), text)
+        text = _ROLE_MENTION.sub(lambda m: "@" + self.role_name(m.group(1)), text)
+        text = _CHANNEL_MENTION.sub(lambda m: self.channel_name(m.group(1)), text)
+        return _CUSTOM_EMOJI.sub(lambda m: f":{m.group(1)}:", text)

@@ -1,0 +1,293 @@
+"""One layer run: choose targets, assemble their contexts, reflect (model or offline) with
+bounded concurrency, store each target as it finishes, and close the run with its totals.
+
+Statuses: running → completed (every attempted target stored) | partial (some failed) |
+failed (all failed); `dry_run` runs write only their `layer_runs` row. A target that fails
+spends no salience and writes only its `llm_calls` audit rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+
+from zos_cli import locks, output
+from zos_cli.config import Config
+from zos_cli.errors import UsageProblem, ZosError
+from zos_cli.reflect import llm, store
+from zos_cli.reflect.context import Context, build_context
+from zos_cli.reflect.layers import Layer, get_layer
+from zos_cli.reflect.llm import CallRecord, ModelChoice, ModelOutcome, RetryPolicy
+from zos_cli.reflect.offline import REFLECTOR as OFFLINE_REFLECTOR
+from zos_cli.reflect.offline import reflect_offline
+from zos_cli.reflect.schema import InvalidAnswer, parse_answer, response_format
+from zos_cli.reflect.targets import choose_targets
+
+
+@dataclass
+class RunOptions:
+    layer: str
+    dry_run: bool = False
+    topic: str | None = None
+    max_targets: int | None = None
+    model: str | None = None
+    concurrency: int | None = None
+    max_cost: float | None = None
+    as_of: str | None = None        # None: the data's clock; "now": the wall clock; or ISO-8601
+    cache: bool = False
+    layers_dir: Path | None = None  # local override folder (default ./layers)
+
+
+@dataclass
+class RunTotals:
+    ok: list[str] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    insights: int = 0
+    tokens_input: int = 0
+    tokens_output: int = 0
+    cost_usd: float = 0.0
+
+    def add_calls(self, calls: list[CallRecord]) -> None:
+        self.tokens_input += sum(c.tokens_input for c in calls)
+        self.tokens_output += sum(c.tokens_output for c in calls)
+        self.cost_usd += sum(c.estimated_cost_usd for c in calls)
+
+
+def resolve_as_of(db: sqlite_utils.Database, value: str | None) -> str:
+    """The run's clock (salience's): the newest stored message by default, so an imported
+    export is not judged against today's date; `now` is the wall clock."""
+    from zos_cli.salience import resolve_as_of as salience_as_of
+
+    return salience_as_of(db, value or None)
+
+
+def cache_key(choice: ModelChoice, prompt: str) -> str:
+    payload = json.dumps({
+        "model": choice.model, "temperature": choice.temperature,
+        "max_tokens": choice.max_tokens, "messages": llm.build_messages(prompt),
+        "response_format": response_format(),
+    }, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _cached(db, choice: ModelChoice, context: Context) -> tuple[ModelOutcome | None, dict]:
+    """A stored answer for the same model and prompt, replayed as a `cached` call."""
+    key = cache_key(choice, context.prompt)
+    row = db.execute(
+        "SELECT response, tokens_input, tokens_output FROM llm_cache WHERE cache_key = ?", [key]
+    ).fetchone()
+    entry = {"key": key, "hit": False}
+    if row is None:
+        return None, entry
+    try:
+        answer = parse_answer(row[0])
+    except InvalidAnswer:
+        return None, entry  # a stale entry from an older schema: ask the model again
+    provider, name = llm.provider_and_name(choice.model)
+    call = CallRecord(context.target.key, choice.profile, provider, name,
+                      json.dumps(llm.build_messages(context.prompt), ensure_ascii=False), row[0],
+                      tokens_input=row[1], tokens_output=row[2], status="cached")
+    entry["hit"] = True
+    return ModelOutcome(answer, [call], None, row[0]), entry
+
+
+def _summary(layer: Layer, choice: ModelChoice, as_of: str, **values) -> dict:
+    doc = {
+        "layer_run_id": None, "status": "completed", "targets": [], "insights_created": 0,
+        "tokens_used": 0, "cost_usd": 0.0, "errors": [],
+        "layer": layer.name, "layer_hash": layer.hash, "model": choice.label, "as_of": as_of,
+        "skipped": [],
+    }
+    doc.update(values)
+    return doc
+
+
+def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
+              options: RunOptions) -> dict:
+    """Run one layer; returns the summary of DESIGN §1 (`reflect --json`)."""
+    layer = get_layer(options.layer, options.layers_dir)
+    choice = llm.resolve_model(config, layer.spec.model, options.model)
+    llm.check_credentials(choice)
+    concurrency = options.concurrency or config.reflection.concurrency
+    if concurrency < 1:
+        raise UsageProblem("--concurrency must be at least 1")
+    if options.max_cost is not None and options.max_cost < 0:
+        raise UsageProblem("--max-cost must be zero or more (US dollars)")
+    with locks.job_lock(db_path, f"reflect-{layer.name}"):
+        as_of = resolve_as_of(db, options.as_of)
+        targets = choose_targets(db, config, layer, topic=options.topic,
+                                 max_targets=options.max_targets)
+        if not targets:
+            return _summary(layer, choice, as_of, note=(
+                f"nothing salient for layer {layer.name}: no {'/'.join(layer.categories)} topic "
+                f"has a balance of {layer.spec.min_salience:g} or more"))
+        contexts, skipped = [], []
+        for target in targets:
+            context = build_context(db, config, layer, target, as_of)
+            if context.has_material:
+                contexts.append(context)
+            else:
+                skipped.append({"target": target.key,
+                                "reason": "nothing new since its last reflection"})
+        contexts, estimates, capped = _within_cost(choice, contexts, options.max_cost)
+        skipped += capped
+        if not contexts:
+            return _summary(layer, choice, as_of, skipped=skipped,
+                            note="nothing new to reflect on for the selected targets")
+        if options.dry_run:
+            return _dry_run(db, layer, choice, as_of, contexts, estimates, skipped)
+        run_id = store.start_run(db, layer=layer, as_of=as_of, model_label=choice.label,
+                                 targets=[c.target.key for c in contexts])
+        totals = RunTotals()
+        try:
+            if choice.offline:
+                _run_offline(db, config, run_id, contexts, totals)
+            else:
+                policy = RetryPolicy.from_config(config)
+                _run_model(db, config, run_id, choice, policy, contexts, totals, concurrency,
+                           options.cache)
+        except BaseException as exc:
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+            totals.errors.append({"target": None, "error": f"run aborted: {reason}"})
+            _finish(db, config, run_id, as_of, contexts, totals, force="failed")
+            raise
+        status = _finish(db, config, run_id, as_of, contexts, totals)
+        return _summary(
+            layer, choice, as_of, layer_run_id=run_id, status=status,
+            targets=[c.target.key for c in contexts], insights_created=totals.insights,
+            tokens_used=totals.tokens_input + totals.tokens_output,
+            cost_usd=round(totals.cost_usd, 6), errors=totals.errors, skipped=skipped,
+        )
+
+
+def _within_cost(choice: ModelChoice, contexts: list[Context], max_cost: float | None):
+    """(contexts kept, per-target estimates, skipped): targets are taken in order until the
+    next one's estimate would pass `max_cost`. The estimate is the prompt plus a full
+    `max_tokens` answer at litellm's prices."""
+    estimates, kept, skipped, total = [], [], [], 0.0
+    unknown_price = capped = False
+    for context in contexts:
+        cost = llm.estimate_cost(choice, context.tokens, 0 if choice.offline else choice.max_tokens)
+        if cost is None:
+            unknown_price, cost = True, 0.0
+        if capped or (max_cost is not None and total + cost > max_cost):
+            capped = True  # stop taking targets: salience order is kept, none is jumped
+            skipped.append({"target": context.target.key,
+                            "reason": f"--max-cost {max_cost:g} reached"})
+            continue
+        total += cost
+        kept.append(context)
+        estimates.append({"target": context.target.key, "prompt_tokens": context.tokens,
+                          "cost_usd": round(cost, 6)})
+    if unknown_price and max_cost is not None:
+        output.warn(f"litellm knows no price for {choice.model}: --max-cost counts it as free")
+    return kept, estimates, skipped
+
+
+def _dry_run(db, layer, choice, as_of, contexts, estimates, skipped) -> dict:
+    tokens = sum(e["prompt_tokens"] for e in estimates)
+    cost = round(sum(e["cost_usd"] for e in estimates), 6)
+    run_id = store.start_run(db, layer=layer, as_of=as_of, model_label=choice.label,
+                             targets=[c.target.key for c in contexts], status="dry_run",
+                             tokens_input=tokens, cost_usd=cost)
+    return _summary(layer, choice, as_of, layer_run_id=run_id, status="dry_run",
+                    targets=[c.target.key for c in contexts], tokens_used=tokens,
+                    cost_usd=cost, estimates=estimates, skipped=skipped)
+
+
+def _store(db, config, run_id, context: Context, outcome: ModelOutcome, totals: RunTotals, *,
+           reflector: str, model_label: str, tokens: int, cache_entry: dict | None) -> bool:
+    try:
+        stored = store.store_target(
+            db, config, run_id=run_id, context=context, answer=outcome.answer,
+            calls=outcome.calls, tokens=tokens, reflector=reflector, model_label=model_label,
+            cache_entry=cache_entry,
+        )
+    except (ZosError, sqlite3.Error) as exc:
+        _fail(db, run_id, context, outcome.calls, f"could not store: {exc}", totals)
+        return False
+    totals.ok.append(context.target.key)
+    totals.insights += len(stored.insight_ids)
+    totals.add_calls(outcome.calls)
+    return True
+
+
+def _fail(db, run_id, context: Context, calls: list[CallRecord], error: str,
+          totals: RunTotals) -> None:
+    store.record_calls(db, run_id, calls)
+    totals.add_calls(calls)
+    totals.errors.append({"target": context.target.key, "error": error})
+
+
+def _run_offline(db, config, run_id: str, contexts: list[Context], totals: RunTotals) -> None:
+    with output.progress("Reflecting (offline)", total=len(contexts), unit="targets") as bar:
+        for context in contexts:
+            outcome = ModelOutcome(reflect_offline(context), [])
+            # The offline reflector's tokens are the context it read (DESIGN §5).
+            if _store(db, config, run_id, context, outcome, totals, reflector=OFFLINE_REFLECTOR,
+                      model_label=llm.OFFLINE, tokens=context.tokens, cache_entry=None):
+                totals.tokens_input += context.tokens
+            bar.advance()
+
+
+def _run_model(db, config, run_id: str, choice: ModelChoice, policy: RetryPolicy,
+               contexts: list[Context], totals: RunTotals, concurrency: int,
+               use_cache: bool) -> None:
+    """Model calls run in a thread pool; every database write stays on this thread, one
+    transaction per finished target, so a crash keeps what finished."""
+    pending: dict = {}
+    with output.progress("Reflecting", total=len(contexts), unit="targets") as bar, \
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="reflect") as pool:
+        for context in contexts:
+            entry = None
+            if use_cache:
+                cached, entry = _cached(db, choice, context)
+                if cached is not None:
+                    _store(db, config, run_id, context, cached, totals, reflector="model",
+                           model_label=choice.label, tokens=cached.tokens, cache_entry=entry)
+                    bar.advance()
+                    continue
+            future = pool.submit(llm.reflect, choice, context.prompt,
+                                 topic_key=context.target.key, policy=policy)
+            pending[future] = (context, entry)
+        for future in as_completed(pending):
+            context, entry = pending[future]
+            outcome = future.result()
+            if outcome.answer is None:
+                _fail(db, run_id, context, outcome.calls, outcome.error or "no answer", totals)
+            else:
+                if entry is not None:
+                    ok = outcome.calls[-1]
+                    entry.update(response=outcome.raw_answer, tokens_input=ok.tokens_input,
+                                 tokens_output=ok.tokens_output)
+                _store(db, config, run_id, context, outcome, totals, reflector="model",
+                       model_label=choice.label, tokens=outcome.tokens, cache_entry=entry)
+            bar.advance()
+
+
+def _finish(db, config, run_id: str, as_of: str, contexts: list[Context], totals: RunTotals,
+            force: str | None = None) -> str:
+    attempted = len(contexts)
+    failed = len([e for e in totals.errors if e["target"] is not None])
+    if force:
+        status = force
+    elif failed == 0:
+        status = "completed"
+    elif failed < attempted:
+        status = "partial"
+    else:
+        status = "failed"
+    store.finish_run(
+        db, config, run_id, status=status, as_of=as_of,
+        targets=[c.target.key for c in contexts], targets_ok=len(totals.ok),
+        targets_failed=failed, insights_created=totals.insights,
+        tokens_input=totals.tokens_input, tokens_output=totals.tokens_output,
+        cost_usd=round(totals.cost_usd, 6), errors=totals.errors,
+    )
+    return status

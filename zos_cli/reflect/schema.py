@@ -1,0 +1,165 @@
+"""The model's answer, validated: what a reflection may say, and nothing else.
+
+The model never chooses the topic, scope or table of what is stored: the answer has no such
+fields, and unknown keys are rejected (`extra="forbid"`). The same models produce the JSON
+schema sent with every request (`response_format`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+VALENCE_FIELDS = (
+    "joy", "concern", "curiosity", "warmth", "tension",
+    "awe", "grief", "longing", "peace", "gratitude",
+)
+SUBJECT_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Markdown/HTML images render as requests to whatever host they name (exfiltration when an
+# export is viewed), so an insight may not carry one.
+_IMAGE = re.compile(r"!\[[^\]]*\]\s*\(|<\s*img\b", re.IGNORECASE)
+
+Unit = Field(ge=0.0, le=1.0)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Valence(Strict):
+    joy: float | None = Field(None, ge=0.0, le=1.0)
+    concern: float | None = Field(None, ge=0.0, le=1.0)
+    curiosity: float | None = Field(None, ge=0.0, le=1.0)
+    warmth: float | None = Field(None, ge=0.0, le=1.0)
+    tension: float | None = Field(None, ge=0.0, le=1.0)
+    awe: float | None = Field(None, ge=0.0, le=1.0)
+    grief: float | None = Field(None, ge=0.0, le=1.0)
+    longing: float | None = Field(None, ge=0.0, le=1.0)
+    peace: float | None = Field(None, ge=0.0, le=1.0)
+    gratitude: float | None = Field(None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Valence:
+        if all(getattr(self, name) is None for name in VALENCE_FIELDS):
+            raise ValueError("valence needs at least one of " + ", ".join(VALENCE_FIELDS))
+        return self
+
+    def columns(self) -> dict[str, float | None]:
+        return {f"valence_{name}": getattr(self, name) for name in VALENCE_FIELDS}
+
+
+class InsightOut(Strict):
+    content: str = Field(min_length=1, max_length=4000)
+    confidence: float = Unit
+    importance: float = Unit
+    novelty: float = Unit
+    strength_adjustment: float = Field(1.0, ge=0.1, le=10.0)
+    valence: Valence
+    subject: str | None = Field(None, max_length=64)
+    open_questions: list[str] = Field(default_factory=list, max_length=5)
+    conflicts_with: list[str] = Field(default_factory=list, max_length=20)
+    supersedes: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _no_images(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("content is empty")
+        if _IMAGE.search(value):
+            raise ValueError("content may not embed images (markdown or HTML)")
+        return value.strip()
+
+    @field_validator("subject", mode="before")
+    @classmethod
+    def _subject_name(cls, value):
+        # Models write "Board games"; the topic key wants board_games. Anything still outside
+        # [a-z_][a-z0-9_]* after that folding is rejected.
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError("subject must be a string or null")
+        folded = re.sub(r"[\s\-]+", "_", value.strip().lower())
+        if folded == "":
+            return None
+        if not SUBJECT_PATTERN.match(folded):
+            raise ValueError("subject must match [a-z_][a-z0-9_]*")
+        return folded
+
+
+class ReflectionOut(Strict):
+    insights: list[InsightOut] = Field(min_length=1, max_length=5)
+
+
+class InvalidAnswer(ValueError):
+    """The model's text is not a valid reflection; `reason` says why (fed to the repair)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _strip_fences(text: str) -> str:
+    # Some models wrap JSON in ``` fences despite response_format; accept exactly that.
+    stripped = text.strip()
+    m = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", stripped, re.DOTALL)
+    return m.group(1) if m else stripped
+
+
+def parse_answer(text: str | None) -> ReflectionOut:
+    """The answer text to a validated ReflectionOut, or InvalidAnswer with the reasons."""
+    if text is None or not text.strip():
+        raise InvalidAnswer("the answer is empty")
+    try:
+        data = json.loads(_strip_fences(text))
+    except ValueError as exc:
+        raise InvalidAnswer(f"the answer is not JSON ({exc})")
+    try:
+        return ReflectionOut.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors()[:10]:
+            where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"{where}: {message}")
+        raise InvalidAnswer("; ".join(problems))
+
+
+def _tidy(node):
+    """Make pydantic's schema one that strict structured-output APIs accept: no titles or
+    defaults, every property required (optional ones are nullable), no extra keys."""
+    if isinstance(node, dict):
+        node = {k: _tidy(v) for k, v in node.items() if k not in ("title", "default")}
+        if node.get("type") == "object" and "properties" in node:
+            node["required"] = list(node["properties"])
+            node["additionalProperties"] = False
+        return node
+    if isinstance(node, list):
+        return [_tidy(v) for v in node]
+    return node
+
+
+def _inline(node, defs: dict):
+    if isinstance(node, dict):
+        if "$ref" in node:
+            name = node["$ref"].rsplit("/", 1)[-1]
+            return _inline(copy.deepcopy(defs[name]), defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def output_json_schema() -> dict:
+    raw = ReflectionOut.model_json_schema()
+    return _tidy(_inline(raw, raw.get("$defs", {})))
+
+
+def response_format() -> dict:
+    """The `response_format` of every reflection request."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "reflection", "schema": output_json_schema(), "strict": True},
+    }

@@ -1,0 +1,289 @@
+"""Writing what a reflection produced: insights with provenance and scope, the model calls
+behind them, the salience spent, the high-water mark — for one target, in one transaction.
+
+What is written is decided here, never by the model: the topic is the target's, the scope is
+computed from the provenance, and the answer can only fill the columns of `InsightOut`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from zos_cli import db as db_module
+from zos_cli.config import Config
+from zos_cli.ids import new_id
+from zos_cli.reflect.context import Context
+from zos_cli.reflect.llm import CallRecord
+from zos_cli.reflect.schema import InsightOut, ReflectionOut
+from zos_cli.timeutil import now_stored
+
+INSIGHT_COLUMNS = (
+    "id", "topic_key", "category", "content", "sources_scope_max", "layer_run_id", "supersedes",
+    "quarantined", "salience_spent", "strength_adjustment", "strength", "confidence",
+    "importance", "novelty", "valence_joy", "valence_concern", "valence_curiosity",
+    "valence_warmth", "valence_tension", "valence_awe", "valence_grief", "valence_longing",
+    "valence_peace", "valence_gratitude", "context_channel", "context_thread", "subject",
+    "participants", "conflicts_with", "conflict_resolved", "synthesis_source_ids",
+    "open_questions", "expires_at", "created_at", "metadata",
+)
+CALL_COLUMNS = (
+    "id", "layer_run_id", "topic_key", "model_profile", "model_provider", "model_name",
+    "prompt", "response", "tokens_input", "tokens_output", "estimated_cost_usd", "latency_ms",
+    "status", "error", "created_at",
+)
+
+
+@dataclass
+class StoredTarget:
+    topic_key: str
+    insight_ids: list[str] = field(default_factory=list)
+    tokens: int = 0
+    spent: float = 0.0
+    subjects: list[str] = field(default_factory=list)
+
+
+def _insert(db: sqlite_utils.Database, table: str, columns: tuple[str, ...],
+            rows: list[dict]) -> None:
+    if not rows:
+        return
+    marks = ", ".join("?" for _ in columns)
+    db.conn.executemany(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+        [[row.get(c) for c in columns] for row in rows],
+    )
+
+
+def call_rows(run_id: str | None, calls: list[CallRecord]) -> list[dict]:
+    return [{"id": new_id(), "layer_run_id": run_id, **vars(c)} for c in calls]
+
+
+def record_calls(db: sqlite_utils.Database, run_id: str, calls: list[CallRecord]) -> None:
+    """The audit of a target that produced nothing: its calls, in their own transaction."""
+    if not calls:
+        return
+    with db_module.write_transaction(db):
+        _insert(db, "llm_calls", CALL_COLUMNS, call_rows(run_id, calls))
+
+
+def _context_place(db: sqlite_utils.Database, context: Context) -> tuple[str | None, str | None]:
+    """(context_channel, context_thread) when every message read came from one place."""
+    channels = {m["channel_id"] for m in context.messages}
+    if len(channels) != 1:
+        if context.target.channel_id:
+            return context.target.channel_id, None
+        return None, None
+    (channel,) = channels
+    row = db.execute("SELECT type, parent_id FROM channels WHERE id = ?", [channel]).fetchone()
+    if row and row[0] in ("public_thread", "private_thread", "news_thread"):
+        return row[1], channel
+    return channel, None
+
+
+def _previous_offline(db: sqlite_utils.Database, topic_key: str, category: str) -> str | None:
+    row = db.execute(
+        "SELECT id FROM insights WHERE topic_key = ? AND category = ? "
+        "AND json_extract(metadata, '$.reflector') = 'offline' "
+        "AND NOT EXISTS (SELECT 1 FROM insights n WHERE n.supersedes = insights.id) "
+        "ORDER BY created_at DESC, id DESC LIMIT 1",
+        [topic_key, category],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _supersedes(insight: InsightOut, context: Context, shown: set[str]) -> str | None:
+    """The model may name a standing insight it replaces (kept only if it was shown); else a
+    newer insight on the same subject replaces the newest standing one on that subject."""
+    if insight.supersedes and insight.supersedes in shown:
+        return insight.supersedes
+    if insight.subject:
+        same = [p for p in context.prior if p["subject"] == insight.subject
+                and p["topic_key"] == context.target.key]
+        if same:
+            return max(same, key=lambda p: (p["created_at"], p["id"]))["id"]
+    return None
+
+
+def store_target(
+    db: sqlite_utils.Database,
+    config: Config,
+    *,
+    run_id: str,
+    context: Context,
+    answer: ReflectionOut,
+    calls: list[CallRecord],
+    tokens: int,
+    reflector: str,
+    model_label: str,
+    cache_entry: dict | None = None,
+) -> StoredTarget:
+    """Insights, provenance, calls, salience spend, subject earns and the mark: all or nothing."""
+    from zos_cli.events import SubjectNamedEvent
+    from zos_cli.salience import SalienceEngine, after_reflection
+
+    target = context.target
+    layer = context.layer
+    created_at = now_stored()
+    scope = context.scope()
+    shown = {p["id"] for p in context.provenance_insights}
+    message_ids = [m["id"] for m in context.messages]
+    channel, thread = _context_place(db, context)
+    participants = sorted({m["author_id"] for m in context.messages} - set(context.aliased))
+    stored = StoredTarget(target.key, tokens=tokens)
+    with db_module.write_transaction(db):
+        _ensure_topic(db, target.key, created_at)
+        spend = after_reflection(db, config, target.key, tokens, context.as_of,
+                                 layer_run_id=run_id)
+        stored.spent = float(spend.get("spent", 0.0)) if isinstance(spend, dict) else 0.0
+        share = stored.spent / len(answer.insights)
+        previous_offline = (_previous_offline(db, target.key, layer.spec.insight_category)
+                            if reflector == "offline" else None)
+        rows, sources = [], []
+        for insight in answer.insights:
+            insight_id = new_id()
+            stored.insight_ids.append(insight_id)
+            supersedes = previous_offline or _supersedes(insight, context, shown)
+            rows.append({
+                "id": insight_id,
+                "topic_key": target.key,
+                "category": layer.spec.insight_category,
+                "content": insight.content,
+                "sources_scope_max": scope,
+                "layer_run_id": run_id,
+                "supersedes": supersedes,
+                "quarantined": 0,
+                "salience_spent": share,
+                "strength_adjustment": insight.strength_adjustment,
+                "strength": share * insight.strength_adjustment,
+                "confidence": insight.confidence,
+                "importance": insight.importance,
+                "novelty": insight.novelty,
+                **insight.valence.columns(),
+                "context_channel": channel,
+                "context_thread": thread,
+                "subject": insight.subject,
+                "participants": json.dumps(participants),
+                "conflicts_with": json.dumps([i for i in insight.conflicts_with if i in shown]),
+                "conflict_resolved": 0,
+                "synthesis_source_ids": (json.dumps([i["id"] for i in context.source_insights])
+                                         if context.source_insights else None),
+                "open_questions": json.dumps(insight.open_questions),
+                "expires_at": None,
+                "created_at": created_at,
+                "metadata": json.dumps({
+                    "reflector": reflector,
+                    "model": model_label,
+                    "layer": layer.name,
+                    "layer_hash": layer.hash,
+                    "cached": cache_entry is not None and cache_entry.get("hit", False),
+                    "as_of": context.as_of,
+                }),
+            })
+            sources += [(insight_id, "message", m) for m in message_ids]
+            sources += [(insight_id, "insight", i) for i in shown]
+        _insert(db, "insights", INSIGHT_COLUMNS, rows)
+        db.conn.executemany(
+            "INSERT INTO insight_sources (insight_id, source_type, source_id) VALUES (?, ?, ?)",
+            sources,
+        )
+        _insert(db, "llm_calls", CALL_COLUMNS, call_rows(run_id, calls))
+        subjects = sorted({i.subject for i in answer.insights if i.subject})
+        if subjects and target.server_id is not None:
+            new_keys = _missing_subject_topics(db, target.server_id, subjects)
+            engine = SalienceEngine(db, config)
+            for name in subjects:
+                engine.apply(SubjectNamedEvent(target.server_id, name, context.as_of))
+            engine.flush(f"subjects named by layer run {run_id}")
+            _mark_provisional(db, new_keys)
+            stored.subjects = subjects
+        if context.new_mark is not None:
+            db.execute(
+                "INSERT INTO reflection_marks (layer_name, topic_key, last_item_at, last_item_id, "
+                "layer_run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (layer_name, topic_key) DO UPDATE SET "
+                "last_item_at = excluded.last_item_at, last_item_id = excluded.last_item_id, "
+                "layer_run_id = excluded.layer_run_id, updated_at = excluded.updated_at",
+                [layer.name, target.key, context.new_mark.at, context.new_mark.id, run_id,
+                 created_at],
+            )
+        if cache_entry is not None and not cache_entry.get("hit"):
+            db.execute(
+                "INSERT OR REPLACE INTO llm_cache (cache_key, model_name, response, tokens_input, "
+                "tokens_output, topic_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [cache_entry["key"], model_label, cache_entry["response"],
+                 cache_entry["tokens_input"], cache_entry["tokens_output"], target.key,
+                 created_at],
+            )
+    return stored
+
+
+def _ensure_topic(db, key: str, created_at: str) -> None:
+    """Synthesis may write to a global topic nothing has earned on yet: give it its row
+    (balance 0, no ledger rows, so balance == ledger still holds)."""
+    from zos_cli import topics
+
+    t = topics.parse(key)
+    db.execute(
+        "INSERT OR IGNORE INTO topics (key, category, budget_group, server_id, is_global, "
+        "provisional, balance, created_at) VALUES (?, ?, ?, ?, ?, 0, 0, ?)",
+        [t.key, t.category, t.group, t.server_id, int(t.is_global), created_at],
+    )
+
+
+def _missing_subject_topics(db, server_id: str, names: list[str]) -> list[str]:
+    from zos_cli import topics
+
+    keys = [topics.subject(server_id, n) for n in names]
+    existing = {r[0] for r in db.execute(
+        f"SELECT key FROM topics WHERE key IN ({', '.join('?' for _ in keys)})", keys)}
+    return [k for k in keys if k not in existing]
+
+
+def _mark_provisional(db, keys: list[str]) -> None:
+    """A subject topic a reflection brought into being is provisional: named by a model, not
+    yet confirmed by anything else."""
+    if keys:
+        db.execute(f"UPDATE topics SET provisional = 1 WHERE key IN "
+                   f"({', '.join('?' for _ in keys)})", keys)
+
+
+# ---------------------------------------------------------------- layer runs
+def start_run(db: sqlite_utils.Database, *, layer, as_of: str, model_label: str,
+              targets: list[str], status: str = "running", tokens_input: int = 0,
+              cost_usd: float = 0.0) -> str:
+    run_id = new_id()
+    started = now_stored()
+    with db_module.write_transaction(db):
+        db.execute(
+            "INSERT INTO layer_runs (id, layer_name, layer_hash, status, started_at, completed_at, "
+            "as_of, model, targets, tokens_input, cost_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [run_id, layer.name, layer.hash, status, started,
+             started if status == "dry_run" else None, as_of, model_label, json.dumps(targets),
+             tokens_input, cost_usd],
+        )
+    return run_id
+
+
+def finish_run(db: sqlite_utils.Database, config: Config, run_id: str, *, status: str,
+               as_of: str, targets: list[str], targets_ok: int, targets_failed: int,
+               insights_created: int, tokens_input: int, tokens_output: int, cost_usd: float,
+               errors: list[dict]) -> None:
+    """Close the run; a completed run earns self_run for self:zos (in the same transaction)."""
+    from zos_cli.events import LayerRunCompletedEvent
+    from zos_cli.salience import SalienceEngine
+
+    with db_module.write_transaction(db):
+        db.execute(
+            "UPDATE layer_runs SET status = ?, completed_at = ?, targets = ?, targets_ok = ?, "
+            "targets_failed = ?, insights_created = ?, tokens_input = ?, tokens_output = ?, "
+            "cost_usd = ?, error = ? WHERE id = ?",
+            [status, now_stored(), json.dumps(targets), targets_ok, targets_failed,
+             insights_created, tokens_input, tokens_output, cost_usd,
+             json.dumps(errors) if errors else None, run_id],
+        )
+        if status == "completed":
+            engine = SalienceEngine(db, config)
+            engine.apply(LayerRunCompletedEvent(created_at=as_of, layer_run_id=run_id))
+            engine.flush(f"layer run {run_id} completed")

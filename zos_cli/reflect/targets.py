@@ -1,0 +1,114 @@
+"""Which topics a layer run reflects on.
+
+- `--topic KEY`: that topic, when it belongs to one of the layer's categories.
+- A message layer: salience selection (DESIGN §5) — balance ≥ the layer's min_salience, in
+  descending balance, up to min(layer max_targets, its budget group's share, --max-targets).
+- Synthesis: the global user and dyad topics whose server-scoped insights include some newer
+  than the topic's last synthesis, most new insights first.
+Users without a server's privacy-gate role are never targets (nor dyads they are part of).
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from zos_cli.config import Config
+from zos_cli.errors import UsageProblem
+from zos_cli.reflect import material
+from zos_cli.reflect.layers import Layer
+from zos_cli.reflect.material import Target, target_from_key
+from zos_cli.reflect.people import passes_gate
+
+_PERSON_KINDS = ("user", "dyad", "user_in_channel", "dyad_in_channel")
+
+
+def gated_out(db: sqlite_utils.Database, config: Config, target: Target) -> bool:
+    if target.kind not in _PERSON_KINDS or target.server_id is None:
+        return False
+    return not all(passes_gate(db, config, target.server_id, u) for u in target.user_ids)
+
+
+def _balance(db: sqlite_utils.Database, key: str) -> float | None:
+    row = db.execute("SELECT balance FROM topics WHERE key = ?", [key]).fetchone()
+    return float(row[0]) if row else None
+
+
+def named_target(db: sqlite_utils.Database, config: Config, layer: Layer, key: str) -> Target:
+    target = target_from_key(key)
+    if target.category not in layer.categories:
+        raise UsageProblem(
+            f"--topic {key} is a {target.category} topic; layer {layer.name} reflects on "
+            f"{' and '.join(layer.categories)} topics"
+        )
+    if layer.spec.source == "server_insights" and not target.is_global:
+        raise UsageProblem(
+            f"--topic {key} is server-scoped; layer {layer.name} folds server insights into "
+            "global topics (user:<id> or dyad:<a>:<b>)"
+        )
+    balance = _balance(db, key)
+    if balance is None and layer.spec.source != "server_insights":
+        raise UsageProblem(f"no topic {key} in the database: see `zos salience top` for topics")
+    if gated_out(db, config, target):
+        raise UsageProblem(
+            f"{key}: a user without the privacy-gate role of server {target.server_id} is never "
+            "analysed"
+        )
+    return Target(**{**target.__dict__, "balance": balance or 0.0})
+
+
+def synthesis_targets(db: sqlite_utils.Database, layer: Layer, limit: int) -> list[Target]:
+    """Global user/dyad topics with server insights newer than their last synthesis."""
+    rows = db.execute(
+        "SELECT topic_key, created_at, id FROM insights WHERE quarantined = 0 AND "
+        "(topic_key GLOB 'server:*:user:*' OR topic_key GLOB 'server:*:dyad:*')"
+    ).fetchall()
+    counts: dict[str, int] = {}
+    newest: dict[str, str] = {}
+    marks: dict[str, material.Mark | None] = {}
+    for topic_key, created_at, insight_id in rows:
+        parts = topic_key.split(":")
+        if len(parts) not in (4, 5):
+            continue
+        global_key = ":".join(parts[2:])
+        if global_key not in marks:
+            marks[global_key] = material.get_mark(db, layer.name, global_key)
+        mark = marks[global_key]
+        if mark is not None and (created_at, insight_id) <= (mark.at, mark.id):
+            continue
+        counts[global_key] = counts.get(global_key, 0) + 1
+        newest[global_key] = max(newest.get(global_key, ""), created_at)
+    wanted = {c for c in layer.categories}
+    ranked = sorted(counts, key=lambda k: (-counts[k], newest[k], k))
+    targets = []
+    for key in ranked:
+        target = target_from_key(key)
+        if target.category in wanted:
+            targets.append(Target(**{**target.__dict__, "balance": _balance(db, key) or 0.0}))
+        if len(targets) >= limit:
+            break
+    return targets
+
+
+def choose_targets(db: sqlite_utils.Database, config: Config, layer: Layer, *,
+                   topic: str | None = None, max_targets: int | None = None) -> list[Target]:
+    if max_targets is not None and max_targets < 0:
+        raise UsageProblem("--max-targets must be zero or more")
+    if topic:
+        return [named_target(db, config, layer, topic)]
+    if layer.spec.source == "server_insights":
+        limit = layer.spec.max_targets if max_targets is None else min(max_targets,
+                                                                      layer.spec.max_targets)
+        return synthesis_targets(db, layer, limit)
+    from zos_cli.salience import select_targets
+
+    rows = select_targets(
+        db, config, categories=layer.categories, layer_max_targets=layer.spec.max_targets,
+        max_targets=max_targets, min_salience=layer.spec.min_salience,
+    )
+    targets = []
+    for row in rows:
+        target = Target(**{**target_from_key(row["topic_key"]).__dict__,
+                           "balance": float(row["balance"])})
+        if not gated_out(db, config, target):
+            targets.append(target)
+    return targets

@@ -231,6 +231,9 @@ CREATE TABLE salience_ledger (
     created_at TEXT NOT NULL
 );
 CREATE INDEX idx_ledger_topic_created ON salience_ledger (topic_key, created_at);
+-- A topic's last decay row, found without reading its other rows (decay is idempotent per day).
+CREATE INDEX idx_ledger_decay ON salience_ledger (topic_key, created_at)
+    WHERE transaction_type = 'decay';
 
 -- The balance is the sum of the ledger; these triggers keep topics.balance equal to it so
 -- reads never sum the ledger. `zos salience check` proves the two agree.

@@ -82,6 +82,7 @@ class Salience(Strict):
     warming_amount: float = Field(5.0, ge=0)
     decay_idle_days: int = Field(7, ge=0)
     decay_rate: float = Field(0.01, ge=0, lt=1)
+    decay_min_balance: float = Field(0.01, ge=0, description="smaller balances do not decay")
     min_salience: float = Field(10.0, ge=0, description="a topic's balance to be a target")
     cost_per_token: float = Field(0.001, ge=0)
     retain_factor: float = Field(1.5, ge=0)

@@ -42,7 +42,9 @@ settings = _Settings()
 
 def stdout() -> Console:
     # A wide console when piped, so tables are not folded at 80 columns.
-    return Console(file=sys.stdout, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+    # Cells are data: `:100:` in a topic key is not an emoji code, `[x]` in text is not markup.
+    return Console(file=sys.stdout, soft_wrap=False, width=None if sys.stdout.isatty() else 200,
+                   emoji=False, markup=False)
 
 
 def stderr() -> Console:

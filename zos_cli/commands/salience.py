@@ -1,0 +1,251 @@
+"""`zos salience top/show/ledger/decay/budget/check/rebuild`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from zos_cli import locks, output
+from zos_cli.app_state import state
+from zos_cli.errors import JobFailed, UsageProblem
+from zos_cli.output import JsonFlag, NlFlag
+
+# Library modules are imported inside each command so that `zos --help` stays fast.
+
+app = typer.Typer(
+    help="What zos pays attention to: balances, the ledger behind them, decay, the budget.",
+    no_args_is_help=True,
+)
+
+SALIENCE_JOB = "salience"  # the lock of the commands that rewrite the ledger (decay, rebuild)
+GROUPS = ("social", "global", "spaces", "semantic", "culture", "self")
+CATEGORIES = ("users", "dyads", "channels", "threads", "user_in_channel", "dyad_in_channel",
+              "subjects", "roles", "emoji", "self")
+
+KeyArg = Annotated[str, typer.Argument(metavar="KEY", help="A topic key, e.g. server:1:user:2.")]
+
+
+def _choice(flag: str, value: str | None, allowed: tuple[str, ...], what: str) -> str | None:
+    if value is not None and value not in allowed:
+        raise UsageProblem(f"{flag} {value!r} is not a {what}: choose one of {', '.join(allowed)}")
+    return value
+
+
+@app.command("top")
+def top(
+    ctx: typer.Context,
+    group: Annotated[Optional[str], typer.Option(
+        "--group", help=f"Only this budget group ({', '.join(GROUPS)}).")] = None,
+    category: Annotated[Optional[str], typer.Option(
+        "--category", help="Only this topic category (users, dyads, channels, …).")] = None,
+    server: Annotated[Optional[str], typer.Option(
+        "--server", metavar="ID", help="Only topics of this server.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many topics.")] = 20,
+    json_: JsonFlag = False,
+    nl: NlFlag = False,
+) -> None:
+    """The topics with the highest balances."""
+    fmt = output.choose(json_, nl)
+    _choice("--group", group, GROUPS, "budget group")
+    _choice("--category", category, CATEGORIES, "topic category")
+    from zos_cli.salience.queries import TOP_KEYS, top as top_topics
+
+    db = state(ctx).open_db()
+    try:
+        rows = top_topics(db, group=group, category=category, server_id=server, limit=limit)
+    finally:
+        db.close()
+    output.print_rows(rows, fmt, columns=TOP_KEYS, title="Top salience",
+                      empty="No topic has a balance yet: ingest some messages first.")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    key: KeyArg,
+    days: Annotated[int, typer.Option("--days", min=1, help="Days of history in the sparkline.")] = 30,
+    json_: JsonFlag = False,
+) -> None:
+    """One topic: balance, cap, group, last activity, related topics and a balance sparkline."""
+    fmt = output.choose(json_)
+    from zos_cli.salience.queries import show as show_topic
+
+    app_state = state(ctx)
+    db = app_state.open_db()
+    try:
+        doc = show_topic(db, app_state.config, key, days=days)
+    finally:
+        db.close()
+    output.print_document(doc, fmt, human=_print_show)
+
+
+def _print_show(doc: dict) -> None:
+    summary = {k: doc[k] for k in ("topic_key", "category", "group", "balance", "cap", "warm",
+                                   "last_activity_at", "created_at", "ledger_rows")}
+    output.print_key_values(summary, title=doc["topic_key"])
+    if doc["history"]:
+        print(f"balance by day ({doc['history'][0]['day']} … {doc['history'][-1]['day']}): "
+              f"{doc['sparkline']}")
+    if doc["related"]:
+        output.print_rows(doc["related"], output.Format.TABLE, title="Related topics")
+
+
+@app.command("ledger")
+def ledger(
+    ctx: typer.Context,
+    key: KeyArg,
+    limit: Annotated[int, typer.Option(
+        "--limit", min=0, help="Newest rows to show (0: all of them).")] = 50,
+    json_: JsonFlag = False,
+    nl: NlFlag = False,
+) -> None:
+    """The ledger rows behind a topic's balance, newest first: why zos thought about it."""
+    fmt = output.choose(json_, nl)
+    from zos_cli.salience.queries import LEDGER_KEYS, ledger as ledger_rows
+
+    db = state(ctx).open_db()
+    try:
+        rows = ledger_rows(db, key, limit=limit or None)
+    finally:
+        db.close()
+    output.print_rows(rows, fmt, columns=LEDGER_KEYS, title=f"Ledger of {key}",
+                      empty=f"{key} has no ledger rows.")
+
+
+@app.command("decay")
+def decay(
+    ctx: typer.Context,
+    as_of: Annotated[Optional[str], typer.Option(
+        "--as-of", metavar="TIME",
+        help="ISO-8601 time, or `now` (default: the newest stored message's time).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would decay; write nothing.")] = False,
+    json_: JsonFlag = False,
+) -> None:
+    """Decay idle topics: 1% a day after 7 whole idle days (idempotent per day)."""
+    fmt = output.choose(json_)
+    from zos_cli.salience.clock import resolve_as_of
+    from zos_cli.salience.decay import decay as run_decay
+
+    app_state = state(ctx)
+    db = app_state.open_db()
+    try:
+        when = resolve_as_of(db, as_of)
+        if dry_run:
+            doc = run_decay(db, app_state.config, when, dry_run=True)
+        else:
+            with locks.job_lock(app_state.db_path, SALIENCE_JOB):
+                doc = run_decay(db, app_state.config, when)
+    finally:
+        db.close()
+    output.print_document(doc, fmt, human=_print_decay)
+
+
+def _print_decay(doc: dict) -> None:
+    verb = "Would decay" if doc["dry_run"] else "Decayed"
+    print(f"{verb} {doc['topics_decayed']} topic(s) as of {doc['as_of']}: {doc['rows']} row(s), "
+          f"{doc['amount']:.2f} in all.")
+    if doc["topics"]:
+        output.print_rows(doc["topics"], output.Format.TABLE)
+
+
+@app.command("budget")
+def budget(ctx: typer.Context, json_: JsonFlag = False) -> None:
+    """The next nightly allocation per budget group, and the topics it would take."""
+    fmt = output.choose(json_)
+    from zos_cli.salience.selection import budget_plan
+
+    app_state = state(ctx)
+    db = app_state.open_db()
+    try:
+        doc = budget_plan(db, app_state.config, layers=_layers())
+    finally:
+        db.close()
+    output.print_document(doc, fmt, human=_print_budget)
+
+
+def _layers() -> list[dict]:
+    """The reflection layers' targets (categories, max_targets, min_salience), when the
+    reflection package is installed and its layer files load."""
+    try:
+        from zos_cli.reflect.layers import load_layers
+    except ImportError:
+        return []
+    return [{"name": layer.name, "categories": layer.categories,
+             "max_targets": layer.spec.max_targets, "min_salience": layer.spec.min_salience}
+            for layer in load_layers().values()]
+
+
+def _print_budget(doc: dict) -> None:
+    print(f"Nightly budget: {doc['nightly_targets']} targets (+{doc['self_targets']} self), "
+          f"topics with balance ≥ {doc['min_salience']:g}.")
+    rows = [{"group": g["group"], "share": g["share"], "base": g["base"], "demand": g["demand"],
+             "allocated": g["allocated"], "targets": ", ".join(g["targets"])}
+            for g in doc["groups"]]
+    output.print_rows(rows, output.Format.TABLE, title="Groups")
+    if doc["layers"]:
+        layers = [{"layer": x["layer"], "categories": ",".join(x["categories"]),
+                   "targets": ", ".join(x["targets"])} for x in doc["layers"]]
+        output.print_rows(layers, output.Format.TABLE, title="Per layer")
+
+
+@app.command("check")
+def check(ctx: typer.Context, json_: JsonFlag = False) -> None:
+    """Prove every topic's balance equals the sum of its ledger rows (exit 1 if not)."""
+    fmt = output.choose(json_)
+    from zos_cli.salience.queries import check as check_ledger
+
+    db = state(ctx).open_db()
+    try:
+        doc = check_ledger(db)
+    finally:
+        db.close()
+    output.print_document(doc, fmt, human=_print_check)
+    if not doc["ok"]:
+        keys = ", ".join(m["topic_key"] for m in doc["mismatches"][:5])
+        more = "…" if len(doc["mismatches"]) > 5 else ""
+        raise JobFailed(f"{len(doc['mismatches'])} topic balance(s) differ from their ledger "
+                        f"sum ({keys}{more}): run `zos salience rebuild` to recompute them")
+
+
+def _print_check(doc: dict) -> None:
+    if doc["ok"]:
+        print(f"OK: {doc['topics_checked']} topics, {doc['ledger_rows']} ledger rows; every "
+              "balance equals the sum of its ledger rows.")
+    else:
+        output.print_rows(doc["mismatches"], output.Format.TABLE, title="Balances that differ")
+
+
+@app.command("rebuild")
+def rebuild(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_: JsonFlag = False,
+) -> None:
+    """Recompute every earn from the stored messages with the current weights, re-applying
+    past reflection spends and decays at their times."""
+    fmt = output.choose(json_)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageProblem("rebuild rewrites the whole salience ledger: pass --yes to "
+                               "confirm (stdin is not a terminal, so zos cannot ask)")
+        if not typer.confirm("Recompute the whole salience ledger?", default=False, err=True):
+            raise JobFailed("rebuild cancelled: nothing was changed")
+    from zos_cli.salience.rebuild import rebuild as run_rebuild
+
+    app_state = state(ctx)
+    db = app_state.open_db()
+    try:
+        with locks.job_lock(app_state.db_path, SALIENCE_JOB), \
+                output.progress("Replaying messages", unit="messages") as bar:
+            done = [0]
+
+            def advance(n: int) -> None:
+                bar.advance(n - done[0])
+                done[0] = n
+
+            doc = run_rebuild(db, app_state.config, progress=advance)
+    finally:
+        db.close()
+    output.print_document(doc, fmt, title="Salience rebuilt")

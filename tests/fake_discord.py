@@ -109,6 +109,7 @@ class FakeDiscord:
         self.forbidden: set[str] = set()
         self.injections: list[Injection] = []
         self.delay = 0.0
+        self.hooks: list = []          # called with each logged request, after it is answered
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._global_sent: list[float] = []
         self._global_block = 0.0
@@ -257,7 +258,10 @@ class FakeDiscord:
                 f"channels/{params['channel']}" if "channel" in params else "")
             entry = Logged(now, method, name, split.path, query, 0, major,
                            authorization=headers.get("Authorization"), user_agent=headers.get("User-Agent"))
-            return self._serve(entry, now, bucket_name, params, query, body)
+            answer = self._serve(entry, now, bucket_name, params, query, body)
+            for hook in list(self.hooks):
+                hook(entry)
+            return answer
 
     def _serve(self, entry: Logged, now: float, bucket_name: str, params: dict, query: dict, body: bytes):
         if self.revoked or entry.authorization != f"Bot {self.token}":
@@ -526,3 +530,31 @@ def make_client(server: FakeDiscord, **kwargs):
     kwargs.setdefault("backoff_base", 0.01)
     kwargs.setdefault("max_wait", 5.0)
     return DiscordClient(DiscordToken(server.token), server.base_url, **kwargs)
+
+
+def config_for(server: FakeDiscord, **sections):
+    """A zos Config pointing at the fake (and any other sections, e.g. servers=…)."""
+    from zos_cli.config import Config
+
+    data = {"discord": {"api_base": server.base_url}, **sections}
+    return Config.model_validate(data)
+
+
+def poll_with(db, server: FakeDiscord, config=None, **options):
+    """One library-level poll against the fake; returns the PollReport."""
+    from zos_cli.discord.client import DiscordToken
+    from zos_cli.discord.poll import PollOptions, run_poll
+
+    client_kw = {k: options.pop(k) for k in ("max_wait", "stop") if k in options}
+    return run_poll(db, config or config_for(server), DiscordToken(server.token),
+                    PollOptions(**options), backoff_base=0.01, **client_kw)
+
+
+def small_world(server: FakeDiscord) -> None:
+    """One guild 100 with channels 200 (general) and 201 (random), users 501-503."""
+    server.add_guild("100", "Guild")
+    for uid, name in (("501", "ann"), ("502", "bob"), ("503", "cyd")):
+        server.add_user(uid, name, global_name=name.title())
+        server.add_member("100", uid)
+    server.add_channel("100", "200", "general")
+    server.add_channel("100", "201", "random")

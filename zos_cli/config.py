@@ -122,6 +122,7 @@ class Poll(Strict):
     roles_refresh_minutes: float = Field(60.0, ge=0)
     interval_seconds: float = Field(300.0, gt=0)
     max_wait_seconds: float = Field(60.0, ge=0)
+    retry_backoff_seconds: float = Field(1.0, ge=0, description="first wait after a 5xx; doubles")
 
 
 class Server(Strict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from zos_cli import timeutil
+from zos_cli.sources import export_schema
 from zos_cli.records import (
     CHANNEL_TYPES_BY_API_INT,
     DM_TYPES,
@@ -25,9 +26,9 @@ from zos_cli.records import (
 )
 
 REPLY_TYPE = 19
+THREAD_CREATED_TYPE = 18
 CDN = "https://cdn.discordapp.com"
-_URL = re.compile(r"https?://[^\s<>\"'`|]+", re.IGNORECASE)
-_CUSTOM_EMOJI = re.compile(r"<a?:[A-Za-z0-9_~]+:(\d+)>")
+_ROLE_MENTION = re.compile(r"<@&(\d+)>")
 # Sticker format_type → the names DiscordChatExporter writes.
 _STICKER_FORMATS = {1: "Png", 2: "Apng", 3: "Lottie", 4: "Gif"}
 _STICKER_EXT = {1: "png", 2: "png", 3: "json", 4: "gif"}
@@ -38,23 +39,35 @@ def message_type_name(value: int | None) -> str:
 
 
 def user(data: dict, member: dict | None = None, roles_by_id: dict[str, RoleRecord] | None = None) -> UserRecord:
-    """A user, with its server nickname and roles when a member object comes with it."""
-    global_name = data.get("global_name")
-    nickname = (member or {}).get("nick")
+    """A user, with its server nickname and roles when a member object comes with it.
+
+    Like DiscordChatExporter's `nickname`, the nickname is the server nickname, else the global
+    display name, else the username, so both sources give the same record."""
+    display = (member or {}).get("nick") or data.get("global_name") or data.get("username")
     roles = None
-    if member is not None and "roles" in member and roles_by_id is not None:
-        roles = [roles_by_id.get(r) or RoleRecord(id=r) for r in member["roles"]]
-    avatar = data.get("avatar")
+    if member is not None and "roles" in member:
+        roles = [(roles_by_id or {}).get(str(r)) or RoleRecord(id=str(r)) for r in member["roles"]]
     return UserRecord(
         id=str(data["id"]),
         name=data.get("username"),
-        display_name=nickname or global_name or data.get("username"),
+        display_name=display,
         discriminator=_discriminator(data.get("discriminator")),
         is_bot=bool(data.get("bot", False)),
-        avatar_url=f"{CDN}/avatars/{data['id']}/{avatar}.png" if avatar else None,
-        nickname=nickname,
+        avatar_url=avatar_url(data),
+        nickname=display,
         roles=roles,
     )
+
+
+def avatar_url(data: dict) -> str:
+    """The avatar url DiscordChatExporter writes for this user."""
+    avatar = data.get("avatar")
+    if avatar:
+        ext = "gif" if avatar.startswith("a_") else "png"
+        return f"{CDN}/avatars/{data['id']}/{avatar}.{ext}?size=512"
+    discriminator = int(data.get("discriminator") or 0)
+    index = discriminator % 5 if discriminator else (int(data["id"]) >> 22) % 6
+    return f"{CDN}/embed/avatars/{index}.png"
 
 
 def _discriminator(value: str | None) -> str | None:
@@ -108,56 +121,62 @@ def guild_icon_url(guild: dict) -> str | None:
 
 
 def link_urls(content: str, embeds: list[dict]) -> list[str]:
-    """URLs in the text, then embed urls, each once, in order of appearance."""
-    seen: dict[str, None] = {}
-    for url in _URL.findall(content or ""):
-        seen.setdefault(url.rstrip(".,;:!?)]}>"), None)
-    for embed in embeds or []:
-        if embed.get("url"):
-            seen.setdefault(embed["url"], None)
-    return list(seen)
+    """URLs in the text, then embed urls, each once — by the export reader's own rules."""
+    return export_schema.link_urls(
+        content or "", [export_schema.XEmbed(url=e.get("url")) for e in embeds or []]
+    )
 
 
 def custom_emoji_ids(content: str) -> list[str]:
-    return _CUSTOM_EMOJI.findall(content or "")
+    """Custom emoji ids, one per `<:name:id>` occurrence (the API sends raw markdown)."""
+    return export_schema.custom_emoji_occurrences(content or "", [])
+
+
+def emoji_key(emoji: dict) -> tuple[str, str]:
+    """(name, id or '') of an API emoji, named as the export reader names it."""
+    emoji_id = str(emoji["id"]) if emoji.get("id") else ""
+    return (emoji.get("name") or emoji_id, emoji_id)
 
 
 def reaction(data: dict, users: list[dict] | None = None) -> ReactionRecord:
-    emoji = data.get("emoji") or {}
+    name, emoji_id = emoji_key(data.get("emoji") or {})
+    users = users or []
     return ReactionRecord(
-        emoji_name=emoji.get("name") or "",
-        emoji_id=str(emoji["id"]) if emoji.get("id") else "",
-        count=int(data.get("count", 0)),
-        users=[user(u) for u in users or []],
+        emoji_name=name,
+        emoji_id=emoji_id,
+        count=max(int(data.get("count", 0)), len(users)),
+        users=[user(u) for u in users],
     )
 
 
 def message(data: dict, *, observed_at: str, reactors: dict[tuple[str, str], list[dict]] | None = None,
             roles_by_id: dict[str, RoleRecord] | None = None) -> MessageRecord:
-    """One API message. `reactors` maps (emoji name, emoji id or '') to the users fetched for
-    that reaction; reactions whose users were not fetched keep only their count."""
+    """One API message. `reactors` maps `emoji_key` to the users fetched for that reaction;
+    with `reactors=None` the reactions are not known in this observation (`reactions=None`,
+    so the writer leaves the stored ones alone), otherwise a reaction whose users were not
+    fetched keeps only its count."""
     type_int = data.get("type", 0)
     ref = data.get("message_reference") or {}
     reply_to = ref.get("message_id") if type_int == REPLY_TYPE else None
-    reactions = None
-    if "reactions" in data or reactors is not None:
-        reactions = []
-        for r in data.get("reactions") or []:
-            emoji = r.get("emoji") or {}
-            key = (emoji.get("name") or "", str(emoji["id"]) if emoji.get("id") else "")
-            reactions.append(reaction(r, (reactors or {}).get(key)))
-    thread = data.get("thread")
+    # As in exports: a thread-created notice points at its thread through the reference.
+    thread_id = ref.get("channel_id") if type_int == THREAD_CREATED_TYPE else None
+    reactions = None if reactors is None else [
+        reaction(r, reactors.get(emoji_key(r.get("emoji") or {})))
+        for r in data.get("reactions") or []
+    ]
+    content = data.get("content") or ""
     return MessageRecord(
         id=str(data["id"]),
         channel_id=str(data["channel_id"]),
         author=user(data["author"], data.get("member"), roles_by_id),
         created_at=timeutil.normalize(data["timestamp"]),
         message_type=message_type_name(type_int),
-        content=data.get("content") or "",
+        content=content,
         edited_at=timeutil.normalize(data["edited_timestamp"]) if data.get("edited_timestamp") else None,
         reply_to_id=str(reply_to) if reply_to else None,
         mentions=[user(m, m.get("member"), roles_by_id) for m in data.get("mentions") or []],
-        role_mention_ids=[str(r) for r in data.get("mention_roles") or []],
+        role_mention_ids=sorted(set(_ROLE_MENTION.findall(content))
+                                | {str(r) for r in data.get("mention_roles") or []}),
         attachments=[
             AttachmentRecord(
                 url=a.get("url") or "",
@@ -166,9 +185,9 @@ def message(data: dict, *, observed_at: str, reactors: dict[tuple[str, str], lis
                 size_bytes=a.get("size"),
                 content_type=a.get("content_type"),
             )
-            for a in data.get("attachments") or []
+            for a in data.get("attachments") or [] if a.get("url")
         ],
-        link_urls=link_urls(data.get("content") or "", data.get("embeds") or []),
+        link_urls=link_urls(content, data.get("embeds") or []),
         stickers=[
             {
                 "id": str(s["id"]),
@@ -178,21 +197,17 @@ def message(data: dict, *, observed_at: str, reactors: dict[tuple[str, str], lis
             }
             for s in data.get("sticker_items") or data.get("stickers") or []
         ],
-        inline_custom_emoji_ids=custom_emoji_ids(data.get("content") or ""),
+        inline_custom_emoji_ids=custom_emoji_ids(content),
         is_pinned=bool(data.get("pinned", False)),
         reactions=reactions,
-        thread_id=str(thread["id"]) if thread and thread.get("id") else None,
+        thread_id=str(thread_id) if thread_id else None,
         observed_at=observed_at,
     )
 
 
 def reaction_counts(data: dict) -> dict[tuple[str, str], int]:
     """(emoji name, emoji id or '') → count, as the API reports them on a message."""
-    out: dict[tuple[str, str], int] = {}
-    for r in data.get("reactions") or []:
-        emoji = r.get("emoji") or {}
-        out[(emoji.get("name") or "", str(emoji["id"]) if emoji.get("id") else "")] = int(r.get("count", 0))
-    return out
+    return {emoji_key(r.get("emoji") or {}): int(r.get("count", 0)) for r in data.get("reactions") or []}
 
 
 def looks_like_missing_content_intent(page: list[dict], self_user_id: str | None) -> bool:

@@ -1,0 +1,125 @@
+"""`zos poll`: fetch what is new in every visible channel through the Discord REST API."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import typer
+
+from zos_cli import locks, output
+from zos_cli.app_state import state
+from zos_cli.errors import JobFailed, UsageProblem
+from zos_cli.output import JsonFlag
+
+
+def register(app: typer.Typer) -> None:
+    app.command("poll")(poll)
+
+
+def poll(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Poll once and exit (the default).")] = False,
+    interval: Annotated[
+        Optional[float],
+        typer.Option("--interval", metavar="S", min=0.001,
+                     help="Poll every S seconds until SIGTERM (the current write finishes first)."),
+    ] = None,
+    guild: Annotated[
+        Optional[list[str]], typer.Option("--guild", metavar="ID", help="Only this guild (repeatable).")
+    ] = None,
+    channel: Annotated[
+        Optional[list[str]],
+        typer.Option("--channel", metavar="ID", help="Only this channel or thread (repeatable)."),
+    ] = None,
+    initial_messages: Annotated[
+        Optional[int],
+        typer.Option("--initial-messages", metavar="N", min=0,
+                     help="Newest messages read from a channel polled for the first time "
+                          "(default poll.initial_messages, 1000)."),
+    ] = None,
+    max_wait: Annotated[
+        Optional[float],
+        typer.Option("--max-wait", metavar="S", min=0,
+                     help="Longest rate-limit wait accepted; beyond it exit 75 "
+                          "(default poll.max_wait_seconds, 60)."),
+    ] = None,
+    token: Annotated[
+        Optional[str],
+        typer.Option("--token", metavar="TOKEN", show_default=False,
+                     help="Bot token (prefer the DISCORD_TOKEN environment variable)."),
+    ] = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Fetch what is new in every visible channel (or --guild / --channel): new messages,
+    edits, deletions and reactions; DMs only of users who consented. Exit 1 when some
+    channels failed (the summary lists them), 75 on a rate-limit wait beyond --max-wait or a
+    Cloudflare ban, 78 on a missing or rejected token."""
+    from zos_cli.discord.client import resolve_token
+    from zos_cli.discord.poll import PollOptions, run_poll
+
+    if once and interval is not None:
+        raise UsageProblem("--once and --interval cannot be used together: choose one")
+    fmt = output.choose(json_)
+    secret = resolve_token(token)
+    app_state = state(ctx)
+    config = app_state.config
+    options = PollOptions(
+        guild_ids=_ids(guild, "--guild"),
+        channel_ids=_ids(channel, "--channel"),
+        initial_messages=config.poll.initial_messages if initial_messages is None else initial_messages,
+    )
+    db = app_state.open_db()
+    stop = threading.Event()
+    try:
+        with locks.job_lock(app_state.db_path, "poll"), _stop_on_sigterm(stop):
+            report = run_poll(db, config, secret, options, interval=interval, max_wait=max_wait,
+                              stop=stop, on_report=_printer(fmt, interval is not None))
+    finally:
+        db.close()
+    if report.fatal is not None:
+        raise report.fatal
+    errors = report.summary["errors"]
+    if errors:
+        first = errors[0]
+        raise JobFailed(f"poll finished with {len(errors)} error(s); first: "
+                        f"{first['channel'] or 'poll'}: {first['error']}")
+
+
+def _ids(values: list[str] | None, flag: str) -> list[str]:
+    for value in values or []:
+        if not value.isdigit():
+            raise UsageProblem(f"{flag} {value!r} is not a Discord id (digits only)")
+    return list(dict.fromkeys(values or []))
+
+
+@contextmanager
+def _stop_on_sigterm(stop: threading.Event):
+    """SIGTERM sets `stop`: the poll finishes the write in progress, then ends (exit 0)."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _printer(fmt: output.Format, looping: bool):
+    def show(report) -> None:
+        summary = report.summary
+        if looping and fmt is not output.Format.TABLE:
+            print(output.to_json(summary), flush=True)  # one line per pass
+            return
+        output.print_document(summary, fmt, human=_human)
+        for item in summary["skipped_channels"]:
+            output.note(f"skipped channel {item['channel']}: {item['reason']}")
+
+    return show
+
+
+def _human(summary: dict) -> None:
+    shown = {k: (len(v) if isinstance(v, list) else v) for k, v in summary.items()}
+    output.print_key_values(shown, title="zos poll")
+    for item in summary["errors"]:
+        output.warn(f"{item['channel'] or 'poll'}: {item['error']}")

@@ -1,0 +1,119 @@
+"""What poll and backfill keep between runs: a cursor per channel (`poll_state`), a backfill
+checkpoint per channel (`backfill_state`), and what is stored of a channel's recent messages
+(to notice edits, deletions and reaction changes). Writers here expect the caller's
+`write_transaction`: a cursor always moves in the same transaction as the rows it covers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from zos_cli.records import ChannelRecord
+from zos_cli.timeutil import now_stored, snowflake_time, to_stored
+
+
+def ensure_channel(db: sqlite_utils.Database, channel: ChannelRecord) -> None:
+    """The server and channel rows a cursor or checkpoint refers to (the writer fills in and
+    updates the details when it stores messages; this never overwrites them)."""
+    now = now_stored()
+    if channel.server_id:
+        db.execute(
+            "INSERT INTO servers (id, name, icon_url, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            [channel.server_id, channel.server_name, channel.server_icon_url, now, now],
+        )
+    db.execute(
+        "INSERT INTO channels (id, server_id, name, type, parent_id, category_id, category_name, "
+        "topic, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO NOTHING",
+        [channel.id, channel.server_id, channel.name, channel.type, channel.parent_id,
+         channel.category_id, channel.category_name, channel.topic,
+         to_stored(snowflake_time(channel.id)), now],
+    )
+
+
+# ---------------------------------------------------------------------- poll cursors
+def cursor(db: sqlite_utils.Database, channel_id: str) -> str | None:
+    row = db.execute("SELECT last_message_id FROM poll_state WHERE channel_id = ?", [channel_id]).fetchone()
+    return row[0] if row else None
+
+
+def save_cursor(db: sqlite_utils.Database, channel: ChannelRecord, message_id: str | None,
+                message_at: str | None) -> None:
+    """Advance the channel's cursor (never backwards) and stamp the poll time."""
+    ensure_channel(db, channel)
+    current = cursor(db, channel.id)
+    if message_id is None or (current is not None and int(message_id) <= int(current)):
+        message_id, message_at = current, None
+    db.execute(
+        "INSERT INTO poll_state (channel_id, last_message_id, last_message_at, last_polled_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET "
+        "last_message_id = excluded.last_message_id, "
+        "last_message_at = coalesce(excluded.last_message_at, poll_state.last_message_at), "
+        "last_polled_at = excluded.last_polled_at",
+        [channel.id, message_id, message_at, now_stored()],
+    )
+
+
+def touch_polled(db: sqlite_utils.Database, channel_ids: list[str]) -> None:
+    """Channels polled with nothing to write: only their poll time moves."""
+    now = now_stored()
+    db.conn.executemany("UPDATE poll_state SET last_polled_at = ? WHERE channel_id = ?",
+                        [(now, c) for c in channel_ids])
+
+
+# ---------------------------------------------------------------------- backfill checkpoints
+@dataclass
+class Checkpoint:
+    oldest_message_id: str | None = None
+    complete: bool = False
+
+
+def checkpoint(db: sqlite_utils.Database, channel_id: str) -> Checkpoint:
+    row = db.execute("SELECT oldest_message_id, complete FROM backfill_state WHERE channel_id = ?",
+                     [channel_id]).fetchone()
+    return Checkpoint(row[0], bool(row[1])) if row else Checkpoint()
+
+
+def save_checkpoint(db: sqlite_utils.Database, channel: ChannelRecord, oldest_id: str | None,
+                    complete: bool) -> None:
+    ensure_channel(db, channel)
+    db.execute(
+        "INSERT INTO backfill_state (channel_id, oldest_message_id, complete, updated_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET "
+        "oldest_message_id = coalesce(excluded.oldest_message_id, backfill_state.oldest_message_id), "
+        "complete = excluded.complete, updated_at = excluded.updated_at",
+        [channel.id, oldest_id, int(complete), now_stored()],
+    )
+
+
+# ---------------------------------------------------------------------- recent changes
+@dataclass
+class StoredMessage:
+    edited_at: str | None
+    reactions: dict[tuple[str, str], int]
+
+
+def stored_window(db: sqlite_utils.Database, channel_id: str, oldest_id: str,
+                  oldest_at: str) -> dict[str, StoredMessage]:
+    """Stored, not deleted messages of the channel from `oldest_id` on, with their edit time
+    and their current reactor count per emoji."""
+    out: dict[str, StoredMessage] = {}
+    for mid, edited in db.execute(
+        "SELECT id, edited_at FROM messages WHERE channel_id = ? AND created_at >= ? "
+        "AND deleted_at IS NULL", [channel_id, oldest_at],
+    ):
+        if int(mid) >= int(oldest_id):
+            out[mid] = StoredMessage(edited, {})
+    if out:
+        for mid, emoji, emoji_id, n in db.execute(
+            "SELECT message_id, emoji, emoji_id, count(*) FROM reactions WHERE removed_at IS NULL "
+            "AND message_id IN (SELECT value FROM json_each(?)) GROUP BY message_id, emoji, emoji_id",
+            [json.dumps(list(out))],
+        ):
+            out[mid].reactions[(emoji, emoji_id)] = n
+    return out
+

@@ -558,3 +558,15 @@ def small_world(server: FakeDiscord) -> None:
         server.add_member("100", uid)
     server.add_channel("100", "200", "general")
     server.add_channel("100", "201", "random")
+
+
+def backfill_with(db, server: FakeDiscord, config=None, *, channel_ids=(), guild_ids=(),
+                  since=None, **client_options):
+    """One library-level `ingest --token` against the fake; returns the BackfillReport."""
+    from zos_cli.discord.backfill import BackfillOptions, run_backfill
+    from zos_cli.discord.client import DiscordToken
+
+    client_options.setdefault("backoff_base", 0.01)
+    options = BackfillOptions(list(channel_ids), list(guild_ids), since)
+    return run_backfill(db, config or config_for(server), DiscordToken(server.token), options,
+                        **client_options)

@@ -186,7 +186,7 @@ def _balances(path: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_after", [2, 4, 6])
+@pytest.mark.parametrize("kill_after", [2, 5])
 def test_killed_poll_resumes_without_duplicate_or_gap(db_path, tmp_path, fake, kill_after):
     small_world(fake)
     fake.limits["reactions"] = (1000, 1.0)   # this test is about resuming, not waiting
@@ -202,7 +202,7 @@ def test_killed_poll_resumes_without_duplicate_or_gap(db_path, tmp_path, fake, k
         poll_with(h, fake)
         h.close()
     authors = ("501", "502", "503")
-    for i in range(650):
+    for i in range(450):
         m = fake.post("200", authors[i % 3], f"new {i} mentions <@{authors[(i + 1) % 3]}>",
                       mentions=[authors[(i + 1) % 3]])
         if i % 7 == 0:
@@ -223,9 +223,11 @@ def test_killed_poll_resumes_without_duplicate_or_gap(db_path, tmp_path, fake, k
     assert report.summary["errors"] == []
     ids = sorted((r[0] for r in h.execute("SELECT id FROM messages WHERE channel_id = '200'")), key=int)
     assert ids == sorted(fake.messages["200"], key=int)
-    assert h.execute("SELECT count(*) FROM reactions").fetchone()[0] == 93
+    assert h.execute("SELECT count(*) FROM reactions").fetchone()[0] == 65
     h.close()
-    assert 3 <= partial < 654
+    assert 3 <= partial < 454
+    if kill_after == 5:
+        assert partial > 3            # killed mid-channel, after some pages were written
     h = database.open_database(reference)
     poll_with(h, fake)
     h.close()

@@ -115,9 +115,13 @@ def channel(data: dict, *, server_name: str | None = None, server_icon_url: str 
     )
 
 
-def guild_icon_url(guild: dict) -> str | None:
+def guild_icon_url(guild: dict) -> str:
+    """The icon url DiscordChatExporter writes for a guild."""
     icon = guild.get("icon")
-    return f"{CDN}/icons/{guild['id']}/{icon}.png" if icon else None
+    if not icon:
+        return f"{CDN}/embed/avatars/0.png"
+    ext = "gif" if icon.startswith("a_") else "png"
+    return f"{CDN}/icons/{guild['id']}/{icon}.{ext}?size=512"
 
 
 def link_urls(content: str, embeds: list[dict]) -> list[str]:

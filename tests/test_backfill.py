@@ -1,0 +1,122 @@
+"""`zos ingest --token` as a library: full history with `before=` pages, archived threads,
+`--since`, checkpoints, and the same rows as a poll would store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fake_discord import backfill_with, fake, poll_with, small_world  # noqa: F401
+from zos_cli.errors import UsageProblem
+
+
+def _ids(db, channel: str) -> list[str]:
+    return sorted((r[0] for r in db.execute("SELECT id FROM messages WHERE channel_id = ?", [channel])),
+                  key=int)
+
+
+def _fake_ids(fake, channel: str) -> list[str]:
+    return sorted(fake.messages[channel], key=int)
+
+
+def _post_many(fake, channel: str, n: int) -> list[dict]:
+    authors = ("501", "502", "503")
+    return [fake.post(channel, authors[i % 3], f"history {i}") for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [0, 99, 100, 101, 250])
+def test_full_history_with_before_pages(db, fake, n):
+    small_world(fake)
+    _post_many(fake, "200", n)
+    report = backfill_with(db, fake, channel_ids=["200"])
+    s = report.summary
+    assert report.fatal is None and s["errors"] == []
+    assert (s["channels"], s["channels_complete"], s["messages_new"]) == (1, 1, n)
+    assert _ids(db, "200") == _fake_ids(fake, "200")
+    pages = [e.query for e in fake.requests("messages")]
+    assert len(pages) == n // 100 + 1
+    assert all("after" not in q for q in pages) and all("before" in q for q in pages[1:])
+    assert db.execute("SELECT complete FROM backfill_state WHERE channel_id = '200'").fetchone() == (1,)
+    log = db.execute("SELECT kind, path, status, messages_new FROM ingest_log").fetchall()
+    assert log == [("api", "api:channel:200", "completed", n)]
+    assert db.execute("SELECT count(*) FROM message_sources WHERE source_type = 'backfill'").fetchone()[0] == n
+
+
+def test_guild_backfill_includes_archived_public_threads(db, fake):
+    small_world(fake)
+    _post_many(fake, "200", 5)
+    fake.add_thread("200", "250", "active")
+    fake.add_thread("200", "251", "archived", archived=True, archive_timestamp="2024-02-01T00:00:00+00:00")
+    fake.add_thread("201", "252", "archived too", archived=True, archive_timestamp="2024-02-02T00:00:00+00:00")
+    for thread in ("250", "251", "252"):
+        _post_many(fake, thread, 3)
+    report = backfill_with(db, fake, guild_ids=["100"])
+    assert report.summary["channels"] == 5 and report.summary["channels_complete"] == 5
+    for channel in ("200", "250", "251", "252"):
+        assert _ids(db, channel) == _fake_ids(fake, channel)
+    assert db.execute("SELECT parent_id FROM channels WHERE id = '251'").fetchone() == ("200",)
+    assert len(fake.requests("archived")) == 2
+
+
+def test_a_channel_backfill_includes_its_threads(db, fake):
+    small_world(fake)
+    fake.add_thread("200", "251", "archived", archived=True)
+    _post_many(fake, "251", 2)
+    backfill_with(db, fake, channel_ids=["200"])
+    assert len(_ids(db, "251")) == 2
+
+
+def test_since_stops_without_completing(db, fake):
+    small_world(fake)
+    posted = _post_many(fake, "200", 250)          # one minute apart from 2024-03-01T12:01
+    cut = posted[120]["timestamp"]
+    report = backfill_with(db, fake, channel_ids=["200"], since=cut)
+    assert report.summary["messages_new"] == 130
+    assert _ids(db, "200") == _fake_ids(fake, "200")[120:]
+    assert db.execute("SELECT complete FROM backfill_state").fetchone() == (0,)
+    # An older --since goes on from the checkpoint: no message is read twice into the store.
+    again = backfill_with(db, fake, channel_ids=["200"])
+    assert again.summary["messages_new"] == 120 and again.summary["messages_seen"] == 0
+    assert _ids(db, "200") == _fake_ids(fake, "200")
+    assert db.execute("SELECT complete FROM backfill_state").fetchone() == (1,)
+
+
+def test_complete_channels_are_not_read_again(db, fake):
+    small_world(fake)
+    _post_many(fake, "200", 30)
+    backfill_with(db, fake, channel_ids=["200"])
+    fake.clear_log()
+    report = backfill_with(db, fake, channel_ids=["200"])
+    assert report.summary["channels_complete"] == 1 and fake.requests("messages") == []
+
+
+def test_bad_since_is_a_usage_error(db, fake):
+    small_world(fake)
+    with pytest.raises(UsageProblem) as err:
+        backfill_with(db, fake, since="last week")
+    assert err.value.exit_code == 2
+
+
+def test_backfill_then_poll_store_each_message_once(db, fake):
+    small_world(fake)
+    posted = _post_many(fake, "200", 150)
+    fake.react("200", posted[10]["id"], "503", "🎉")
+    backfill_with(db, fake, channel_ids=["200"])
+    report = poll_with(db, fake)
+    assert report.summary["messages_new"] == 0 and report.summary["reactions_new"] == 0
+    assert _ids(db, "200") == _fake_ids(fake, "200")
+    assert db.execute("SELECT count(*) FROM reactions").fetchone()[0] == 1
+
+
+def test_forbidden_channel_skipped_and_logged(db, fake):
+    small_world(fake)
+    _post_many(fake, "201", 3)
+    fake.forbidden.add("200")
+    report = backfill_with(db, fake, guild_ids=["100"])
+    assert [s["channel"] for s in report.summary["skipped_channels"]] == ["200", "200"]
+    assert _ids(db, "201") == _fake_ids(fake, "201")
+    statuses = dict(db.execute("SELECT path, status FROM ingest_log").fetchall())
+    assert statuses == {"api:channel:200": "failed", "api:channel:201": "completed"}
+    event = json.loads(db.execute("SELECT payload FROM events WHERE event_type = 'backfill'").fetchone()[0])
+    assert event["messages_new"] == 3

@@ -1,0 +1,219 @@
+"""`zos ingest --token`: a channel's full history through the REST API.
+
+Pages go back in time with `before=` (newest first), including archived public threads.
+Each page is written by the one writer (in snowflake order within the page) in the same
+transaction as the channel's checkpoint in `backfill_state` (the oldest message stored), so a
+killed backfill resumes at that checkpoint with no duplicate and no gap. A channel is
+`complete` once its first message was reached; `--since T` stops earlier without marking it
+complete (a later run with an older `--since` goes on from the checkpoint). Every channel of a
+run gets an `ingest_log` row (kind `api`, path `api:channel:<id>`) with its counts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
+
+import sqlite_utils
+
+from zos_cli import db as db_module
+from zos_cli.config import discord_api_base
+from zos_cli.discord import api, discovery, store
+from zos_cli.discord.client import DiscordClient, DiscordToken
+from zos_cli.discord.errors import DiscordForbidden, DiscordRequestFailed
+from zos_cli.discord.pages import CONTENT_INTENT_ERROR, PageWriter
+from zos_cli.errors import UsageProblem, ZosError
+from zos_cli.ids import new_id
+from zos_cli.records import ChannelRecord
+from zos_cli.timeutil import now_stored, parse_time, time_to_snowflake
+
+PAGE = api.PAGE
+
+
+@dataclass
+class BackfillOptions:
+    channel_ids: list[str]
+    guild_ids: list[str]
+    since: str | None = None           # ISO-8601 time; None: the whole history
+
+
+@dataclass
+class BackfillReport:
+    summary: dict
+    fatal: ZosError | None = None
+
+
+class BackfillRun:
+    def __init__(self, db: sqlite_utils.Database, config, client: DiscordClient,
+                 options: BackfillOptions, *, stop: threading.Event | None = None):
+        self.db = db
+        self.config = config
+        self.client = client
+        self.options = options
+        self.stop = stop or threading.Event()
+        self.run_id = new_id()
+        self.since_id = _since_snowflake(options.since)
+        self.skipped: list[dict] = []
+        self.errors: list[dict] = []
+        self.channels = self.complete = 0
+        self.writer = None
+
+    def run(self) -> BackfillReport:
+        fatal = None
+        try:
+            self._run()
+        except ZosError as exc:
+            fatal = exc
+            self.errors.append({"channel": None, "error": exc.message})
+        summary = self._summary()
+        with db_module.write_transaction(self.db):
+            self.db.execute(
+                "INSERT INTO events (id, event_type, payload, created_at) VALUES (?, 'backfill', ?, ?)",
+                [new_id(), json.dumps({k: (len(v) if isinstance(v, list) else v)
+                                       for k, v in summary.items()}), now_stored()],
+            )
+        return BackfillReport(summary, fatal)
+
+    def _run(self) -> None:
+        from zos_cli.observe import ObservationWriter
+        from zos_cli.salience import SalienceEngine
+
+        self._close_interrupted()
+        self_id = str(api.current_user(self.client)["id"])
+        with db_module.write_transaction(self.db):
+            db_module.set_state(self.db, "discord.self_user_id", self_id)
+        found = discovery.discover(self.client, guild_ids=self.options.guild_ids,
+                                   channel_ids=self.options.channel_ids, archived_threads=True)
+        self.skipped += found.skipped
+        self.errors += found.errors
+        engine = SalienceEngine(self.db, self.config, self_user_id=self_id)
+        self.writer = ObservationWriter(self.db, self.config, source_type="backfill",
+                                        source_id=self.run_id, engine=engine)
+        self.writer.batch_label = f"backfill {self.run_id}"
+        self.pages = PageWriter(self.db, self.config, self.client, self.writer, engine, self_id)
+        for channel in found.channels:
+            if self.stop.is_set():
+                break
+            self._channel(channel)
+
+    def _close_interrupted(self) -> None:
+        """ingest_log rows a killed backfill left 'running' (we hold the ingest lock)."""
+        with db_module.write_transaction(self.db):
+            self.db.execute(
+                "UPDATE ingest_log SET status = 'failed', finished_at = ?, error = 'interrupted: "
+                "the backfill stopped before this channel was finished; its checkpoint keeps "
+                "what was stored' WHERE kind = 'api' AND status = 'running'", [now_stored()])
+
+    # ------------------------------------------------------------------ one channel
+    def _channel(self, channel: ChannelRecord) -> None:
+        self.channels += 1
+        point = store.checkpoint(self.db, channel.id)
+        if point.complete:
+            self.complete += 1
+            return
+        log_id = new_id()
+        self._log(log_id, channel, "running")
+        status, error = "completed", None
+        try:
+            done = self._pages(channel, point.oldest_message_id, log_id)
+            self.complete += done
+        except DiscordForbidden as exc:
+            self.skipped.append({"channel": channel.id, "reason": exc.message})
+            status, error = "failed", exc.message
+        except DiscordRequestFailed as exc:
+            self.errors.append({"channel": channel.id, "error": exc.message})
+            status, error = "failed", exc.message
+        except ZosError as exc:
+            self._log(log_id, channel, "failed", exc.message)
+            raise
+        if status == "completed" and self.stop.is_set():
+            status, error = "failed", "stopped (SIGTERM): the checkpoint keeps what was stored"
+        self._log(log_id, channel, status, error)
+
+    def _pages(self, channel: ChannelRecord, before: str | None, log_id: str) -> bool:
+        """Pages back from `before` (None: the newest); True once the channel is complete."""
+        while not self.stop.is_set():
+            page = api.messages(self.client, channel.id, limit=PAGE, before=before)
+            if self.pages.content_missing(channel, page):
+                raise DiscordRequestFailed(CONTENT_INTENT_ERROR)
+            reached_start = len(page) < PAGE
+            kept = [m for m in page if self.since_id is None or int(m["id"]) >= self.since_id]
+            reached_since = len(kept) < len(page)
+            oldest = min((str(m["id"]) for m in kept), key=int, default=None)
+            records = self.pages.records(kept)
+            counts = lambda: self._update_log(log_id)  # noqa: E731
+            self.pages.write(
+                channel, records, source_id=log_id,
+                also=lambda: (store.save_checkpoint(self.db, channel, oldest, reached_start
+                                                    and not reached_since), counts()),
+            )
+            if reached_start or reached_since or oldest is None:
+                return reached_start and not reached_since
+            before = oldest
+        return False
+
+    # ------------------------------------------------------------------ ingest_log
+    def _log(self, log_id: str, channel: ChannelRecord, status: str, error: str | None = None) -> None:
+        now = now_stored()
+        with db_module.write_transaction(self.db):
+            self.db.execute(
+                "INSERT INTO ingest_log (id, kind, path, status, error, started_at, finished_at) "
+                "VALUES (?, 'api', ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "status = excluded.status, error = excluded.error, finished_at = excluded.finished_at",
+                [log_id, f"api:channel:{channel.id}", status, error, now,
+                 None if status == "running" else now],
+            )
+            self._update_log(log_id)
+
+    def _update_log(self, log_id: str) -> None:
+        c = self.writer.counts_for(log_id)
+        self.db.execute(
+            "UPDATE ingest_log SET messages_new = ?, messages_seen = ?, reactions_new = ?, users = ?, "
+            "channels = ? WHERE id = ?",
+            [c["messages_new"], c["messages_seen"], c["reactions_new"], c["users"], c["channels"], log_id],
+        )
+
+    def _summary(self) -> dict:
+        counts = self.writer.counts if self.writer else {}
+        return {
+            "ingest_id": self.run_id,
+            "channels": self.channels,
+            "channels_complete": self.complete,
+            "requests": self.client.requests,
+            "messages_new": counts.get("messages_new", 0),
+            "messages_seen": counts.get("messages_seen", 0),
+            "reactions_new": counts.get("reactions_new", 0),
+            "users": counts.get("users", 0),
+            "rate_limited": self.client.rate_limited,
+            "skipped_channels": self.skipped,
+            "errors": self.errors,
+        }
+
+
+def _since_snowflake(since: str | None) -> int | None:
+    if not since:
+        return None
+    try:
+        return time_to_snowflake(parse_time(since))
+    except ValueError:
+        pass
+    try:  # a bare date: midnight UTC
+        return time_to_snowflake(datetime.combine(date.fromisoformat(since.strip()), time(),
+                                                  tzinfo=timezone.utc))
+    except ValueError:
+        raise UsageProblem(
+            f"--since {since!r} is not an ISO-8601 time: give e.g. 2024-03-01 or 2024-03-01T12:00Z"
+        ) from None
+
+
+def run_backfill(db: sqlite_utils.Database, config, token: DiscordToken, options: BackfillOptions, *,
+                 max_wait: float | None = None, stop: threading.Event | None = None,
+                 **client_options) -> BackfillReport:
+    """`zos ingest --token`: backfill the channels' history; the caller prints the summary,
+    then raises the report's `fatal` error (or exits 1 when `errors` is not empty)."""
+    wait = config.poll.max_wait_seconds if max_wait is None else max_wait
+    client_options.setdefault("backoff_base", config.poll.retry_backoff_seconds)
+    with DiscordClient(token, discord_api_base(config), max_wait=wait, **client_options) as client:
+        return BackfillRun(db, config, client, options, stop=stop).run()

@@ -52,11 +52,16 @@ def _filters(*, topic: str | None = None, category: str | None = None,
         where.append("i.sources_scope_max = ?")
         params.append(scope)
     if since:
+        text = since.strip()
+        if len(text) == 10:  # a date alone means its midnight, UTC
+            text += "T00:00:00+00:00"
         try:
-            where.append("i.created_at >= ?")
-            params.append(normalize(since))
+            params.append(normalize(text))
         except ValueError:
-            raise UsageProblem(f"--since {since!r} is not a time: give ISO-8601 (2024-03-01)")
+            raise UsageProblem(
+                f"--since {since!r} is not a time: give ISO-8601 (2024-03-01 or "
+                "2024-03-01T12:00:00+00:00)")
+        where.append("i.created_at >= ?")
     if not include_quarantined:
         where.append("i.quarantined = 0")
     return where, params

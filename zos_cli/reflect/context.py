@@ -180,15 +180,27 @@ def build_context(db: sqlite_utils.Database, config: Config, layer: Layer, targe
         lines = _take_server_insights(db, target, mark, as_of, budget, context)
     else:
         lines = _take_messages(db, config, namer, target, mark, as_of, budget, context)
-    people = sorted({namer.label(m["author_id"], m["server_id"]) for m in context.messages}
-                    - set(namer.aliased.values()))
-    context.aliased = namer.aliased
+    # The estimate above leaves out the few lines the template adds around the material
+    # (names, reactions); drop the oldest items until the rendered prompt fits.
+    while True:
+        people = sorted({namer.label(m["author_id"], m["server_id"]) for m in context.messages}
+                        - set(namer.aliased.values()))
+        context.prompt = render(lines, prior_lines, people, len(namer.aliased))
+        if context.tokens <= layer.spec.context_tokens or len(lines) <= 1:
+            break
+        lines.pop(0)
+        if context.messages:
+            context.messages.pop(0)
+        else:
+            context.source_insights.pop(0)
+    context.aliased = {u: a for u, a in namer.aliased.items()
+                       if any(u in (m["author_id"], m["reply_author_id"]) for m in context.messages)
+                       or any(a in line for line in lines)}
     for m in context.messages:
         for user_id in (m["author_id"], m["reply_author_id"]):
             if user_id:
                 context.labels[user_id] = namer.label(user_id, m["server_id"])
         context.channel_names[m["channel_id"]] = namer.channel_name(m["channel_id"])
-    context.prompt = render(lines, prior_lines, people, len(namer.aliased))
     return context
 
 

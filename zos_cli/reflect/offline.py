@@ -42,10 +42,9 @@ def describe_messages(context: Context) -> str:
     label = context.label or target.key
     times = [parse_time(m["created_at"]) for m in messages]
     first, last = min(times), max(times)
-    sentences = [
-        f"{label}: {_plural(len(messages), 'message')} read, from "
-        f"{relative(first, context.as_of)} to {relative(last, context.as_of)}."
-    ]
+    since, until = relative(first, context.as_of), relative(last, context.as_of)
+    span = f"all {since}" if since == until else f"from {since} to {until}"
+    sentences = [f"{label}: {_plural(len(messages), 'message')} read, {span}."]
     bands = Counter(next(b[2] for b in _BANDS if b[0] <= t.hour < b[1]) for t in times)
     days = Counter(_DAY_NAMES[t.weekday()] for t in times)
     band, _ = bands.most_common(1)[0]
@@ -98,8 +97,8 @@ def describe_insights(context: Context) -> str:
     newest = sources[-1]["content"]
     first_sentence = newest.split(". ")[0].rstrip(".")
     return (
-        f"{_plural(len(sources), 'server insight')} from {_plural(len(servers), 'server')} "
-        f"folded into {context.target.key}; the newest says: {first_sentence}."
+        f"{context.label or context.target.key} across {_plural(len(servers), 'server')}: "
+        f"{_plural(len(sources), 'new server insight')}; the newest says: {first_sentence}."
     )
 
 

@@ -114,7 +114,8 @@ def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
     layer = get_layer(options.layer, options.layers_dir)
     choice = llm.resolve_model(config, layer.spec.model, options.model)
     llm.check_credentials(choice)
-    concurrency = options.concurrency or config.reflection.concurrency
+    concurrency = (config.reflection.concurrency if options.concurrency is None
+                   else options.concurrency)
     if concurrency < 1:
         raise UsageProblem("--concurrency must be at least 1")
     if options.max_cost is not None and options.max_cost < 0:

@@ -1,0 +1,233 @@
+"""Context assembly: what a reflection reads, how it names people, and its token budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.reflect_world import GATE_ROLE, GUILD, SELF_ID, build_world, config_for
+from zos_cli import consent
+from zos_cli.config import Config
+from zos_cli.reflect.context import build_context
+from zos_cli.reflect.layers import get_layer, load_layer_file
+from zos_cli.reflect.material import target_from_key
+from zos_cli.reflect.run import RunOptions, run_layer
+from zos_cli.reflect.timefmt import estimate_tokens, relative
+
+AS_OF = "2024-03-01T18:00:00.000000+00:00"
+
+
+def context_for(db, config, key, layer="user", as_of=AS_OF, **overrides):
+    lay = get_layer(layer)
+    if overrides:
+        lay = _with(lay, **overrides)
+    return build_context(db, config, lay, target_from_key(key), as_of)
+
+
+def _with(layer, **changes):
+    spec = layer.spec.model_copy(update=changes)
+    return type(layer)(spec, layer.path, layer.template_path, layer.origin, layer.hash,
+                       layer.search)
+
+
+@pytest.mark.parametrize("when, expected", [
+    ("2024-03-01T17:59:30+00:00", "just now"),
+    ("2024-03-01T17:55:00+00:00", "5 minutes ago"),
+    ("2024-03-01T17:00:00+00:00", "1 hour ago"),
+    ("2024-02-29T12:00:00+00:00", "yesterday"),
+    ("2024-02-27T18:00:00+00:00", "3 days ago"),
+    ("2024-02-01T18:00:00+00:00", "4 weeks ago"),
+    ("2023-09-01T18:00:00+00:00", "5 months ago"),
+    ("2021-03-01T18:00:00+00:00", "3 years ago"),
+    ("2024-03-03T18:00:00+00:00", "in 2 days"),
+])
+def test_relative_times(when, expected):
+    assert relative(when, AS_OF) == expected
+
+
+def test_user_context_reads_their_messages_with_relative_times(db, tmp_path):
+    world = build_world(db, tmp_path, users=3, messages_each=5)
+    context = context_for(db, config_for(), world.user_key("bob"))
+    assert [m["author_id"] for m in context.messages] == [world.ids["bob"]] * 5
+    assert [m["created_at"] for m in context.messages] == sorted(
+        m["created_at"] for m in context.messages)
+    data = context.prompt.split("BEGIN DATA\n")[-1].split("\nEND DATA")[0].splitlines()
+    assert len(data) == 5
+    assert data[0].startswith("[") and " ago · #" in data[0]
+    assert '] Bob (replying to Alice): "bob talks about kilns' in context.prompt
+    assert context.new_mark.id == context.messages[-1]["id"]
+    assert context.scope() == "public"
+
+
+def test_budget_keeps_the_newest_messages(db, tmp_path):
+    world = build_world(db, tmp_path, users=2, messages_each=40)
+    full = context_for(db, config_for(), world.user_key("alice"), context_tokens=100_000)
+    small = context_for(db, config_for(), world.user_key("alice"), context_tokens=1500)
+    assert len(full.messages) == 40
+    assert 0 < len(small.messages) < 40
+    assert small.messages == full.messages[-len(small.messages):]
+    assert small.tokens <= 1500
+    assert small.tokens == estimate_tokens(small.prompt) + estimate_tokens(
+        __import__("zos_cli.reflect.llm", fromlist=["SYSTEM_PROMPT"]).SYSTEM_PROMPT)
+
+
+@settings(max_examples=15, deadline=None)
+@given(budget=st.integers(min_value=900, max_value=6000))
+def test_prompt_never_exceeds_the_budget(budget, tmp_path_factory):
+    from zos_cli import db as db_module
+    from zos_cli import migrations
+
+    folder = tmp_path_factory.mktemp("budget")
+    db = db_module.connect(folder / "z.db", create=True)
+    migrations.apply(db, folder / "z.db")
+    try:
+        world = build_world(db, folder, users=2, messages_each=30)
+        context = context_for(db, config_for(), world.user_key("alice"), context_tokens=budget)
+        assert context.tokens <= budget
+        assert context.messages  # the newest message always fits these budgets
+    finally:
+        db.close()
+
+
+def test_people_without_the_gate_role_are_chat_n_and_never_named(db, tmp_path):
+    texts = {n: f"message from someone, about glazes" for n in ("alice", "bob", "carol")}
+    world = build_world(db, tmp_path, users=3, messages_each=6, gated=("bob",), texts=texts)
+    config = Config.model_validate({"discord": {"self_user_id": SELF_ID},
+                                    "servers": {GUILD: {"privacy_gate_role": GATE_ROLE}}})
+    context = context_for(db, config, f"server:{GUILD}:channel:2001", layer="channel")
+    assert "Bob" not in context.prompt and "bob" not in context.prompt
+    assert "<chat_1>" in context.prompt
+    assert context.aliased == {world.ids["bob"]: "<chat_1>"}
+    assert "People named in it: Alice, Carol." in context.prompt
+    assert "1 participant appears as <chat_N>" in context.prompt
+    # Carol's own context names the gated user she replies to only as <chat_1>.
+    carol = context_for(db, config, world.user_key("carol"))
+    assert "(replying to <chat_1>)" in carol.prompt and "Bob" not in carol.prompt
+
+
+def test_gated_user_is_never_a_target(db, db_path, tmp_path, cli):
+    world = build_world(db, tmp_path, users=3, messages_each=12, gated=("bob",))
+    config = Config.model_validate({"discord": {"self_user_id": SELF_ID},
+                                    "servers": {GUILD: {"privacy_gate_role": GATE_ROLE}}})
+    summary = run_layer(db, config, db_path, RunOptions(layer="user"))
+    assert world.user_key("bob") not in summary["targets"]
+    assert summary["targets"]
+    toml = tmp_path / "zos.toml"
+    toml.write_text(f'[servers."{GUILD}"]\nprivacy_gate_role = "{GATE_ROLE}"\n')
+    result = cli("--config", str(toml), "reflect", "--layer", "user", "--topic",
+                 world.user_key("bob"))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {world.user_key('bob')}: a user without the privacy-gate role of server "
+        f"{GUILD} is never analysed\n")
+
+
+def test_mentions_and_markup_become_names(db, tmp_path):
+    texts = {"alice": "hey <@102> look at <#2002> <:party:5001> <@&7001>"}
+    world = build_world(db, tmp_path, users=2, messages_each=2, texts=texts)
+    context = context_for(db, config_for(), world.user_key("alice"))
+    assert '"hey @Bob look at #random :party: @member"' in context.prompt
+
+
+def test_prior_insights_by_retrieval_profile(db, db_path, tmp_path):
+    world = build_world(db, tmp_path, users=2, messages_each=3)
+    key = world.user_key("alice")
+    strengths = [5.0, 0.1, 3.0, 0.2, 4.0, 0.3, 2.0, 0.4, 1.0, 0.5]
+    db.execute("INSERT INTO layer_runs (id, layer_name, layer_hash, status, started_at, as_of) "
+               "VALUES ('r', 'user', 'h', 'completed', ?, ?)", [AS_OF, AS_OF])
+    for i, strength in enumerate(strengths):
+        db.execute(
+            "INSERT INTO insights (id, topic_key, category, content, sources_scope_max, "
+            "layer_run_id, strength, confidence, importance, novelty, valence_joy, created_at) "
+            "VALUES (?, ?, 'user_reflection', ?, 'public', 'r', ?, 0.5, 0.5, 0.5, 0.5, ?)",
+            [f"I{i:02d}", key, f"insight {i}", strength, f"2024-02-{10 + i:02d}T00:00:00.000000+00:00"])
+    db.execute("UPDATE insights SET quarantined = 1 WHERE id = 'I09'")
+    db.execute("UPDATE insights SET supersedes = 'I00' WHERE id = 'I08'")
+
+    def shown(retrieval):
+        return [p["id"] for p in context_for(db, config_for(), key, retrieval=retrieval).prior]
+
+    assert shown("recent") == ["I08", "I07", "I06", "I05", "I04", "I03", "I02", "I01"]
+    assert shown("deep") == ["I04", "I02", "I06", "I08", "I07", "I05", "I03", "I01"]
+    assert shown("balanced") == ["I08", "I04", "I07", "I02", "I06", "I05", "I03"]
+    assert "I00" not in context_for(db, config_for(), key).prompt  # superseded
+    assert "I09" not in context_for(db, config_for(), key).prompt  # quarantined
+
+
+def test_dm_context_for_a_global_user_rechecks_consent(db, tmp_path):
+    world = build_world(db, tmp_path, users=2, messages_each=2, dm_with="alice",
+                        dm_texts=("kiln secrets", "tell me more", "the glaze is blue"))
+    context = context_for(db, config_for(), world.global_key("alice"))
+    assert [m["id"] for m in context.messages] == world.dm_message_ids
+    assert context.scope() == "dm"
+    assert "direct messages" in context.prompt and "zos" in context.prompt
+    consent.revoke(db, world.ids["alice"])
+    assert context_for(db, config_for(), world.global_key("alice")).messages == []
+
+
+def test_local_layer_overrides_a_shipped_one(tmp_path):
+    local = tmp_path / "layers"
+    local.mkdir()
+    shipped = get_layer("user")
+    (local / "user.toml").write_text(
+        shipped.path.read_text().replace("max_targets = 15", "max_targets = 40"))
+    layer = get_layer("user", local)
+    assert layer.origin == "local" and layer.spec.max_targets == 40
+    assert layer.template_path == shipped.template_path  # found in the shipped folder
+    assert layer.hash != shipped.hash
+    (local / "user.md.j2").write_text('{% extends "_reflection.md.j2" %}{% block focus %}X{% endblock %}')
+    assert get_layer("user", local).hash != layer.hash
+
+
+def test_layer_hash_covers_extended_templates(tmp_path):
+    folder = tmp_path / "layers"
+    folder.mkdir()
+    (folder / "_base.md.j2").write_text("base {% block b %}{% endblock %}")
+    (folder / "mine.md.j2").write_text('{% extends "_base.md.j2" %}{% block b %}x{% endblock %}')
+    (folder / "mine.toml").write_text(
+        'name = "mine"\ncategory = "users"\ndescription = "d"\ngoal = "g"\nmax_targets = 1\n'
+        'context_tokens = 1000\ninsight_category = "mine"\ntemplate = "mine.md.j2"\n')
+    first = load_layer_file(folder / "mine.toml", "local", [folder]).hash
+    (folder / "_base.md.j2").write_text("changed {% block b %}{% endblock %}")
+    assert load_layer_file(folder / "mine.toml", "local", [folder]).hash != first
+
+
+@pytest.mark.parametrize("text, message", [
+    ('name = "user"\n', "layer file {path}: category: required; description: required; goal: "
+     "required; max_targets: required; context_tokens: required; insight_category: required; "
+     "template: required"),
+    ('name = "user"\ncategory = "people"\ndescription = "d"\ngoal = "g"\nmax_targets = 1\n'
+     'context_tokens = 1000\ninsight_category = "x"\ntemplate = "user.md.j2"\nwhat = 1\n',
+     "layer file {path}: category: Value error, unknown topic category people (known: "
+     "channels, dyad_in_channel, dyads, emoji, roles, self, subjects, threads, "
+     "user_in_channel, users); what: unknown setting"),
+])
+def test_bad_layer_files_are_config_errors(tmp_path, cli, text, message):
+    local = Path("layers")
+    local.mkdir()
+    (local / "user.toml").write_text(text)
+    result = cli("reflect", "--layer", "user")
+    assert result.exit_code == 78
+    assert result.stderr == "Error: " + message.format(path=local / "user.toml") + "\n"
+
+
+def test_unknown_layer_is_a_usage_error(cli):
+    result = cli("reflect", "--layer", "nope")
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: no layer named 'nope': choose one of channel, dyad, emoji, "
+                             "self, subject, synthesis, user (see `zos reflect --list`)\n")
+
+
+def test_list_layers_json(cli):
+    result = cli("reflect", "--list", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == ["channel", "dyad", "emoji", "self", "subject",
+                                         "synthesis", "user"]
+    user = rows[-1]
+    assert user["category"] == "users" and user["origin"] == "shipped"
+    assert len(user["hash"]) == 64

@@ -123,3 +123,40 @@ def _human(summary: dict) -> None:
     output.print_key_values(shown, title="zos poll")
     for item in summary["errors"]:
         output.warn(f"{item['channel'] or 'poll'}: {item['error']}")
+
+
+def backfill_command(ctx: typer.Context, *, token: str | None, channel: list[str] | None,
+                     guild: list[str] | None, since: str | None, fmt: output.Format) -> None:
+    """`zos ingest --token [--channel ID...] [--guild ID] [--since T]` (called by the ingest
+    command): backfill history through the API under the `ingest` lock."""
+    from zos_cli.discord.backfill import BackfillOptions, run_backfill
+    from zos_cli.discord.client import resolve_token
+
+    secret = resolve_token(token)
+    options = BackfillOptions(_ids(channel, "--channel"), _ids(guild, "--guild"), since)
+    app_state = state(ctx)
+    db = app_state.open_db()
+    stop = threading.Event()
+    try:
+        with locks.job_lock(app_state.db_path, "ingest"), _stop_on_sigterm(stop):
+            report = run_backfill(db, app_state.config, secret, options, stop=stop)
+    finally:
+        db.close()
+    output.print_document(report.summary, output.Format.JSON if fmt is output.Format.NL else fmt,
+                          human=_human_backfill)
+    for item in report.summary["skipped_channels"]:
+        output.note(f"skipped channel {item['channel']}: {item['reason']}")
+    if report.fatal is not None:
+        raise report.fatal
+    errors = report.summary["errors"]
+    if errors:
+        first = errors[0]
+        raise JobFailed(f"backfill finished with {len(errors)} error(s); first: "
+                        f"{first['channel'] or 'backfill'}: {first['error']}")
+
+
+def _human_backfill(summary: dict) -> None:
+    shown = {k: (len(v) if isinstance(v, list) else v) for k, v in summary.items()}
+    output.print_key_values(shown, title="zos ingest --token")
+    for item in summary["errors"]:
+        output.warn(f"{item['channel'] or 'backfill'}: {item['error']}")

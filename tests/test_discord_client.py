@@ -279,3 +279,17 @@ def test_reactors_beyond_one_page_arrive_once(fake):
     assert sorted(u["id"] for u in users) == [str(10_000 + i) for i in range(250)]
     assert [u["id"] for u in custom] == ["501"]
     assert len(fake.requests("reactors")) == 4
+
+
+def test_discords_global_limit_is_waited_out(fake):
+    _world(fake, channels=3)
+    fake.global_limit = (5, 0.2)     # stricter than zos's own 50/s: Discord answers 429 global
+    with make_client(fake) as client:
+        for _ in range(4):
+            for channel in ("200", "201", "202"):
+                assert api.messages(client, channel)
+        assert client.rate_limited >= 1
+    ok = [e for e in fake.requests() if e.status == 200]
+    assert len(ok) == 12
+    assert {e.scope for e in fake.requests() if e.status == 429} == {"global"}
+    assert fake.violations() == []

@@ -279,3 +279,14 @@ def test_dms_only_of_consenting_users(db, fake):
     fake.clear_log()
     poll_with(db, fake)
     assert all(yes not in e.path for e in fake.requests())
+
+
+def test_a_malformed_answer_is_a_channel_error_not_a_crash(db, fake):
+    small_world(fake)
+    broken = fake.post("200", "501", "no author below")
+    del broken["author"]
+    fake.post("201", "502", "fine")
+    report = poll_with(db, fake)
+    assert report.summary["errors"] == [{"channel": "200", "error":
+        "unexpected answer from Discord (KeyError: 'author'); the channel was left as it was"}]
+    assert _ids(db, "200") == [] and len(_ids(db, "201")) == 1

@@ -24,6 +24,7 @@ from zos_cli.discord import api, discovery, store
 from zos_cli.discord.client import DiscordClient, DiscordToken
 from zos_cli.discord.errors import DiscordForbidden, DiscordRequestFailed
 from zos_cli.discord.pages import CONTENT_INTENT_ERROR, PageWriter
+from zos_cli.discord.poll import unexpected
 from zos_cli.errors import UsageProblem, ZosError
 from zos_cli.ids import new_id
 from zos_cli.records import ChannelRecord
@@ -125,6 +126,10 @@ class BackfillRun:
         except DiscordRequestFailed as exc:
             self.errors.append({"channel": channel.id, "error": exc.message})
             status, error = "failed", exc.message
+        except (KeyError, TypeError, ValueError) as exc:
+            error = unexpected(exc)
+            self.errors.append({"channel": channel.id, "error": error})
+            status = "failed"
         except ZosError as exc:
             self._log(log_id, channel, "failed", exc.message)
             raise

@@ -47,7 +47,7 @@ class DiscordToken:
         value = value.strip()
         if value.lower().startswith("bot "):
             value = value[4:].strip()
-        if not value or any(c.isspace() for c in value) or not value.isprintable():
+        if not value or not value.isascii() or any(c.isspace() for c in value) or not value.isprintable():
             raise ConfigError(
                 "the Discord bot token is empty or malformed: pass the token shown in the "
                 f"developer portal with --token or {TOKEN_ENV}"

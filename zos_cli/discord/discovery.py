@@ -55,8 +55,7 @@ def discover(client: DiscordClient, *, guild_ids: list[str] | None = None,
     return found
 
 
-def _guild_channels(client: DiscordClient, found: Discovery, guild: dict, archived: bool,
-                    only: set[str] | None = None) -> None:
+def _guild_channels(client: DiscordClient, found: Discovery, guild: dict, archived: bool) -> None:
     guild_id = str(guild["id"])
     try:
         raw = api.guild_channels(client, guild_id)
@@ -67,17 +66,13 @@ def _guild_channels(client: DiscordClient, found: Discovery, guild: dict, archiv
     categories = {str(c["id"]): c.get("name") for c in raw if c.get("type") == 4}
     parents = []
     for data in sorted(raw, key=lambda c: (c.get("position", 0), int(c["id"]))):
-        if only is not None and str(data["id"]) not in only:
-            continue
         data = {**data, "guild_id": guild_id}
         record = _record(data, guild, categories)
         found.add(record)
         if record.type in THREAD_PARENT_TYPES:
             parents.append(record)
-    parent_ids = {p.id for p in parents}
     for data in sorted(threads, key=lambda t: int(t["id"])):
-        if only is None or str(data.get("parent_id")) in parent_ids:
-            found.add(_record({**data, "guild_id": guild_id}, guild, categories))
+        found.add(_record({**data, "guild_id": guild_id}, guild, categories))
     if archived:
         for parent in parents:
             _archived(client, found, parent, guild, categories)

@@ -120,6 +120,8 @@ class PollRun:
                 self.skipped.append({"channel": channel.id, "reason": exc.message})
             except DiscordRequestFailed as exc:
                 self.errors.append({"channel": channel.id, "error": exc.message})
+            except (KeyError, TypeError, ValueError) as exc:
+                self.errors.append({"channel": channel.id, "error": unexpected(exc)})
 
     def _targets(self, self_id: str) -> list[ChannelRecord]:
         opts = self.options
@@ -257,6 +259,11 @@ class PollRun:
             "dm_skipped_without_consent": counts.get("dm_skipped_without_consent", 0),
             "role_changes": [c.as_dict() for c in changes],
         }
+
+
+def unexpected(exc: Exception) -> str:
+    """A Discord answer without a field zos relies on: reported for its channel, not a crash."""
+    return f"unexpected answer from Discord ({type(exc).__name__}: {exc}); the channel was left as it was"
 
 
 def _reaction_counts(message: dict) -> dict[tuple[str, str], int]:

@@ -25,12 +25,13 @@ def ensure_channel(db: sqlite_utils.Database, channel: ChannelRecord) -> None:
             "ON CONFLICT (id) DO NOTHING",
             [channel.server_id, channel.server_name, channel.server_icon_url, now, now],
         )
+    participants = json.dumps(channel.participant_ids) if channel.participant_ids is not None else None
     db.execute(
         "INSERT INTO channels (id, server_id, name, type, parent_id, category_id, category_name, "
-        "topic, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "topic, participant_ids, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO NOTHING",
         [channel.id, channel.server_id, channel.name, channel.type, channel.parent_id,
-         channel.category_id, channel.category_name, channel.topic,
+         channel.category_id, channel.category_name, channel.topic, participants,
          to_stored(snowflake_time(channel.id)), now],
     )
 

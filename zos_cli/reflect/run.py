@@ -257,19 +257,30 @@ def _run_model(db, config, run_id: str, choice: ModelChoice, policy: RetryPolicy
             future = pool.submit(llm.reflect, choice, context.prompt,
                                  topic_key=context.target.key, policy=policy)
             pending[future] = (context, entry)
-        for future in as_completed(pending):
-            context, entry = pending[future]
-            outcome = future.result()
-            if outcome.answer is None:
-                _fail(db, run_id, context, outcome.calls, outcome.error or "no answer", totals)
-            else:
-                if entry is not None:
-                    ok = outcome.calls[-1]
-                    entry.update(response=outcome.raw_answer, tokens_input=ok.tokens_input,
-                                 tokens_output=ok.tokens_output)
-                _store(db, config, run_id, context, outcome, totals, reflector="model",
-                       model_label=choice.label, tokens=outcome.tokens, cache_entry=entry)
-            bar.advance()
+        try:
+            for future in as_completed(pending):
+                _take_result(db, config, run_id, choice, future, pending, totals)
+                bar.advance()
+        except BaseException:
+            for future in pending:
+                future.cancel()  # an interrupt stops the queue; calls in flight end by timeout
+            raise
+
+
+def _take_result(db, config, run_id: str, choice: ModelChoice, future, pending: dict,
+                 totals: RunTotals) -> None:
+    """Store (or record the failure of) one finished target."""
+    context, entry = pending[future]
+    outcome = future.result()
+    if outcome.answer is None:
+        _fail(db, run_id, context, outcome.calls, outcome.error or "no answer", totals)
+        return
+    if entry is not None:
+        ok = outcome.calls[-1]
+        entry.update(response=outcome.raw_answer, tokens_input=ok.tokens_input,
+                     tokens_output=ok.tokens_output)
+    _store(db, config, run_id, context, outcome, totals, reflector="model",
+           model_label=choice.label, tokens=outcome.tokens, cache_entry=entry)
 
 
 def _finish(db, config, run_id: str, as_of: str, contexts: list[Context], totals: RunTotals,

@@ -127,11 +127,17 @@ def parse_answer(text: str | None) -> ReflectionOut:
         raise InvalidAnswer("; ".join(problems))
 
 
+# Keywords strict structured-output modes refuse (OpenAI's strict subset has no string
+# lengths); pydantic still enforces them on the answer.
+_DROPPED_KEYWORDS = ("title", "default", "minLength", "maxLength")
+
+
 def _tidy(node):
-    """Make pydantic's schema one that strict structured-output APIs accept: no titles or
-    defaults, every property required (optional ones are nullable), no extra keys."""
+    """Make pydantic's schema one that strict structured-output APIs accept: no titles,
+    defaults or string lengths, every property required (optional ones are nullable), no
+    extra keys."""
     if isinstance(node, dict):
-        node = {k: _tidy(v) for k, v in node.items() if k not in ("title", "default")}
+        node = {k: _tidy(v) for k, v in node.items() if k not in _DROPPED_KEYWORDS}
         if node.get("type") == "object" and "properties" in node:
             node["required"] = list(node["properties"])
             node["additionalProperties"] = False

@@ -93,14 +93,15 @@ def _previous_offline(db: sqlite_utils.Database, topic_key: str, category: str) 
     return row[0] if row else None
 
 
-def _supersedes(insight: InsightOut, context: Context, shown: set[str]) -> str | None:
-    """The model may name a standing insight it replaces (kept only if it was shown); else a
-    newer insight on the same subject replaces the newest standing one on that subject."""
-    if insight.supersedes and insight.supersedes in shown:
+def _supersedes(insight: InsightOut, context: Context) -> str | None:
+    """The model may name a standing insight of this topic that it replaces (kept only if it
+    was shown); else a newer insight on the same subject replaces the newest standing one on
+    that subject. Insights of other topics (synthesis sources) are never superseded here."""
+    own = [p for p in context.prior if p["topic_key"] == context.target.key]
+    if insight.supersedes and insight.supersedes in {p["id"] for p in own}:
         return insight.supersedes
     if insight.subject:
-        same = [p for p in context.prior if p["subject"] == insight.subject
-                and p["topic_key"] == context.target.key]
+        same = [p for p in own if p["subject"] == insight.subject]
         if same:
             return max(same, key=lambda p: (p["created_at"], p["id"]))["id"]
     return None
@@ -144,7 +145,7 @@ def store_target(
         for insight in answer.insights:
             insight_id = new_id()
             stored.insight_ids.append(insight_id)
-            supersedes = previous_offline or _supersedes(insight, context, shown)
+            supersedes = previous_offline or _supersedes(insight, context)
             rows.append({
                 "id": insight_id,
                 "topic_key": target.key,

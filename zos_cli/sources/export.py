@@ -83,6 +83,7 @@ class ExportFile:
         self.path = Path(path)
         self.label = label or str(path)
         self._handle = handle
+        self._owns_handle = handle is None
         self._chunk_bytes = chunk_bytes
         self.header: ExportHeader | None = None
         self.scanner: JsonScanner | None = None
@@ -109,6 +110,24 @@ class ExportFile:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+    def release_handle(self) -> None:
+        """Close the file between the header and the messages (many files wait to be merged);
+        `messages()` reopens it and the hash carries on where it was."""
+        if self._handle is not None and self._owns_handle:
+            self.close()
+            self.scanner.handle = None
+
+    def set_chunk_bytes(self, chunk_bytes: int) -> None:
+        self.scanner.chunk_bytes = chunk_bytes
+
+    def _reopen(self) -> None:
+        if self._handle is None:
+            try:
+                self._handle = open(self.path, "rb")
+            except OSError as exc:
+                raise ExportError(self.label, f"cannot be read ({exc.strerror})") from None
+            self.scanner.handle = self._handle
 
     def __enter__(self) -> ExportFile:
         self.open()
@@ -294,6 +313,7 @@ class ExportFile:
         messages yielded before it are good)."""
         if self.header is None:
             self.open()
+        self._reopen()
         s = self.scanner
         builder = schema.RecordBuilder(self.header.channel.id, self.header.exported_at)
         ids = _IdCheck()

@@ -83,8 +83,10 @@ class JsonScanner:
             self.eof = True
             return False
         end = offset + len(chunk)
-        if end > self.hashed_bytes:  # hash each byte once, even after a seek back
-            self.sha256.update(chunk[max(0, self.hashed_bytes - offset):])
+        # Hash each byte once, in order, even after a seek back (a gap would give a wrong
+        # digest, so a read that starts beyond what was hashed leaves the hash incomplete).
+        if offset <= self.hashed_bytes < end:
+            self.sha256.update(chunk[self.hashed_bytes - offset:])
             self.hashed_bytes = end
         self.buf += chunk
         return True
@@ -203,6 +205,10 @@ class JsonScanner:
             while True:
                 hit = self.buf.find(needle, start)
                 if hit >= 0:
+                    if hit - pos > self.max_element_bytes:
+                        raise JsonScanError(
+                            f"{what} is larger than {self.max_element_bytes // (1 << 20)} MiB "
+                            "(enormous content, or the file is not an export)", self.offset(pos))
                     return hit + len(needle), False
                 start = max(pos, len(self.buf) - len(needle))
                 if len(self.buf) - pos > self.max_element_bytes or not self.fill():

@@ -1,0 +1,116 @@
+"""`zos consent grant/revoke/list/status`: DM-reading consent (DESIGN §7)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from zos_cli import consent, output
+from zos_cli.app_state import state
+from zos_cli.output import JsonFlag, NlFlag
+
+app = typer.Typer(
+    help="DM-reading consent: a DM is stored only while every participant has consented.",
+    no_args_is_help=True,
+)
+
+UserArg = Annotated[str, typer.Argument(metavar="USER", help="A Discord user id or a known @name.")]
+TypeOpt = Annotated[str, typer.Option("--type", help="Consent type.")]
+AtOpt = Annotated[Optional[str], typer.Option(
+    "--at", metavar="TIME", help="When it was given (ISO-8601; default now).")]
+LIST_COLUMNS = ["user_id", "user_name", "consent_type", "granted_at", "revoked_at", "server_id",
+                "note"]
+
+
+@app.command("grant")
+def grant(
+    ctx: typer.Context,
+    user: UserArg,
+    consent_type: TypeOpt = "dm_read",
+    server: Annotated[Optional[str], typer.Option(
+        "--server", metavar="ID", help="The server where consent was given.")] = None,
+    note: Annotated[Optional[str], typer.Option("--note", help="Free text kept with it.")] = None,
+    at: AtOpt = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Record that USER consents to zos reading their DMs (a new row; nothing overwritten)."""
+    fmt = output.choose(json_)
+    db = state(ctx).open_db()
+    try:
+        row = consent.grant(db, user, consent_type=consent_type, server_id=server, note=note,
+                            at=at)
+    finally:
+        db.close()
+    output.print_document(row, fmt, human=_said(
+        "Granted {consent_type} for {user_id} at {granted_at}.",
+        "{user_id} already has an active {consent_type} consent (since {granted_at})."))
+    if row["changed"]:
+        output.note("DM exports skipped for lack of consent are read again by the next "
+                    "`zos ingest` of the same files.")
+
+
+@app.command("revoke")
+def revoke(ctx: typer.Context, user: UserArg, consent_type: TypeOpt = "dm_read",
+           at: AtOpt = None, json_: JsonFlag = False) -> None:
+    """Stop reading USER's DMs: the active grant gets its revoked_at (kept as history)."""
+    fmt = output.choose(json_)
+    db = state(ctx).open_db()
+    try:
+        row = consent.revoke(db, user, consent_type=consent_type, at=at)
+    finally:
+        db.close()
+    output.print_document(row, fmt, human=_said(
+        "Revoked {consent_type} for {user_id} at {revoked_at}.",
+        "{user_id} has no active {consent_type} consent: nothing to revoke."))
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    active: Annotated[bool, typer.Option("--active", help="Only consents in force.")] = False,
+    json_: JsonFlag = False,
+    nl: NlFlag = False,
+) -> None:
+    """Every grant (newest first), with when it was revoked."""
+    fmt = output.choose(json_, nl)
+    db = state(ctx).open_db()
+    try:
+        rows = consent.list_consents(db, active_only=active)
+    finally:
+        db.close()
+    output.print_rows(rows, fmt, columns=LIST_COLUMNS, title="Consents",
+                      empty="No consents recorded.")
+
+
+@app.command("status")
+def status(ctx: typer.Context, user: UserArg, consent_type: TypeOpt = "dm_read",
+           json_: JsonFlag = False) -> None:
+    """Whether USER's consent is in force now, with its history."""
+    fmt = output.choose(json_)
+    db = state(ctx).open_db()
+    try:
+        doc = consent.consent_status(db, user, consent_type=consent_type)
+    finally:
+        db.close()
+    output.print_document(doc, fmt, human=_print_status)
+
+
+def _said(changed: str, unchanged: str):
+    def render(doc: dict) -> None:
+        print((changed if doc["changed"] else unchanged).format(**doc))
+    return render
+
+
+def _print_status(doc: dict) -> None:
+    who = f"{doc['user_id']} (@{doc['user_name']})" if doc["user_name"] else doc["user_id"]
+    if doc["active"]:
+        print(f"{who}: {doc['consent_type']} active since {doc['granted_at']}.")
+    elif doc["revoked_at"]:
+        print(f"{who}: {doc['consent_type']} revoked at {doc['revoked_at']}.")
+    else:
+        print(f"{who}: no {doc['consent_type']} consent.")
+    if doc["history"]:
+        output.print_rows(doc["history"], output.Format.TABLE,
+                          columns=["granted_at", "revoked_at", "server_id", "note"],
+                          title="History")

@@ -1,0 +1,113 @@
+"""`zos ingest PATH...` (DiscordChatExporter exports) and `zos ingest --history`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from zos_cli import locks, output
+from zos_cli.app_state import state
+from zos_cli.errors import InputDataError, UsageProblem
+from zos_cli.output import JsonFlag, NlFlag
+
+SUMMARY_ROWS = ("files", "files_skipped_unchanged", "messages_new", "messages_seen",
+                "reactions_new", "users", "channels", "dm_skipped_without_consent", "seconds")
+HISTORY_COLUMNS = ["started_at", "path", "status", "messages_new", "messages_seen",
+                   "reactions_new", "dm_skipped_without_consent", "error"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)
+
+
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[Optional[list[str]], typer.Argument(
+        metavar="PATH...",
+        help="Export files or folders (searched recursively for *.json); - reads stdin.",
+        show_default=False)] = None,
+    history: Annotated[bool, typer.Option(
+        "--history", help="List what was imported when (one row per file) and exit.")] = False,
+    limit: Annotated[Optional[int], typer.Option(
+        "--limit", min=1, help="With --history: at most N rows.")] = None,
+    batch_messages: Annotated[int, typer.Option(
+        "--batch-size", min=1, max=100_000, hidden=True,
+        help="Messages per transaction.")] = 2000,
+    token: Annotated[Optional[str], typer.Option(
+        "--token", metavar="TOKEN", show_default=False,
+        help="Backfill through the Discord API with this bot token (else DISCORD_TOKEN).")] = None,
+    channel: Annotated[Optional[list[str]], typer.Option(
+        "--channel", metavar="ID",
+        help="API backfill: this channel and its threads (repeatable).")] = None,
+    guild: Annotated[Optional[list[str]], typer.Option(
+        "--guild", metavar="ID",
+        help="API backfill: every channel and thread of this guild (repeatable).")] = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", metavar="T", help="API backfill: stop at messages older than T.")] = None,
+    json_: JsonFlag = False,
+    nl: NlFlag = False,
+) -> None:
+    """Import DiscordChatExporter JSON exports: files, folders (recursive) or - for stdin.
+
+    Idempotent: messages already stored are only recorded as seen, and an unchanged file
+    (same size and sha256) is skipped. Bad files are reported (exit 65) after the others
+    are ingested; the summary is printed either way."""
+    fmt = output.choose(json_, nl)
+    if history:
+        _history(ctx, fmt, limit)
+        return
+    if token is not None or channel or guild or since is not None:
+        if paths:
+            raise UsageProblem("give export PATHs or an API backfill (--token/--channel/"
+                               "--guild/--since), not both")
+        from zos_cli.commands.poll import backfill_command
+
+        backfill_command(ctx, token=token, channel=channel, guild=guild, since=since, fmt=fmt)
+        return
+    if not paths:
+        raise UsageProblem("give export files or folders to ingest (or - for stdin), "
+                           "or --history")
+    _ingest_exports(ctx, paths, fmt, batch_messages)
+
+
+def _history(ctx: typer.Context, fmt: output.Format, limit: int | None) -> None:
+    from zos_cli.ingest import ingest_history
+
+    db = state(ctx).open_db()
+    try:
+        rows = ingest_history(db, limit=limit)
+    finally:
+        db.close()
+    output.print_rows(rows, fmt, columns=HISTORY_COLUMNS, title="Ingest history",
+                      empty="Nothing ingested yet.")
+
+
+def _ingest_exports(ctx: typer.Context, paths: list[str], fmt: output.Format,
+                    batch_messages: int) -> None:
+    from zos_cli.ingest import ingest_exports
+
+    app_state = state(ctx)
+    db = app_state.open_db()
+    try:
+        with locks.job_lock(app_state.db_path, "ingest"), \
+                output.progress("Ingesting", unit="messages") as bar:
+            summary = ingest_exports(db, app_state.config, paths, progress=bar,
+                                     batch_messages=batch_messages)
+    finally:
+        db.close()
+    output.print_document(summary, output.Format.JSON if fmt is output.Format.NL else fmt,
+                          human=_print_summary)
+    errors = summary["errors"]
+    if errors:
+        for problem in errors[:-1]:
+            output.error(f"{problem['file']}: {problem['error']}")
+        last = errors[-1]
+        raise InputDataError(f"{last['file']}: {last['error']}")
+
+
+def _print_summary(doc: dict) -> None:
+    output.print_key_values({k: doc[k] for k in SUMMARY_ROWS}, title="Ingest summary")
+    if doc["dm_skipped_without_consent"]:
+        output.note("DM messages were not stored: every participant needs a `zos consent "
+                    "grant USER`; then run the same ingest again.")

@@ -1,0 +1,188 @@
+"""DM-reading consent (DESIGN §7): grants and revokes, and the one gate every job asks.
+
+A grant is a row in `consents`; a revoke stamps `revoked_at` on the active grant (once); a
+later grant is a new row. Nothing is ever overwritten or deleted here, and every change is an
+`events` row (ids only). `dm_may_be_stored` is the one answer to "may this DM be stored?":
+ingest, poll and reflect all ask it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import sqlite_utils
+
+from zos_cli import db as db_module
+from zos_cli.errors import UsageProblem
+from zos_cli.ids import new_id
+from zos_cli.timeutil import normalize, now_stored
+
+CONSENT_TYPES = ("dm_read",)
+_COLUMNS = ("id", "user_id", "consent_type", "granted_at", "revoked_at", "server_id", "note")
+
+
+def self_user_id(db: sqlite_utils.Database, config) -> str | None:
+    """zos's own Discord account: `discord.self_user_id` in zos.toml, else learned by polling."""
+    return config.discord.self_user_id or db_module.get_state(db, "discord.self_user_id")
+
+
+def dm_may_be_stored(db: sqlite_utils.Database, participant_ids: Iterable[str]) -> bool:
+    """True when every participant (everyone in the DM except zos itself) holds an active
+    `dm_read` consent. A DM with no known participant is never stored: nobody consented."""
+    wanted = {p for p in participant_ids if p}
+    if not wanted:
+        return False
+    placeholders = ",".join("?" * len(wanted))
+    granted = {
+        row[0]
+        for row in db.execute(
+            f"SELECT DISTINCT user_id FROM consents WHERE consent_type = 'dm_read' "
+            f"AND revoked_at IS NULL AND user_id IN ({placeholders})",
+            list(wanted),
+        )
+    }
+    return granted == wanted
+
+
+def resolve_user(db: sqlite_utils.Database, user: str) -> str:
+    """A Discord id as is, or a known `@name` (user name or display name) to its id."""
+    text = user.strip()
+    if text.isdigit():
+        return text
+    name = text[1:] if text.startswith("@") else text
+    if not name:
+        raise UsageProblem("USER is empty: give a Discord user id or a known @name")
+    rows = db.execute(
+        "SELECT id, name, display_name FROM users WHERE name = ? COLLATE NOCASE "
+        "UNION SELECT id, name, display_name FROM users WHERE display_name = ? COLLATE NOCASE",
+        [name, name],
+    ).fetchall()
+    exact = [r for r in rows if r[1] == name] or rows
+    ids = sorted({r[0] for r in exact})
+    if not ids:
+        raise UsageProblem(
+            f"no known user named @{name}: give their Discord id instead (right-click the user "
+            "in Discord with developer mode on, Copy User ID)"
+        )
+    if len(ids) > 1:
+        raise UsageProblem(f"@{name} matches several users ({', '.join(ids)}): give the id")
+    return ids[0]
+
+
+def _active(db: sqlite_utils.Database, user_id: str, consent_type: str) -> dict | None:
+    row = db.execute(
+        f"SELECT {', '.join(_COLUMNS)} FROM consents WHERE user_id = ? AND consent_type = ? "
+        "AND revoked_at IS NULL ORDER BY granted_at DESC, id DESC LIMIT 1",
+        [user_id, consent_type],
+    ).fetchone()
+    return dict(zip(_COLUMNS, row)) if row else None
+
+
+def _check_type(consent_type: str) -> None:
+    if consent_type not in CONSENT_TYPES:
+        raise UsageProblem(
+            f"unknown consent type {consent_type!r}: use one of {', '.join(CONSENT_TYPES)}"
+        )
+
+
+def _when(at: str | None) -> str:
+    if at is None:
+        return now_stored()
+    try:
+        return normalize(at)
+    except ValueError:
+        raise UsageProblem(f"--at {at!r} is not an ISO-8601 time") from None
+
+
+def _event(db: sqlite_utils.Database, event_type: str, payload: dict, at: str) -> None:
+    db.execute(
+        "INSERT INTO events (id, event_type, payload, created_at) VALUES (?, ?, ?, ?)",
+        [new_id(), event_type, json.dumps(payload, sort_keys=True), at],
+    )
+
+
+def grant(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read",
+          server_id: str | None = None, note: str | None = None, at: str | None = None) -> dict:
+    """Record a grant (a new row) unless one is already active. Returns the active row with
+    `changed` saying whether a row was written."""
+    _check_type(consent_type)
+    if server_id is not None and not server_id.isdigit():
+        raise UsageProblem(f"--server {server_id!r} is not a Discord server id (digits)")
+    user_id = resolve_user(db, user)
+    when = _when(at)
+    with db_module.write_transaction(db):
+        active = _active(db, user_id, consent_type)
+        if active is not None:
+            return {**active, "active": True, "changed": False}
+        row = {"id": new_id(), "user_id": user_id, "consent_type": consent_type,
+               "granted_at": when, "revoked_at": None, "server_id": server_id, "note": note}
+        db.execute(
+            f"INSERT INTO consents ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * 7)})",
+            [row[c] for c in _COLUMNS],
+        )
+        _event(db, "consent_granted",
+               {"consent_id": row["id"], "user_id": user_id, "consent_type": consent_type,
+                "server_id": server_id}, when)
+    return {**row, "active": True, "changed": True}
+
+
+def revoke(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read",
+           at: str | None = None) -> dict:
+    """Stamp `revoked_at` on the active grant. With none active, nothing changes
+    (`changed` false). Returns {user_id, consent_type, revoked_at, changed, consent_id}."""
+    _check_type(consent_type)
+    user_id = resolve_user(db, user)
+    when = _when(at)
+    with db_module.write_transaction(db):
+        active = _active(db, user_id, consent_type)
+        if active is None:
+            return {"user_id": user_id, "consent_type": consent_type, "consent_id": None,
+                    "revoked_at": None, "active": False, "changed": False}
+        if when < active["granted_at"]:
+            raise UsageProblem(f"--at {when} is before the grant ({active['granted_at']})")
+        db.execute("UPDATE consents SET revoked_at = ? WHERE id = ?", [when, active["id"]])
+        _event(db, "consent_revoked",
+               {"consent_id": active["id"], "user_id": user_id, "consent_type": consent_type},
+               when)
+    return {"user_id": user_id, "consent_type": consent_type, "consent_id": active["id"],
+            "revoked_at": when, "active": False, "changed": True}
+
+
+def list_consents(db: sqlite_utils.Database, *, active_only: bool = False) -> list[dict]:
+    """Every grant row (newest first), with the user's name when known."""
+    where = "WHERE c.revoked_at IS NULL" if active_only else ""
+    rows = db.execute(
+        f"SELECT c.user_id, c.consent_type, c.granted_at, c.revoked_at, c.id, c.server_id, "
+        f"c.note, u.name FROM consents c LEFT JOIN users u ON u.id = c.user_id {where} "
+        "ORDER BY c.granted_at DESC, c.id DESC"
+    ).fetchall()
+    keys = ("user_id", "consent_type", "granted_at", "revoked_at", "id", "server_id", "note",
+            "user_name")
+    return [dict(zip(keys, r)) for r in rows]
+
+
+def consent_status(db: sqlite_utils.Database, user: str, *,
+                   consent_type: str = "dm_read") -> dict:
+    """Whether the user's consent is active now, and the history of grants and revokes."""
+    _check_type(consent_type)
+    user_id = resolve_user(db, user)
+    name = db.execute("SELECT name FROM users WHERE id = ?", [user_id]).fetchone()
+    history = [
+        dict(zip(_COLUMNS, r))
+        for r in db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM consents WHERE user_id = ? AND consent_type = ? "
+            "ORDER BY granted_at, id",
+            [user_id, consent_type],
+        )
+    ]
+    active = next((h for h in reversed(history) if h["revoked_at"] is None), None)
+    return {
+        "user_id": user_id,
+        "user_name": name[0] if name else None,
+        "consent_type": consent_type,
+        "active": active is not None,
+        "granted_at": active["granted_at"] if active else None,
+        "revoked_at": None if active else (history[-1]["revoked_at"] if history else None),
+        "history": history,
+    }

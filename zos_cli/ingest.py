@@ -1,0 +1,373 @@
+"""`zos ingest PATH...`: a run over DiscordChatExporter exports.
+
+1. Discover the files (folders recursively, `*_Files` asset folders skipped; `-` is stdin,
+   spooled to a temporary file so it can be hashed and re-read).
+2. Per file: an unchanged file (same size and sha256 as a completed ingest) is skipped at once,
+   unless it holds a DM whose participants have gained consent since. A DM export is read
+   once first to learn its participants; without every participant's consent it is only
+   counted (and its participant ids kept in ingest_log, so it is re-read after consent).
+3. The messages of all remaining files are merged in snowflake order (a k-way merge of the
+   file streams: memory stays bounded) and written by the one writer in batches, one
+   transaction each, with the per-file counts in `ingest_log` updated in the same transaction.
+   Killed at any moment and run again, the store ends as an uninterrupted run would: a batch is
+   all or nothing, and messages already stored earn nothing the second time.
+4. A bad file stops at its first problem (what came before it is kept), is reported with its
+   location, and the other files go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import sqlite_utils
+
+from zos_cli import consent
+from zos_cli import db as db_module
+from zos_cli.errors import UsageProblem
+from zos_cli.ids import new_id
+from zos_cli.observe import COUNT_KEYS, Observation, ObservationWriter
+from zos_cli.records import ChannelRecord
+from zos_cli.sources.export import ExportError, ExportFile
+from zos_cli.timeutil import now_stored
+
+BATCH_MESSAGES = 2000
+MAX_OPEN_FILES = 256          # files merged at once; more are merged group by group
+MERGE_BUFFER_BYTES = 32 << 20  # read-ahead shared by the open files
+STDIN = "-"
+
+
+@dataclass
+class FilePlan:
+    label: str                     # as reported: the path found, or '-'
+    path: Path
+    handle: BinaryIO | None = None  # stdin's spooled copy
+    size: int = 0
+    sha256: str | None = None
+    log_id: str = field(default_factory=new_id)
+    export: ExportFile | None = None
+    channel: ChannelRecord | None = None
+    status: str = "running"
+    error: str | None = None
+    dm_skipped: int = 0
+    dm_participants: list[str] | None = None
+    started_at: str = field(default_factory=now_stored)
+
+
+def discover(paths: list[str]) -> list[str]:
+    """Files to read, in a stable order: each PATH as given, folders walked recursively for
+    `*.json` (asset folders `*_Files` skipped). Missing paths are a usage error."""
+    found: dict[str, None] = {}
+    missing = []
+    for raw in paths:
+        if raw == STDIN:
+            found.setdefault(STDIN, None)
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.endswith("_Files"))
+                for name in sorted(files):
+                    if name.lower().endswith(".json"):
+                        found.setdefault(str(Path(root) / name), None)
+        elif path.is_file():
+            found.setdefault(str(path), None)
+        else:
+            missing.append(raw)
+    if missing:
+        raise UsageProblem(f"no such file or folder: {', '.join(missing)}")
+    return list(found)
+
+
+def _spool(stream: BinaryIO) -> tuple[BinaryIO, int, str]:
+    spool = tempfile.TemporaryFile(prefix="zos-ingest-stdin-")
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+        spool.write(chunk)
+        size += len(chunk)
+    spool.seek(0)
+    return spool, size, digest.hexdigest()
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class IngestRun:
+    """One `zos ingest` run over export files."""
+
+    def __init__(self, db: sqlite_utils.Database, config, *, batch_messages: int = BATCH_MESSAGES,
+                 progress=None, stdin: BinaryIO | None = None):
+        self.db = db
+        self.config = config
+        self.batch_messages = batch_messages
+        self.progress = progress
+        self.stdin = stdin
+        self.run_id = new_id()
+        self.plans: list[FilePlan] = []
+        self.skipped_unchanged = 0
+        self.self_user_id = consent.self_user_id(db, config)
+
+    # ------------------------------------------------------------------ the run
+    def run(self, paths: list[str]) -> dict:
+        started = time.monotonic()
+        files = discover(paths)
+        self._close_interrupted()
+        for label in files:
+            self._plan(label)
+        active = [p for p in self.plans if p.status == "running"]
+        from zos_cli.salience import SalienceEngine
+
+        engine = SalienceEngine(self.db, self.config)
+        writer = ObservationWriter(self.db, self.config, source_type="export",
+                                   source_id=self.run_id, engine=engine)
+        writer.batch_label = f"ingest {self.run_id}"
+        for group in _groups(active):
+            self._merge_and_write(group, writer)
+        summary = self._finish(writer, files, time.monotonic() - started)
+        for plan in self.plans:
+            if plan.export is not None:
+                plan.export.close()
+        return summary
+
+    def _close_interrupted(self) -> None:
+        """Rows left 'running' by a killed run (we hold the ingest lock, so none is live)."""
+        with db_module.write_transaction(self.db):
+            self.db.execute(
+                "UPDATE ingest_log SET status = 'failed', finished_at = ?, error = "
+                "'interrupted: the run stopped before this file was finished' "
+                "WHERE kind = 'export' AND status = 'running'", [now_stored()])
+
+    # ------------------------------------------------------------------ per file
+    def _plan(self, label: str) -> None:
+        plan = FilePlan(label=label, path=Path(label))
+        self.plans.append(plan)
+        if label == STDIN:
+            plan.handle, plan.size, plan.sha256 = _spool(self.stdin or sys.stdin.buffer)
+        else:
+            plan.size = plan.path.stat().st_size
+        if self._unchanged(plan):
+            return
+        plan.export = ExportFile(plan.path, plan.label, handle=plan.handle)
+        try:
+            header = plan.export.open()
+            plan.channel = header.channel
+            if plan.channel.is_dm:
+                self._check_dm(plan)
+        except ExportError as exc:
+            plan.status, plan.error = "failed", exc.detail
+            self._log_final(plan)
+            return
+        if plan.status == "running":
+            plan.export.release_handle()
+            self._log_start(plan)
+
+    def _unchanged(self, plan: FilePlan) -> bool:
+        """Same size and sha256 as a completed ingest: skip, unless a DM it skipped may now
+        be stored. The file is hashed only when a completed ingest of its size exists."""
+        rows = self.db.execute(
+            "SELECT sha256, dm_skipped_without_consent, dm_participant_ids FROM ingest_log "
+            "WHERE kind = 'export' AND status = 'completed' AND size = ? AND sha256 IS NOT NULL "
+            "ORDER BY started_at DESC", [plan.size]).fetchall()
+        if not rows:
+            return False
+        plan.sha256 = plan.sha256 or _sha256_of(plan.path)
+        match = next((r for r in rows if r[0] == plan.sha256), None)
+        if match is None:
+            return False
+        if match[1] and consent.dm_may_be_stored(self.db, json.loads(match[2] or "[]")):
+            return False  # consent gained since: read it again
+        plan.status = "skipped"
+        self.skipped_unchanged += 1
+        self._log_final(plan)
+        return True
+
+    def _check_dm(self, plan: FilePlan) -> None:
+        """Read a DM export once for its participants: every author and reactor, and for a
+        1:1 DM the user the channel is named after, except zos itself."""
+        names: dict[str, set[str | None]] = {}
+        acted: set[str] = set()
+        count = 0
+        for message in plan.export.messages():
+            count += 1
+            users = [message.author, *message.mentions]
+            acted.add(message.author.id)
+            for reaction in message.reactions or ():
+                users.extend(reaction.users)
+                acted.update(u.id for u in reaction.users)
+            for user in users:
+                names.setdefault(user.id, set()).update({user.name, user.nickname})
+        plan.sha256 = plan.sha256 or plan.export.sha256
+        channel = plan.channel
+        if channel.type == "dm" and channel.name:
+            acted |= self._named(channel.name, names)
+        stored = self.db.execute("SELECT participant_ids FROM channels WHERE id = ?",
+                                 [channel.id]).fetchone()
+        if stored and stored[0]:
+            acted |= set(json.loads(stored[0]))
+        acted.discard(self.self_user_id)
+        acted.discard(None)
+        plan.dm_participants = sorted(acted, key=int)
+        channel.participant_ids = plan.dm_participants
+        if not consent.dm_may_be_stored(self.db, plan.dm_participants):
+            plan.dm_skipped = count
+            plan.status = "completed"
+            self._log_final(plan)
+
+    def _named(self, name: str, names: dict[str, set[str | None]]) -> set[str]:
+        """The one user a 1:1 DM is named after: seen in the file, else already stored."""
+        matches = {uid for uid, known in names.items() if name in known}
+        if not matches:
+            matches = {r[0] for r in self.db.execute(
+                "SELECT id FROM users WHERE name = ? OR display_name = ?", [name, name])}
+        return matches if len(matches) == 1 else set()
+
+    # ------------------------------------------------------------------ merge and write
+    def _merge_and_write(self, group: list[FilePlan], writer: ObservationWriter) -> None:
+        chunk = max(64 << 10, min(1 << 20, MERGE_BUFFER_BYTES // max(1, len(group))))
+        streams = [self._stream(i, plan, chunk) for i, plan in enumerate(group)]
+        batch: list[Observation] = []
+        last_id = None
+        for snowflake, _, obs in heapq.merge(*streams):
+            # Never split one message id across batches (overlapping exports): the writer
+            # picks the newest observation among those it is given together.
+            if len(batch) >= self.batch_messages and snowflake != last_id:
+                self._write(batch, writer)
+                batch = []
+            batch.append(obs)
+            last_id = snowflake
+        if batch:
+            self._write(batch, writer)
+
+    def _stream(self, index: int, plan: FilePlan, chunk: int) -> Iterator[tuple]:
+        plan.export.set_chunk_bytes(chunk)
+        channel, log_id = plan.channel, plan.log_id
+        try:
+            for record in plan.export.messages():
+                yield int(record.id), index, Observation(channel, record, log_id)
+        except ExportError as exc:
+            plan.status, plan.error = "failed", exc.detail
+        finally:
+            if plan.handle is None:
+                plan.export.release_handle()
+
+    def _write(self, batch: list[Observation], writer: ObservationWriter) -> None:
+        touched = {obs.source_id for obs in batch}
+        with db_module.write_transaction(self.db):
+            writer.write_batch(batch)
+            self.db.conn.executemany(
+                "UPDATE ingest_log SET messages_new = ?, messages_seen = ?, reactions_new = ?, "
+                "users = ?, channels = ? WHERE id = ?",
+                [(*(writer.counts_for(log_id)[k] for k in COUNT_KEYS[:5]), log_id)
+                 for log_id in touched],
+            )
+        if self.progress is not None:
+            self.progress.advance(len(batch))
+
+    # ------------------------------------------------------------------ ingest_log and summary
+    def _log_start(self, plan: FilePlan) -> None:
+        with db_module.write_transaction(self.db):
+            self.db.execute(
+                "INSERT INTO ingest_log (id, kind, path, size, sha256, status, "
+                "dm_participant_ids, started_at) VALUES (?, 'export', ?, ?, ?, 'running', ?, ?)",
+                [plan.log_id, plan.label, plan.size, plan.sha256,
+                 json.dumps(plan.dm_participants) if plan.dm_participants is not None else None,
+                 plan.started_at])
+
+    def _log_final(self, plan: FilePlan) -> None:
+        with db_module.write_transaction(self.db):
+            self._upsert_final(plan, dict.fromkeys(COUNT_KEYS[:5], 0))
+
+    def _upsert_final(self, plan: FilePlan, counts: dict) -> None:
+        self.db.execute(
+            "INSERT INTO ingest_log (id, kind, path, size, sha256, status, messages_new, "
+            "messages_seen, reactions_new, users, channels, dm_skipped_without_consent, "
+            "dm_participant_ids, error, started_at, finished_at) "
+            "VALUES (?, 'export', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET sha256 = excluded.sha256, status = excluded.status, "
+            "messages_new = excluded.messages_new, messages_seen = excluded.messages_seen, "
+            "reactions_new = excluded.reactions_new, users = excluded.users, "
+            "channels = excluded.channels, error = excluded.error, "
+            "dm_skipped_without_consent = excluded.dm_skipped_without_consent, "
+            "finished_at = excluded.finished_at",
+            [plan.log_id, plan.label, plan.size, plan.sha256, plan.status,
+             *(counts[k] for k in COUNT_KEYS[:5]), plan.dm_skipped,
+             json.dumps(plan.dm_participants) if plan.dm_participants is not None else None,
+             plan.error, plan.started_at, now_stored()])
+
+    def _finish(self, writer: ObservationWriter, files: list[str], seconds: float) -> dict:
+        totals = writer.counts
+        errors = []
+        with db_module.write_transaction(self.db):
+            for plan in self.plans:
+                if plan.status == "failed":
+                    errors.append({"file": plan.label, "error": plan.error})
+                if plan.status not in ("running", "failed") or plan.export is None:
+                    continue
+                if plan.status == "running":
+                    plan.status = "completed"
+                    plan.sha256 = plan.sha256 or plan.export.sha256
+                counts = writer.counts_for(plan.log_id)
+                self._upsert_final(plan, counts)
+            summary = {
+                "ingest_id": self.run_id,
+                "files": len(files),
+                "files_skipped_unchanged": self.skipped_unchanged,
+                **{k: totals[k] for k in COUNT_KEYS},
+                "errors": errors,
+                "seconds": round(seconds, 3),
+            }
+            summary["dm_skipped_without_consent"] += sum(p.dm_skipped for p in self.plans)
+            self.db.execute(
+                "INSERT INTO events (id, event_type, payload, created_at) VALUES (?, ?, ?, ?)",
+                [new_id(), "ingest", json.dumps(
+                    {k: (len(v) if k == "errors" else v) for k, v in summary.items()}),
+                 now_stored()])
+        return summary
+
+
+def _groups(plans: list[FilePlan]) -> list[list[FilePlan]]:
+    """Files merged together: all of them, or (beyond MAX_OPEN_FILES) groups that keep each
+    server's files together where they fit, so event order holds within a server."""
+    if len(plans) <= MAX_OPEN_FILES:
+        return [plans] if plans else []
+    ordered = sorted(plans, key=lambda p: (p.channel.server_id or "", p.channel.id))
+    return [ordered[i:i + MAX_OPEN_FILES] for i in range(0, len(ordered), MAX_OPEN_FILES)]
+
+
+def ingest_exports(db: sqlite_utils.Database, config, paths: list[str], *, progress=None,
+                   stdin: BinaryIO | None = None, batch_messages: int = BATCH_MESSAGES) -> dict:
+    """Ingest export files and folders (`-` for stdin); returns the run summary:
+    ingest_id, files, files_skipped_unchanged, messages_new, messages_seen, reactions_new,
+    users, channels, dm_skipped_without_consent, errors [{file, error}], seconds."""
+    return IngestRun(db, config, batch_messages=batch_messages, progress=progress,
+                     stdin=stdin).run(paths)
+
+
+def ingest_history(db: sqlite_utils.Database, *, limit: int | None = None) -> list[dict]:
+    """What was imported when: one row per file of every ingest, newest first."""
+    keys = ("id", "kind", "path", "status", "size", "sha256", "messages_new", "messages_seen",
+            "reactions_new", "users", "channels", "dm_skipped_without_consent", "error",
+            "started_at", "finished_at")
+    sql = f"SELECT {', '.join(keys)} FROM ingest_log ORDER BY started_at DESC, id DESC"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return [dict(zip(keys, row)) for row in db.execute(sql)]
+
+
+__all__ = ["ingest_exports", "ingest_history", "discover", "IngestRun"]

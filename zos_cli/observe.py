@@ -1,0 +1,233 @@
+"""The one writer: observed Discord records → tables + salience events.
+
+Both sources feed it the same records (`zos_cli.records`): the export reader (`zos ingest`)
+and the API client (`zos poll`, `zos ingest --token`). The caller holds a
+`write_transaction`; each call writes one batch with `executemany` (see `observe_rows`), feeds
+the salience engine the events of what is NEW (new messages, new reactions) in snowflake
+order, and flushes the engine's ledger rows inside the same transaction.
+
+Rules (DESIGN §3, §5, §7):
+- upsert by snowflake; the newest observation (`observed_at`: an export's exportedAt, the
+  fetch time) wins for content, edits, flags and reaction state; an older or equal one only
+  records that it saw the message (`message_sources`);
+- `reactions=None` means "not known in this observation": stored reactions are left alone; a
+  list is the full current state (reactors no longer listed get `removed_at`);
+- a DM channel is written only while `consent.dm_may_be_stored(participant_ids)` says so;
+  otherwise its messages are only counted (`dm_skipped_without_consent`), nothing is written;
+- users, roles and user_roles are written before the batch's events are applied, because the
+  engine reads user_roles for the privacy gate inside this transaction.
+
+What the engine is fed, so that `zos salience rebuild` can replay the same from the tables:
+mentions and role mentions deduplicated and sorted by id; custom emoji per occurrence
+(`messages.custom_emoji_ids`); a message's new reactions right after it, sorted by
+(user_id, emoji, emoji_id); the reply parent's author from the stored (or just written)
+parent; a thread's parent channel; DM participants from `channels.participant_ids`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import NamedTuple
+
+import sqlite_utils
+
+from zos_cli import observe_rows as rows
+from zos_cli.consent import dm_may_be_stored
+from zos_cli.events import MessageEvent, ReactionEvent
+from zos_cli.records import CONVERSATIONAL_TYPES, ChannelRecord, MessageRecord
+from zos_cli.timeutil import now_stored
+
+COUNT_KEYS = ("messages_new", "messages_seen", "reactions_new", "users", "channels",
+              "dm_skipped_without_consent")
+
+
+class Observation(NamedTuple):
+    channel: ChannelRecord
+    message: MessageRecord
+    source_id: str          # the ingest_log id (export, backfill) or poll run id that saw it
+
+
+def _newer(observed: str | None, stored: str | None) -> bool:
+    return observed is not None and (stored is None or observed > stored)
+
+
+class ObservationWriter:
+    """Writes observed messages; one per job run (it remembers what it already upserted)."""
+
+    def __init__(self, db: sqlite_utils.Database, config, *, source_type: str, source_id: str,
+                 engine):
+        self.db = db
+        self.config = config
+        self.source_type = source_type        # 'export' | 'poll' | 'backfill'
+        self.source_id = source_id
+        self.engine = engine
+        self.batch_label = f"{source_type} {source_id}"  # names the engine's ledger rows
+        self.by_source: dict[str, dict[str, int]] = defaultdict(
+            lambda: dict.fromkeys(COUNT_KEYS, 0))
+        self.users_by_source: dict[str, set[str]] = defaultdict(set)
+        self.channels_by_source: dict[str, set[str]] = defaultdict(set)
+        self.channels_written: set[str] = set()
+        self.servers_written: set[str] = set()
+
+    # ------------------------------------------------------------------ counts
+    @property
+    def counts(self) -> dict[str, int]:
+        """messages_new, messages_seen (observations of messages already stored),
+        reactions_new, users and channels (distinct ones observed), and
+        dm_skipped_without_consent (DM messages not written)."""
+        total = dict.fromkeys(COUNT_KEYS, 0)
+        for counts in self.by_source.values():
+            for key in ("messages_new", "messages_seen", "reactions_new",
+                        "dm_skipped_without_consent"):
+                total[key] += counts[key]
+        total["users"] = len(set().union(*self.users_by_source.values()))
+        total["channels"] = len(set().union(*self.channels_by_source.values()))
+        return total
+
+    def counts_for(self, source_id: str) -> dict[str, int]:
+        counts = dict(self.by_source[source_id])
+        counts["users"] = len(self.users_by_source[source_id])
+        counts["channels"] = len(self.channels_by_source[source_id])
+        return counts
+
+    # ------------------------------------------------------------------ entry points
+    def write_messages(self, channel: ChannelRecord, messages: list[MessageRecord]) -> None:
+        """One channel's messages (snowflake order), seen by this writer's own source."""
+        self.write_batch([Observation(channel, m, self.source_id) for m in messages])
+
+    def write_batch(self, observations: list[Observation]) -> None:
+        """Observations in snowflake order, from any channels and sources (the same message
+        may appear more than once: overlapping exports)."""
+        if observations:
+            _Batch(self, observations).run()
+
+    def mark_deleted(self, message_ids: list[str], at: str) -> int:
+        """Messages Discord no longer has (poll noticed): stamp `deleted_at` once."""
+        cur = self.db.execute(
+            "UPDATE messages SET deleted_at = ? WHERE deleted_at IS NULL AND id IN "
+            "(SELECT value FROM json_each(?))",
+            [at, rows.json_ids(message_ids)],
+        )
+        return cur.rowcount
+
+
+class _Batch:
+    """One call's work, in the order the rules need."""
+
+    def __init__(self, writer: ObservationWriter, observations: list[Observation]):
+        self.w = writer
+        self.db = writer.db
+        self.now = now_stored()
+        self.observations = self._gate(observations)
+
+    def run(self) -> None:
+        if not self.observations:
+            return
+        self._choose()
+        rows.write_places(self)
+        rows.write_people(self)
+        rows.write_messages(self)
+        fresh_reactions = rows.write_reactions(self)
+        rows.write_sources(self)
+        self._feed_engine(fresh_reactions)
+
+    def _gate(self, observations: list[Observation]) -> list[Observation]:
+        """The DM consent gate, asked once per DM channel per batch."""
+        allowed: dict[str, bool] = {}
+        kept = []
+        for obs in observations:
+            channel = obs.channel
+            if channel.is_dm:
+                ok = allowed.get(channel.id)
+                if ok is None:
+                    ok = allowed[channel.id] = dm_may_be_stored(
+                        self.db, channel.participant_ids or [])
+                if not ok:
+                    self.w.by_source[obs.source_id]["dm_skipped_without_consent"] += 1
+                    continue
+            kept.append(obs)
+        return kept
+
+    def _choose(self) -> None:
+        """Per message id the newest observation (the later one on a tie), which are new,
+        and which stored ones this batch updates."""
+        chosen: dict[str, Observation] = {}
+        for obs in self.observations:
+            current = chosen.get(obs.message.id)
+            if current is None or not _newer(current.message.observed_at,
+                                             obs.message.observed_at):
+                chosen[obs.message.id] = obs
+        stored = {
+            row[0]: row[1]
+            for row in self.db.execute(
+                "SELECT id, source_exported_at FROM messages "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                [rows.json_ids(chosen)],
+            )
+        }
+        self.chosen = chosen
+        self.new_ids = [mid for mid in chosen if mid not in stored]
+        self.new_id_set = set(self.new_ids)
+        self.updated_ids = [mid for mid, observed in stored.items()
+                            if _newer(chosen[mid].message.observed_at, observed)]
+        updated = set(self.updated_ids)
+        self.effective = [obs for mid, obs in chosen.items()
+                          if mid in self.new_id_set or mid in updated]
+        for obs in self.observations:
+            counts = self.w.by_source[obs.source_id]
+            if obs.message.id in self.new_id_set and chosen[obs.message.id] is obs:
+                counts["messages_new"] += 1
+            else:
+                counts["messages_seen"] += 1
+
+    def _feed_engine(self, fresh_reactions: dict[str, list[tuple[str, str, str]]]) -> None:
+        new = self.new_id_set
+        replies = [self.chosen[mid].message.reply_to_id for mid in self.new_ids
+                   if self.chosen[mid].message.reply_to_id]
+        parents = {}
+        if replies:
+            parents = dict(self.db.execute(
+                "SELECT id, author_id FROM messages WHERE id IN (SELECT value FROM json_each(?))",
+                [rows.json_ids(replies)],
+            ).fetchall())
+        engine = self.w.engine
+        first = last = None
+        for mid, obs in self.chosen.items():
+            is_new, reacted = mid in new, fresh_reactions.get(mid)
+            if not is_new and not reacted:
+                continue
+            first = first or mid
+            last = mid
+            m, ch = obs.message, obs.channel
+            parent_channel = ch.parent_id if ch.is_thread else None
+            if is_new:
+                engine.apply(MessageEvent(
+                    message_id=m.id,
+                    server_id=ch.server_id,
+                    channel_id=ch.id,
+                    author_id=m.author.id,
+                    created_at=m.created_at,
+                    message_type=m.message_type,
+                    is_system=m.message_type not in CONVERSATIONAL_TYPES,
+                    parent_channel_id=parent_channel,
+                    has_media=bool(m.attachments),
+                    has_links=bool(m.link_urls),
+                    reply_to_author_id=parents.get(m.reply_to_id) if m.reply_to_id else None,
+                    mentioned_user_ids=tuple(sorted({u.id for u in m.mentions})),
+                    mentioned_role_ids=tuple(sorted(set(m.role_mention_ids))),
+                    custom_emoji_ids=tuple(m.inline_custom_emoji_ids),
+                    dm_participant_ids=tuple(ch.participant_ids or ()) if ch.is_dm else (),
+                ))
+            for user_id, _emoji, emoji_id in reacted or ():
+                engine.apply(ReactionEvent(
+                    message_id=m.id,
+                    server_id=ch.server_id,
+                    channel_id=ch.id,
+                    message_author_id=m.author.id,
+                    reactor_id=user_id,
+                    created_at=m.created_at,
+                    emoji_id=emoji_id,
+                    parent_channel_id=parent_channel,
+                ))
+        if first is not None:
+            engine.flush(f"{self.w.batch_label}: messages {first}..{last}")

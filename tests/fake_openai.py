@@ -4,7 +4,8 @@ It runs on 127.0.0.1 in a background thread (real HTTP, real sockets) and speaks
 `POST /v1/chat/completions` for litellm's `openai/...` provider. What it answers is scripted:
 
 - `server.enqueue(Reply(...))` queues answers served in order; when the queue is empty the
-  `default` callable builds the answer from the request (by default: one valid insight).
+  `default` callable builds the answer from the request (by default: one valid insight;
+  `echo_reply` quotes the prompt's data back into the insight).
 - A `Reply` can carry a status (429, 500…), a raw body (malformed JSON), a delay (latency or a
   client timeout), usage tokens and headers (`Retry-After`).
 - `server.requests` logs every request (body, headers, start and end times); `max_in_flight`
@@ -80,6 +81,14 @@ def valid_answer(count: int = 1, **overrides: Any) -> dict:
 
 def _default_reply(request: dict) -> Reply:
     return Reply(content=valid_answer())
+
+
+def echo_reply(request: dict) -> Reply:
+    """A valid answer whose content quotes the prompt's data lines (a model that repeats what
+    it read: canary tests use it to carry message text into insights)."""
+    prompt = "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
+    data = prompt.split("BEGIN DATA\n")[-1].split("\nEND DATA")[0]
+    return Reply(content=valid_answer(content=("They said: " + data)[:3900]))
 
 
 class FakeOpenAI:

@@ -294,3 +294,22 @@ def test_without_cache_flag_the_model_is_asked_again(db, db_path, world, server)
     db.execute("DELETE FROM reflection_marks")
     run(db, db_path, config, topic=alice)
     assert len(server.requests) == 2
+
+
+def test_dm_reflection_through_a_model_is_dm_scoped(db, db_path, tmp_path, server):
+    from tests.fake_openai import echo_reply
+    from zos_cli import consent
+
+    world = build_world(db, tmp_path, users=2, messages_each=2, dm_with="alice",
+                        dm_texts=("canary-7f3 kiln", "noted", "canary-7f3 glaze"))
+    server.default = echo_reply
+    config = model_config(server)
+    summary = run(db, db_path, config, topic=world.global_key("alice"))
+    assert summary["status"] == "completed"
+    content, scope = db.execute("SELECT content, sources_scope_max FROM insights").fetchone()
+    assert "canary-7f3 kiln" in content and scope == "dm"
+    # Consent revoked since: the DM is no longer read, nothing new is sent to the model.
+    consent.revoke(db, world.ids["alice"])
+    db.execute("DELETE FROM reflection_marks")
+    again = run(db, db_path, config, topic=world.global_key("alice"))
+    assert again["layer_run_id"] is None and len(server.requests) == 1

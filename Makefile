@@ -17,10 +17,17 @@ $(BIN)/zos: pyproject.toml
 
 venv: $(BIN)/zos
 
+ZOS_DEMO = $(BIN)/zos --db $(DEMO_DB) --config examples/zos.toml
+
+# The main job on the bundled example: ingest the export, see what is salient, reflect on
+# the users with the offline reflector (no model is configured), list the insights.
 demo: venv
 	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
-	$(BIN)/zos --db $(DEMO_DB) --config examples/zos.toml init-db
-	$(BIN)/zos --db $(DEMO_DB) --config examples/zos.toml status
+	$(ZOS_DEMO) init-db
+	$(ZOS_DEMO) ingest examples/export
+	$(ZOS_DEMO) salience top --limit 10
+	$(ZOS_DEMO) reflect --layer user
+	$(ZOS_DEMO) insights list
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -112,3 +112,14 @@ def test_newcomer_roles_learned_before_their_messages(db, fake):
     assert [e.path.rsplit("/", 1)[1] for e in fake.requests("member")] == ["504"]
     assert _roles(db, "504") == [GATE]
     assert _balance(db, "server:100:user:504") > 0
+
+
+def test_a_failed_role_refresh_is_reported_and_the_poll_goes_on(db, fake):
+    _world(fake)
+    fake.post("200", "501", "hello")
+    fake.inject("roles", "status", times=5, status=500)
+    report = poll_with(db, fake, _config(fake))
+    assert report.fatal is None
+    assert report.summary["errors"] == [{"channel": "guild:100", "error":
+        "roles: GET /guilds/100/roles: Discord answered 500 5 times in a row; try again later"}]
+    assert report.summary["messages_new"] == 1

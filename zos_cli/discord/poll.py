@@ -67,6 +67,7 @@ class PollRun:
         self.errors: list[dict] = []
         self.channels = self.edited = self.deleted = 0
         self.pages: PageWriter | None = None
+        self.writer = None
         self._idle: list[str] = []
 
     # ------------------------------------------------------------------ the run
@@ -129,11 +130,11 @@ class PollRun:
         dms = discovery.Discovery()
         if not opts.guild_ids:
             dms = discovery.dm_channels(self.db, self.client, self_id, only)
-        guild_ids = [c for c in opts.channel_ids if c not in {d.id for d in dms.channels}]
+        guild_channel_ids = [c for c in opts.channel_ids if c not in {d.id for d in dms.channels}]
         found = discovery.Discovery()
-        if not opts.channel_ids or guild_ids:
+        if not opts.channel_ids or guild_channel_ids:
             found = discovery.discover(self.client, guild_ids=opts.guild_ids,
-                                       channel_ids=guild_ids or None)
+                                       channel_ids=guild_channel_ids or None)
         self.skipped += found.skipped + dms.skipped
         self.errors += found.errors + dms.errors
         return found.channels + dms.channels
@@ -142,8 +143,13 @@ class PollRun:
         minutes = self.config.poll.roles_refresh_minutes
         for server_id in sorted({c.server_id for c in targets if c.server_id}, key=int):
             guild = self.pages.gate_for(server_id)
-            if guild is not None and roles.refresh_due(self.db, server_id, minutes):
+            if guild is None or not roles.refresh_due(self.db, server_id, minutes):
+                continue
+            try:
                 self.pages.role_changes += roles.refresh_server(self.db, self.client, guild)
+            except DiscordRequestFailed as exc:
+                # Roles stay as last known; the gate keeps treating unknown users as outsiders.
+                self.errors.append({"channel": f"guild:{server_id}", "error": f"roles: {exc.message}"})
 
     # ------------------------------------------------------------------ one channel
     def _poll_channel(self, channel: ChannelRecord) -> None:
@@ -243,7 +249,7 @@ class PollRun:
 
     # ------------------------------------------------------------------ summary
     def _summary(self, requests: int, rate_limited: int) -> dict:
-        counts = self.writer.counts if getattr(self, "writer", None) else {}
+        counts = self.writer.counts if self.writer is not None else {}
         changes = self.pages.role_changes if self.pages else []
         return {
             "poll_id": self.poll_id,

@@ -174,14 +174,15 @@ def record_member(db: sqlite_utils.Database, guild: GuildRoles, user_id: str,
 
 def _load_role_names(client: DiscordClient, guild: GuildRoles) -> None:
     if guild.role_names is None:
-        guild.role_names = {}
+        names = {}
         for r in api.guild_roles(client, guild.server_id):
             color = r.get("color")
-            guild.role_names[str(r["id"])] = {
+            names[str(r["id"])] = {
                 "name": r.get("name"),
                 "color": f"#{color:06X}" if isinstance(color, int) and color else None,
                 "position": r.get("position"),
             }
+        guild.role_names = names
 
 
 def _ensure_server(db: sqlite_utils.Database, server_id: str) -> None:

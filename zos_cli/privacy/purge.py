@@ -141,35 +141,48 @@ def _texts(db, table: str, ids: list[str]) -> list[str]:
     return texts
 
 
+def _variants(text: str) -> set[str]:
+    """The text as stored raw and as it appears inside a JSON string (prompts and responses
+    are stored as JSON, where newlines and quotes are escaped)."""
+    return {text, json.dumps(text, ensure_ascii=False)[1:-1], json.dumps(text)[1:-1]}
+
+
 def _scrub_model_traces(db, report: PurgeReport, insight_ids: list[str], texts: list[str]) -> None:
     """Model calls that produced these insights, or whose prompt or response carries any of
-    these texts, lose their prompt and response; matching cache entries are deleted."""
+    these texts, lose their prompt and response. Cache entries for the same topics, or
+    carrying the texts, are deleted (a cache entry only saves a model call)."""
     calls: set[str] = set()
+    topics: set[str] = set()
     for insight in insight_ids:
-        calls.update(r[0] for r in db.execute(
-            "SELECT c.id FROM llm_calls c JOIN insights i ON i.id = ? "
-            "WHERE c.layer_run_id = i.layer_run_id AND c.topic_key = i.topic_key", [insight]))
+        for call, topic in db.execute(
+                "SELECT c.id, i.topic_key FROM insights i LEFT JOIN llm_calls c "
+                "ON c.layer_run_id = i.layer_run_id AND c.topic_key = i.topic_key "
+                "WHERE i.id = ?", [insight]):
+            topics.add(topic)
+            if call:
+                calls.add(call)
+    cache_keys = {r[0] for topic in topics for r in db.execute(
+        "SELECT cache_key FROM llm_cache WHERE topic_key = ?", [topic])}
     for text in texts:
-        calls.update(r[0] for r in db.execute(
-            "SELECT id FROM llm_calls WHERE instr(prompt, ?) > 0 OR instr(response, ?) > 0",
-            [text, text]))
-        for (key,) in db.execute(
-                "SELECT cache_key FROM llm_cache WHERE instr(response, ?) > 0", [text]).fetchall():
-            db.execute("DELETE FROM llm_cache WHERE cache_key = ?", [key])
-            report.llm_cache_entries += 1
-            _tombstone(db, report, "llm_cache", key, "forget")
+        for variant in _variants(text):
+            calls.update(r[0] for r in db.execute(
+                "SELECT id FROM llm_calls WHERE instr(prompt, ?) > 0 OR instr(response, ?) > 0 "
+                "OR instr(error, ?) > 0", [variant, variant, variant]))
+            cache_keys.update(r[0] for r in db.execute(
+                "SELECT cache_key FROM llm_cache WHERE instr(response, ?) > 0", [variant]))
     for call in sorted(calls):
-        row = db.execute("SELECT topic_key, response FROM llm_calls WHERE id = ?", [call]).fetchone()
-        if row and row[1]:
-            for (key,) in db.execute("SELECT cache_key FROM llm_cache WHERE response = ?",
-                                     [row[1]]).fetchall():
-                db.execute("DELETE FROM llm_cache WHERE cache_key = ?", [key])
-                report.llm_cache_entries += 1
-                _tombstone(db, report, "llm_cache", key, "forget")
+        (response,) = db.execute("SELECT response FROM llm_calls WHERE id = ?", [call]).fetchone()
+        if response:
+            cache_keys.update(r[0] for r in db.execute(
+                "SELECT cache_key FROM llm_cache WHERE response = ?", [response]))
         db.execute("UPDATE llm_calls SET prompt = NULL, response = NULL, error = NULL "
                    "WHERE id = ?", [call])
-        _tombstone(db, report, "llm_call", call, "forget")
+        _tombstone(db, report, "llm_call", call, report.kind)
+    for key in sorted(cache_keys):
+        db.execute("DELETE FROM llm_cache WHERE cache_key = ?", [key])
+        _tombstone(db, report, "llm_cache", key, report.kind)
     report.llm_calls_scrubbed = len(calls)
+    report.llm_cache_entries = len(cache_keys)
 
 
 def _tombstone(db, report: PurgeReport, object_type: str, object_id: str, reason: str) -> None:

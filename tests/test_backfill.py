@@ -114,7 +114,7 @@ def test_forbidden_channel_skipped_and_logged(db, fake):
     _post_many(fake, "201", 3)
     fake.forbidden.add("200")
     report = backfill_with(db, fake, guild_ids=["100"])
-    assert [s["channel"] for s in report.summary["skipped_channels"]] == ["200", "200"]
+    assert [s["channel"] for s in report.summary["skipped_channels"]] == ["200"]
     assert _ids(db, "201") == _fake_ids(fake, "201")
     statuses = dict(db.execute("SELECT path, status FROM ingest_log").fetchall())
     assert statuses == {"api:channel:200": "failed", "api:channel:201": "completed"}

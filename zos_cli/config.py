@@ -120,7 +120,6 @@ class Discord(Strict):
 class Poll(Strict):
     initial_messages: int = Field(1000, ge=0)
     roles_refresh_minutes: float = Field(60.0, ge=0)
-    interval_seconds: float = Field(300.0, gt=0)
     max_wait_seconds: float = Field(60.0, ge=0)
     retry_backoff_seconds: float = Field(1.0, ge=0, description="first wait after a 5xx; doubles")
 

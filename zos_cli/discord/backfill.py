@@ -192,9 +192,17 @@ class BackfillRun:
             "reactions_new": counts.get("reactions_new", 0),
             "users": counts.get("users", 0),
             "rate_limited": self.client.rate_limited,
-            "skipped_channels": self.skipped,
+            "skipped_channels": _one_per_channel(self.skipped),
             "errors": self.errors,
         }
+
+
+def _one_per_channel(skipped: list[dict]) -> list[dict]:
+    """A forbidden channel is met twice (its archived threads, then its messages): list it once."""
+    seen: dict[str, dict] = {}
+    for entry in skipped:
+        seen.setdefault(entry["channel"], entry)
+    return list(seen.values())
 
 
 def _since_snowflake(since: str | None) -> int | None:

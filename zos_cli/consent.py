@@ -53,13 +53,14 @@ def resolve_user(db: sqlite_utils.Database, user: str) -> str:
     name = text[1:] if text.startswith("@") else text
     if not name:
         raise UsageProblem("USER is empty: give a Discord user id or a known @name")
-    rows = db.execute(
-        "SELECT id, name, display_name FROM users WHERE name = ? COLLATE NOCASE "
-        "UNION SELECT id, name, display_name FROM users WHERE display_name = ? COLLATE NOCASE",
-        [name, name],
-    ).fetchall()
-    exact = [r for r in rows if r[1] == name] or rows
-    ids = sorted({r[0] for r in exact})
+    ids: list[str] = []
+    # The user name as typed, then ignoring case, then the display name (same two ways).
+    for column, collate in (("name", ""), ("name", " COLLATE NOCASE"),
+                            ("display_name", ""), ("display_name", " COLLATE NOCASE")):
+        ids = [r[0] for r in db.execute(
+            f"SELECT id FROM users WHERE {column} = ?{collate} ORDER BY id", [name])]
+        if ids:
+            break
     if not ids:
         raise UsageProblem(
             f"no known user named @{name}: give their Discord id instead (right-click the user "

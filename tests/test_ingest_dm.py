@@ -1,0 +1,118 @@
+"""DM exports and the consent gate: nothing of a DM without consent is written anywhere; with
+every participant's consent it is stored; an unchanged file is read again once they consent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.exports import Export, dm_export, emoji, message, reaction, snowflake, user
+
+ZOS = user("900", "zos", bot=True)
+PRIYA = user("733", "priya_k", nickname="Priya")
+JUN = user("894", "junbug", nickname="Jun")
+CANARY = "canary-7f3a-dm-text"
+
+
+@pytest.fixture
+def config_file(tmp_path) -> Path:
+    path = tmp_path / "zos.toml"
+    path.write_text('[discord]\nself_user_id = "900"\n')
+    return path
+
+
+def ingest(cli, config_file, *paths):
+    result = cli("--config", str(config_file), "ingest", *map(str, paths), "--json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def dm_file(tmp_path) -> Path:
+    ex = dm_export("4001", "priya_k", messages=[
+        message(snowflake(0), PRIYA, f"hello zos {CANARY}"),
+        message(snowflake(1), ZOS, f"hi Priya {CANARY}",
+                reactions=[reaction(emoji("👍"), [PRIYA])]),
+    ])
+    return ex.write(tmp_path / "Direct Messages - priya_k [4001].json")
+
+
+def file_bytes(db_path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*")
+                    if p.is_file())
+
+
+def test_dm_without_consent_is_only_counted(cli, db, db_path, config_file, tmp_path):
+    summary = ingest(cli, config_file, dm_file(tmp_path))
+    assert (summary["messages_new"], summary["dm_skipped_without_consent"], summary["users"],
+            summary["channels"]) == (0, 2, 0, 0)
+    for table in ("messages", "channels", "users", "reactions", "message_sources", "topics",
+                  "salience_ledger"):
+        assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+    log = db.execute("SELECT status, dm_skipped_without_consent, dm_participant_ids "
+                     "FROM ingest_log").fetchall()
+    assert log == [("completed", 2, '["733"]')]
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert CANARY.encode() not in file_bytes(db_path)
+    # Only the ingest log's own record of the file names it (its path, the ids it needs).
+    names = db.execute("SELECT count(*) FROM users WHERE name LIKE '%priya%'").fetchone()
+    assert names == (0,)
+
+
+def test_consent_gained_later_reads_the_unchanged_file_again(cli, db, config_file, tmp_path):
+    path = dm_file(tmp_path)
+    ingest(cli, config_file, path)
+    # Still no consent: the unchanged file is skipped at once.
+    assert ingest(cli, config_file, path)["files_skipped_unchanged"] == 1
+    result = cli("--config", str(config_file), "consent", "grant", "733")
+    assert result.exit_code == 0, result.stderr
+    summary = ingest(cli, config_file, path)
+    assert (summary["files_skipped_unchanged"], summary["messages_new"],
+            summary["reactions_new"], summary["dm_skipped_without_consent"]) == (0, 2, 1, 0)
+    assert db.execute("SELECT type, server_id, participant_ids FROM channels").fetchall() == [
+        ("dm", None, '["733"]')]
+    assert db.execute("SELECT DISTINCT visibility_scope FROM messages").fetchall() == [("dm",)]
+    # A DM earns for the other participant's global user topic.
+    assert db.execute("SELECT key FROM topics WHERE key = 'user:733'").fetchall() == [
+        ("user:733",)]
+    # Now stored: the next ingest of the same file is skipped again.
+    assert ingest(cli, config_file, path)["files_skipped_unchanged"] == 1
+
+
+def test_every_participant_must_consent(cli, db, config_file, tmp_path):
+    group = dm_export("4002", "studio", group=True, messages=[
+        message(snowflake(0), PRIYA, "a"), message(snowflake(1), JUN, "b")])
+    path = group.write(tmp_path / "group.json")
+    cli("consent", "grant", "733")
+    summary = ingest(cli, config_file, path)
+    assert summary["dm_skipped_without_consent"] == 2
+    assert db.execute("SELECT dm_participant_ids FROM ingest_log").fetchone() == ('["733", "894"]',)
+    cli("consent", "grant", "894")
+    assert ingest(cli, config_file, path)["messages_new"] == 2
+
+
+def test_without_a_self_id_the_exporting_account_is_a_participant_too(cli, db, tmp_path):
+    path = dm_file(tmp_path)
+    cli("consent", "grant", "733")
+    result = cli("ingest", str(path), "--json")
+    assert json.loads(result.stdout)["dm_skipped_without_consent"] == 2
+    assert db.execute("SELECT dm_participant_ids FROM ingest_log").fetchone() == ('["733", "900"]',)
+
+
+def test_a_one_to_one_dm_is_named_after_its_other_participant(cli, db, config_file, tmp_path):
+    # Only zos wrote; Priya is known from a server, and the DM channel carries her name.
+    server = Export(messages=[message(snowflake(0), PRIYA, "in public")])
+    ingest(cli, config_file, server.write(tmp_path / "g.json"))
+    dm = dm_export("4003", "priya_k", messages=[message(snowflake(5), ZOS, "ping")])
+    summary = ingest(cli, config_file, dm.write(tmp_path / "dm.json"))
+    assert summary["dm_skipped_without_consent"] == 1
+    assert db.execute("SELECT dm_participant_ids FROM ingest_log WHERE path LIKE '%dm.json'"
+                      ).fetchone() == ('["733"]',)
+
+
+def test_a_dm_and_a_public_channel_in_one_run(cli, db, config_file, tmp_path):
+    public = Export(messages=[message(snowflake(2), JUN, "public words")])
+    summary = ingest(cli, config_file, dm_file(tmp_path), public.write(tmp_path / "p.json"))
+    assert (summary["messages_new"], summary["dm_skipped_without_consent"]) == (1, 2)
+    assert db.execute("SELECT content FROM messages").fetchall() == [("public words",)]

@@ -217,7 +217,8 @@ CREATE TABLE topics (
 );
 CREATE INDEX idx_topics_category ON topics (category);
 CREATE INDEX idx_topics_balance ON topics (balance DESC);
-CREATE INDEX idx_topics_group_balance ON topics (budget_group, balance DESC);
+-- (No second balance index per budget group: every ledger row's trigger would update it too,
+-- and group-filtered reads walk idx_topics_balance from the top just as well.)
 
 CREATE TABLE salience_ledger (
     id TEXT PRIMARY KEY,

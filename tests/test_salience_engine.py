@@ -86,7 +86,7 @@ def test_a_cap_refuses_what_a_related_topic_cannot_hold(db, config):
 
 def test_second_server_activity_warms_the_global_user_once(db, config):
     run(db, config, [msg(1, "100", server="1"), msg(2, "100", server="2", channel="20"),
-                     msg(3, "100", server="3", channel="30")])
+                     msg(3, "100", server="3", channel="30")], aggregate=False)
     assert rows(db, "user:100", "warm") == [("warm", 5.0, None)]
     # after warming, the server-2 user earn propagates 0.3 into the warm global user, and so
     # does the (first) server-3 user earn
@@ -125,7 +125,7 @@ def test_privacy_gate_reads_user_roles(db):
 
 def test_emoji_propagates_to_the_user_who_used_it(db, config):
     run(db, config, [msg(i, "100") for i in range(1, 3)])
-    run(db, config, [msg(9, "100", custom_emoji_ids=("77",))])
+    run(db, config, [msg(9, "100", custom_emoji_ids=("77",))], aggregate=False)
     assert rows(db, USER, "propagate")[-1] == ("propagate", pytest.approx(0.15), "server:1:emoji:77")
 
 
@@ -139,16 +139,22 @@ def test_threads_as_topics_link_thread_and_parent_channel(db):
     assert meta == '{"parent_channel_id": "10"}'
     earn_all(db, config, [(CHANNEL, 5.0)])
     assert rows(db, CHANNEL) == [("earn", 5.0, None)]
-    run(db, config, [msg(9, "100", channel="20", parent_channel_id="10")])
+    run(db, config, [msg(9, "100", channel="20", parent_channel_id="10")], aggregate=False)
     assert rows(db, CHANNEL)[-1] == ("propagate", pytest.approx(0.3), thread)
 
 
 def test_aggregated_rows_explain_the_batch(db, config):
     run(db, config, [msg(11, "100"), msg(12, "100"), msg(15, "100")], reason="ingest X")
-    reasons = [r[0] for r in db.execute(
-        "SELECT reason FROM salience_ledger WHERE topic_key = ? AND transaction_type = 'earn'",
-        [USER])]
-    assert reasons == ["ingest X: 3 × message (messages 11..15)"]
+    reasons = dict(db.execute(
+        "SELECT transaction_type, reason FROM salience_ledger WHERE topic_key = ?", [UIC]))
+    assert reasons == {
+        "earn": "ingest X: 3 × message (messages 11..15)",
+        "propagate": "ingest X: 2 × propagate from 2 topics: server:1:channel:10, "
+                     "server:1:user:100 (message 15)",
+    }
+    sources = dict(db.execute(
+        "SELECT transaction_type, source_topic FROM salience_ledger WHERE topic_key = ?", [USER]))
+    assert sources == {"earn": None, "propagate": UIC}  # one source: named in its column
 
 
 def test_engine_sees_what_other_writers_did_between_batches(db, config):

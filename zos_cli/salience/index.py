@@ -4,11 +4,12 @@ Topics are loaded lazily, one scope at a time (a server's topics by a primary-ke
 `server:<s>:`, or all global topics), the first time the engine touches a key of that scope.
 
 Propagation only ever reaches *receptive* related topics — warm (balance above the warm
-threshold) and still below their cap; everything else would receive nothing. So instead of
-enumerating, say, every user_in_channel topic of a busy channel on each message, the index
-keeps for each topic with many relations (server users, channels, global users, global dyads)
-the set of its related topics that are receptive right now, and updates those sets whenever a
-balance crosses the threshold or a cap.
+threshold) and still below their cap; everything else would receive nothing. Topics with many
+relations (server users → their dyads and user_in_channel topics, channels → their
+user_in_channel topics and threads, global users → their server users and global dyads,
+global dyads → their server dyads) are *owners*: the index keeps, for each, the set of its
+related topics that were receptive at the start of the current event, and (see offers.py)
+their transfers are offered lazily. Every other relation is a handful of exact keys.
 
 Other jobs may write the ledger while an engine lives (a reflection spends, a poll earns).
 `sync()` runs at the start of each batch: ledger rows appended since the engine's last look
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from zos_cli.salience.offers import OfferLog, fold
 from zos_cli.topics import Topic
 
 
@@ -38,8 +40,7 @@ def _fast_parse(key: str) -> Topic:
 
 
 def _owners(topic: Topic, parent_channel_id: str | None) -> tuple[str, ...]:
-    """The topics whose relation lists include this one (only those kept as receptive sets,
-    plus a thread's parent channel)."""
+    """The owners whose receptive sets this topic belongs to (when receptive)."""
     s, kind, ids = topic.server_id, topic.kind, topic.ids
     if s is None:
         if kind == "dyad":
@@ -56,11 +57,19 @@ def _owners(topic: Topic, parent_channel_id: str | None) -> tuple[str, ...]:
     return ()
 
 
+OWNER_KINDS = frozenset({("user", False), ("channel", False), ("user", True), ("dyad", True)})
+
+
+def is_owner(topic: Topic) -> bool:
+    return (topic.kind, topic.server_id is None) in OWNER_KINDS
+
+
 class TopicIndex:
     def __init__(self, db, config):
         self.db = db
         self.caps = config.salience.caps
         self.threshold = config.salience.warm_threshold
+        self.sink = None  # called with what lazily offered transfers gave (see offers.fold)
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -68,7 +77,13 @@ class TopicIndex:
         self.last_activity: dict[str, str | None] = {}
         self.info: dict[str, tuple[Topic, float, tuple[str, ...]]] = {}  # topic, cap, owners
         self.new: dict[str, tuple[str, str | None]] = {}  # created here: created_at, metadata
-        self.receptive: dict[str, set[str]] = defaultdict(set)
+        self.receptive: dict[str, set[str]] = defaultdict(set)   # owner → members
+        self.seen: dict[str, dict[str, int]] = {}   # member → owner → offers folded in
+        self.offers: dict[str, OfferLog] = {}       # owner → its offers since the last flush
+        self.offer_seq = 0
+        self.joins: list[str] = []                  # became receptive: join at the next event
+        self.base: dict[str, float] = {}            # balance before this batch changed it
+        self.event_start: dict[str, float] = {}     # balance before this event changed it
         self.dyad_partners: dict[str, set[str]] = defaultdict(set)  # via active server dyads
         self.servers: set[str] = {r[0] for r in self.db.execute("SELECT id FROM servers")}
         self._loaded: set[str | None] = set()
@@ -117,19 +132,75 @@ class TopicIndex:
         self.info[key] = (topic, cap, owners)
         self.balance[key] = balance
         self.last_activity[key] = None
-        if self.threshold < balance < cap:
-            for owner in owners:
-                self.receptive[owner].add(key)
+        if owners and self.threshold < balance < cap:
+            self._join(key)  # stored before this event: receptive from its start
         if last is not None:
             self.mark_active(key, last)
 
+    # ------------------------------------------------------------ receptive sets
+    def _join(self, key: str) -> None:
+        seen = self.seen.setdefault(key, {})
+        for owner in self.info[key][2]:
+            self.receptive[owner].add(key)
+            log = self.offers.get(owner)
+            seen[owner] = log.end if log is not None else 0
+
+    def _leave(self, key: str) -> None:
+        for owner in self.info[key][2]:
+            self.receptive[owner].discard(key)
+        self.seen.pop(key, None)
+
+    def begin_event(self) -> None:
+        """Warmth is read at event boundaries: topics that became receptive join now."""
+        self.event_start.clear()
+        if self.joins:
+            for key in self.joins:
+                if key not in self.seen and self.threshold < self.balance[key] < self.info[key][1]:
+                    self._join(key)
+            self.joins.clear()
+
+    def offer(self, owner: str, prop: float, spill: float, ref: int | None, at: str) -> None:
+        """`owner` earned: each of its receptive members is offered `prop` then `spill`."""
+        if not self.receptive.get(owner):
+            return
+        log = self.offers.get(owner)
+        if log is None:
+            log = self.offers[owner] = OfferLog()
+        self.offer_seq += 1
+        log.add(self.offer_seq, prop, spill, ref, at)
+
+    def _fold(self, key: str) -> None:
+        seen = self.seen.get(key)
+        if not seen:
+            return
+        pending = []
+        for owner, mark in seen.items():
+            log = self.offers.get(owner)
+            if log is not None and mark < log.end:
+                pending.append((owner, log, mark))
+                seen[owner] = log.end
+        if pending:
+            value = fold(key, self.balance[key], self.info[key][1], pending, self.sink)
+            self.set(key, value)
+
+    def fold_all(self) -> None:
+        """Fold every pending offer (before a flush), then start the logs afresh."""
+        for owner, log in list(self.offers.items()):
+            if log.seqs:
+                for member in list(self.receptive.get(owner, ())):
+                    self._fold(member)
+        self.offers = {owner: log.cleared() for owner, log in self.offers.items()}
+
     # ------------------------------------------------------------ reading
-    def balance_of(self, key: str) -> float:
-        value = self.balance.get(key)
-        if value is None:
+    def value(self, key: str) -> float:
+        """The balance of `key` now (0 when it does not exist), offers folded in."""
+        if key not in self.info:
             self.ensure(key)
-            value = self.balance.get(key, 0.0)
-        return value
+            if key not in self.info:
+                return 0.0
+        if key in self.seen:
+            self._fold(key)
+        return self.balance[key]
 
     def exists(self, key: str) -> bool:
         if key not in self.info:
@@ -140,7 +211,7 @@ class TopicIndex:
         return self.info[key][1]
 
     def is_warm(self, key: str) -> bool:
-        return self.balance_of(key) > self.threshold
+        return self.value(key) > self.threshold
 
     def is_active(self, key: str) -> bool:
         """Has had an earn (its last_activity_at is set)."""
@@ -148,43 +219,40 @@ class TopicIndex:
             self.ensure(key)
         return self.last_activity.get(key) is not None
 
-    def is_receptive(self, key: str) -> bool:
-        value = self.balance_of(key)
-        return key in self.info and self.threshold < value < self.info[key][1]
+    def warm_at_event_start(self, key: str) -> bool:
+        return self.event_start.get(key, self.balance[key]) > self.threshold
 
-    def related_receptive(self, key: str, user_id: str | None = None) -> list[str]:
-        """The related topics of `key` (DESIGN §5) that are warm and below their cap now."""
+    def exact_related(self, key: str, user_id: str | None = None) -> list[str]:
+        """The related topics of `key` (DESIGN §5) that are not kept as receptive sets."""
         topic, _cap, owners = self.info[key]
         s, kind, ids = topic.server_id, topic.kind, topic.ids
         if s is None:
-            if kind in ("user", "dyad"):
-                self.ensure_all_servers()  # its server topics may live in any server
-            if kind == "user":
-                candidates = list(self.receptive.get(key, ()))
-            elif kind == "dyad":
-                candidates = [f"user:{ids[0]}", f"user:{ids[1]}", *self.receptive.get(key, ())]
-            else:
-                candidates = []
-        elif kind == "user":
-            candidates = [*self.receptive.get(key, ()), f"user:{ids[0]}"]
-        elif kind == "dyad":
+            if kind == "dyad":
+                return [f"user:{ids[0]}", f"user:{ids[1]}"]
+            return []
+        if kind == "user":
+            return [f"user:{ids[0]}"]
+        if kind == "dyad":
             a, b = ids
-            candidates = [f"server:{s}:user:{a}", f"server:{s}:user:{b}", f"dyad:{a}:{b}"]
-        elif kind == "channel":
-            candidates = list(self.receptive.get(key, ()))
-        elif kind == "thread":
-            candidates = list(owners)
-        elif kind == "user_in_channel":
-            candidates = [f"server:{s}:user:{ids[1]}", f"server:{s}:channel:{ids[0]}"]
-        elif kind == "dyad_in_channel":
+            return [f"server:{s}:user:{a}", f"server:{s}:user:{b}", f"dyad:{a}:{b}"]
+        if kind == "thread":
+            return list(owners)
+        if kind == "user_in_channel":
+            return [f"server:{s}:user:{ids[1]}", f"server:{s}:channel:{ids[0]}"]
+        if kind == "dyad_in_channel":
             c, a, b = ids
-            candidates = [f"server:{s}:dyad:{a}:{b}", f"server:{s}:channel:{c}",
-                          f"server:{s}:user:{a}", f"server:{s}:user:{b}"]
-        elif kind == "emoji" and user_id:
-            candidates = [f"server:{s}:user:{user_id}"]
-        else:
-            candidates = []  # subjects, roles and self relate to nothing
-        return [r for r in candidates if self.is_receptive(r)]
+            return [f"server:{s}:dyad:{a}:{b}", f"server:{s}:channel:{c}",
+                    f"server:{s}:user:{a}", f"server:{s}:user:{b}"]
+        if kind == "emoji" and user_id:
+            return [f"server:{s}:user:{user_id}"]
+        return []  # channels relate through their set; subjects, roles and self to nothing
+
+    def receptive_now(self, key: str) -> bool:
+        """Warm at the start of this event and below its cap now."""
+        value = self.value(key)
+        if key not in self.info:
+            return False
+        return value < self.info[key][1] and self.warm_at_event_start(key)
 
     # ------------------------------------------------------------ changing
     def create(self, key: str, at: str, metadata: dict | None = None) -> None:
@@ -198,18 +266,23 @@ class TopicIndex:
         self._register(key, 0.0, None, text)
         self.new[key] = (at, text)
 
-    def set_balance(self, key: str, value: float) -> None:
+    def set(self, key: str, value: float, *, record: bool = True) -> None:
+        """Change a balance (offers already folded in). `record=False` for warm rows, which
+        count as there before the event, and for values re-read from the database."""
         _topic, cap, owners = self.info[key]
         old = self.balance[key]
+        if record:
+            if key not in self.base:
+                self.base[key] = old
+            if key not in self.event_start:
+                self.event_start[key] = old
         self.balance[key] = value
-        was = self.threshold < old < cap
-        now = self.threshold < value < cap
-        if was != now:
-            for owner in owners:
-                if now:
-                    self.receptive[owner].add(key)
-                else:
-                    self.receptive[owner].discard(key)
+        if owners:
+            receptive = self.threshold < value < cap
+            if key in self.seen and not receptive:
+                self._leave(key)
+            elif receptive and key not in self.seen:
+                self.joins.append(key)
 
     def mark_active(self, key: str, at: str) -> None:
         last = self.last_activity.get(key)
@@ -224,7 +297,8 @@ class TopicIndex:
 
     # ------------------------------------------------------------ other writers
     def sync(self) -> None:
-        """Catch up with ledger rows other writers appended since the last look."""
+        """Catch up with ledger rows other writers appended since the last look (called at
+        the start of a batch, when nothing is pending)."""
         mark = self._max_rowid()
         if mark == self.rowid_mark:
             return
@@ -236,16 +310,18 @@ class TopicIndex:
             "(SELECT topic_key FROM salience_ledger WHERE rowid > ?)", [self.rowid_mark])
         for key, balance, last, metadata in rows:
             if key in self.info:
-                self.set_balance(key, balance)
+                self.set(key, balance, record=False)
                 if last is not None:
                     self.mark_active(key, last)
             elif _scope(key) in self._loaded:
                 self._register(key, balance, last, metadata)
+        self.begin_event()
         self.rowid_mark = mark
 
     def flushed(self) -> None:
         """The pending topics and rows are in the database now."""
         self.new.clear()
+        self.base.clear()
         self.rowid_mark = self._max_rowid()
 
     def drop(self) -> None:

@@ -51,7 +51,7 @@ def ledger(db, key: str, *, limit: int | None = 50) -> list[dict]:
     """The ledger rows of one topic, newest first."""
     _topic_row(db, key)
     sql = ("SELECT id, created_at, transaction_type, amount, reason, source_topic, layer_run_id "
-           "FROM salience_ledger WHERE topic_key = ? ORDER BY created_at DESC, id DESC")
+           "FROM salience_ledger WHERE topic_key = ? ORDER BY created_at DESC, rowid DESC")
     params: list = [key]
     if limit is not None:
         sql += " LIMIT ?"
@@ -97,7 +97,7 @@ def show(db, config, key: str, *, days: int = 30) -> dict:
         "warm": doc["balance"] > config.salience.warm_threshold,
         "ledger_rows": db.execute("SELECT count(*) FROM salience_ledger WHERE topic_key = ?",
                                   [key]).fetchone()[0],
-        "related": [{"topic_key": r, "balance": index.balance_of(r)} for r in related],
+        "related": [{"topic_key": r, "balance": index.value(r)} for r in related],
         "sparkline": sparkline([h["balance"] for h in recent]),
         "history": recent,
     })

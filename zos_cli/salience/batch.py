@@ -1,0 +1,136 @@
+"""The rows of one engine batch, and writing them.
+
+Within a batch the earns of one topic of one kind (message, reply, mention, …) become one row,
+and its propagate (or spillover) transfers another: the reason names the batch, the count, the
+sources and the message-id range; the row is stamped with the newest event time it covers.
+Warm rows, reflection events (subject_mention, self_run), decays and spends are written one row
+each. With `aggregate=False` every change is its own row.
+"""
+
+from __future__ import annotations
+
+from zos_cli.ids import new_ids
+
+INSERT_TOPIC = (
+    "INSERT INTO topics (key, category, budget_group, server_id, is_global, created_at, metadata) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
+)
+INSERT_ROW = (
+    "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, source_topic, "
+    "layer_run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+TOUCH = (
+    "UPDATE topics SET last_activity_at = ? WHERE key = ? "
+    "AND (last_activity_at IS NULL OR last_activity_at < ?)"
+)
+_PREFIXED = ("earn", "propagate", "spillover", "warm")  # decays and spends keep their reasons
+
+
+def message_range(lo: int | None, hi: int | None) -> str:
+    if lo is None:
+        return ""
+    return f" (message {lo})" if lo == hi else f" (messages {lo}..{hi})"
+
+
+def describe_sources(row_type: str, sources: dict[str, float]) -> tuple[str | None, str]:
+    """source_topic and the reason's words for an aggregated transfer row: its one source, or
+    the largest three and how many more."""
+    if len(sources) == 1:
+        (source,) = sources
+        return source, f"{row_type} from {source}"
+    ranked = sorted(sources, key=lambda k: (-sources[k], k))
+    more = f" and {len(ranked) - 3} more" if len(ranked) > 3 else ""
+    return None, f"{row_type} from {len(ranked)} topics: {', '.join(ranked[:3])}{more}"
+
+
+class PendingRows:
+    def __init__(self):
+        # (key, type, detail) → [amount, n, lo, hi, at, seq, sources]
+        self.groups: dict[tuple, list] = {}
+        self.singles: list[tuple] = []    # (id, key, type, amount, detail, source, run, at, seq)
+        self.activity: dict[str, str] = {}  # key → newest earn time in this batch
+        self.seq = 0                      # keeps the rows in the order they arose
+
+    def __len__(self) -> int:
+        return len(self.groups) + len(self.singles)
+
+    def single(self, row_id, key, row_type, amount, detail, source, run_id, at) -> None:
+        self.seq += 1
+        self.singles.append((row_id, key, row_type, amount, detail, source, run_id, at, self.seq))
+
+    def group(self, key: str, row_type: str, detail: str, amount: float, n: int,
+              lo: int | None, hi: int | None, at: str, source: str | None = None) -> None:
+        gkey = (key, row_type, detail)
+        g = self.groups.get(gkey)
+        if g is None:
+            self.seq += 1
+            self.groups[gkey] = [amount, n, lo, hi, at, self.seq,
+                                 {source: amount} if source else None]
+            return
+        g[0] += amount
+        g[1] += n
+        if lo is not None and (g[2] is None or lo < g[2]):
+            g[2] = lo
+        if hi is not None and (g[3] is None or hi > g[3]):
+            g[3] = hi
+        if at > g[4]:
+            g[4] = at
+        if source:
+            g[6][source] = g[6].get(source, 0.0) + amount
+
+    def touch(self, key: str, at: str) -> None:
+        if self.activity.get(key, "") < at:
+            self.activity[key] = at
+
+    def rows(self, reason: str) -> list[list]:
+        """Every pending row as [id or None, key, type, amount, reason, source, run, at, seq],
+        by topic (index locality for the inserts and their trigger), then in the order the
+        changes happened."""
+        rows = []
+        for (key, row_type, detail), (amount, n, lo, hi, at, seq, sources) in self.groups.items():
+            source, what = describe_sources(row_type, sources) if sources else (None, detail)
+            rows.append([None, key, row_type, amount,
+                         f"{reason}: {n} × {what}{message_range(lo, hi)}", source, None, at, seq])
+        for row_id, key, row_type, amount, detail, source, run_id, at, seq in self.singles:
+            if row_type in _PREFIXED:
+                detail = f"{reason}: {detail}"
+            rows.append([row_id, key, row_type, amount, detail, source, run_id, at, seq])
+        rows.sort(key=lambda r: (r[1], r[7], r[8]))  # by topic: index locality
+        return rows
+
+    def clear(self) -> None:
+        self.groups.clear()
+        self.singles.clear()
+        self.activity.clear()
+
+
+def exact_balances(rows: list[list], base: dict[str, float], target: dict[str, float]) -> None:
+    """Aggregated amounts are sums in another order than the per-event arithmetic, so the
+    trigger's running balance could end a few ulps away from the engine's (100 shown as
+    100.00000000000011). The last row of each topic absorbs that float noise, in place — only
+    when the correction is below 1e-9, so it never hides a real difference."""
+    last_index = {row[1]: i for i, row in enumerate(rows)}
+    running = dict(base)
+    for i, row in enumerate(rows):
+        key = row[1]
+        if key not in running:
+            continue
+        if last_index[key] == i:
+            exact = target[key] - running[key]
+            if abs(exact - row[3]) < 1e-9 and running[key] + exact == target[key]:
+                row[3] = exact
+        else:
+            running[key] += row[3]
+
+
+def write(db, topic_rows: list[tuple], rows: list[list], activity: dict[str, str]) -> int:
+    """Insert the batch (the caller holds the write transaction); returns rows written."""
+    fresh = iter(new_ids(sum(1 for r in rows if r[0] is None)))
+    conn = db.conn
+    if topic_rows:
+        conn.executemany(INSERT_TOPIC, topic_rows)
+    if rows:
+        conn.executemany(INSERT_ROW, [(r[0] or next(fresh), *r[1:8]) for r in rows])
+    if activity:
+        conn.executemany(TOUCH, [(at, key, at) for key, at in activity.items()])
+    return len(rows)

@@ -1,0 +1,104 @@
+"""Lazy propagation: what a topic with many relations offers its receptive related topics.
+
+A channel's earn propagates 0.3 × a to *each* of its warm user_in_channel topics, a user's
+earn to each of their warm dyads: in a busy community that is dozens of transfers per
+message. Each receptive member receives the same offer (the propagation share, then the
+spillover share) clipped by its own cap, and caps are the only thing that make the order
+matter: a run of non-negative increments each clipped at the cap ends at
+min(cap, balance + their sum). So the owner only appends its offer to a log (O(1)), and a
+member folds in what it was offered since it last looked when it is next read (it earns, it
+is a transfer target, its warmth is asked) or at the batch's flush:
+
+- when the offers fit under the cap, the amounts per owner and row type are differences of
+  prefix sums;
+- when they do not, the offers of all its owners are walked in the order they were made
+  (a global sequence number), exactly as per-event transfers would have been given.
+
+Membership is decided at event boundaries (a topic warmed during an event joins at the start
+of the next one), which is the engine's rule that warmth is read before an event's earns.
+"""
+
+from __future__ import annotations
+
+
+class OfferLog:
+    """The offers of one owner since the last flush (prefix sums for O(1) differences)."""
+
+    __slots__ = ("start", "seqs", "props", "spills", "refs", "ats", "sum_props", "sum_spills",
+                 "spill_counts")
+
+    def __init__(self, start: int = 0):
+        self.start = start          # absolute index of the first entry kept
+        self.seqs: list[int] = []
+        self.props: list[float] = []
+        self.spills: list[float] = []
+        self.refs: list[int | None] = []
+        self.ats: list[str] = []
+        self.sum_props = [0.0]
+        self.sum_spills = [0.0]
+        self.spill_counts = [0]
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.seqs)
+
+    def add(self, seq: int, prop: float, spill: float, ref: int | None, at: str) -> None:
+        self.seqs.append(seq)
+        self.props.append(prop)
+        self.spills.append(spill)
+        self.refs.append(ref)
+        self.ats.append(at)
+        self.sum_props.append(self.sum_props[-1] + prop)
+        self.sum_spills.append(self.sum_spills[-1] + spill)
+        self.spill_counts.append(self.spill_counts[-1] + (1 if spill > 0 else 0))
+
+    def cleared(self) -> OfferLog:
+        return OfferLog(self.end)
+
+
+def fold(member: str, balance: float, cap: float, pending: list[tuple[str, OfferLog, int]],
+         sink) -> float:
+    """Fold the offers `pending` ([(owner, log, first unseen absolute index)]) into a member
+    holding `balance`; report each (row type, owner) amount to `sink(member, row_type, owner,
+    amount, count, first_ref, last_ref, last_at)`. Returns the new balance."""
+    total = 0.0
+    for _owner, log, seen in pending:
+        i = seen - log.start
+        total += (log.sum_props[-1] - log.sum_props[i]) + (log.sum_spills[-1] - log.sum_spills[i])
+    if balance + total <= cap:
+        for owner, log, seen in pending:
+            i = seen - log.start
+            n = len(log.seqs) - i
+            first, last, at = log.refs[i], log.refs[-1], log.ats[-1]
+            prop = log.sum_props[-1] - log.sum_props[i]
+            if prop > 0:
+                sink(member, "propagate", owner, prop, n, first, last, at)
+            spill = log.sum_spills[-1] - log.sum_spills[i]
+            if spill > 0:
+                sink(member, "spillover", owner, spill,
+                     log.spill_counts[-1] - log.spill_counts[i], first, last, at)
+        return balance + total
+    # The cap is reached on the way: walk every offer in the order it was made.
+    offers = sorted(
+        (log.seqs[j], owner, log.props[j], log.spills[j], log.refs[j], log.ats[j])
+        for owner, log, seen in pending
+        for j in range(seen - log.start, len(log.seqs))
+    )
+    given: dict[tuple[str, str], list] = {}
+    for _seq, owner, prop, spill, ref, at in offers:
+        for row_type, offered in (("propagate", prop), ("spillover", spill)):
+            amount = min(offered, cap - balance)
+            if amount <= 0:
+                continue  # what a cap refuses evaporates
+            balance += amount
+            g = given.get((row_type, owner))
+            if g is None:
+                given[(row_type, owner)] = [amount, 1, ref, ref, at]
+            else:
+                g[0] += amount
+                g[1] += 1
+                g[3] = ref
+                g[4] = at
+    for (row_type, owner), (amount, n, first, last, at) in given.items():
+        sink(member, row_type, owner, amount, n, first, last, at)
+    return balance

@@ -1,4 +1,5 @@
-"""`zos ingest PATH...` (DiscordChatExporter exports) and `zos ingest --history`."""
+"""`zos ingest PATH...` (DiscordChatExporter exports), `zos ingest --history`, and the API
+backfill (`--token/--channel/--guild/--since`, run by `zos_cli.commands.poll`)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def ingest(
     json_: JsonFlag = False,
     nl: NlFlag = False,
 ) -> None:
-    """Import DiscordChatExporter JSON exports: files, folders (recursive) or - for stdin.
+    """Import DiscordChatExporter JSON exports: files, folders (recursive) or - for stdin;
+    or, with --token/--channel/--guild, backfill history through the Discord API.
 
     Idempotent: messages already stored are only recorded as seen, and an unchanged file
     (same size and sha256) is skipped. Bad files are reported (exit 65) after the others

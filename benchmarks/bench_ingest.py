@@ -1,0 +1,204 @@
+"""Ingest benchmark: throughput against the floor, re-ingest time, and peak memory.
+
+    python benchmarks/bench_ingest.py [--messages 200000] [--memory-messages 1000000]
+                                      [--workdir /tmp/zos-bench] [--skip-memory]
+
+1. Generates a single-channel export of `--messages` messages (benchmarks/gen_export.py).
+2. The floor, in the same run: orjson-load the whole file and `executemany` the messages,
+   reactions and users rows into a fresh zos database (no topics, no ledger, no validation).
+3. `zos ingest` of the same file into a fresh database, in-process, with full derivation
+   (users, roles, tracking, mentions, reactions, media, links, sources, topics and ledger).
+   Also, as a diagnostic, the same ingest with salience switched off (an engine that drops
+   events), to show what the writer costs and what the salience engine costs.
+4. The re-ingest of the unchanged file (recognised by size + sha256 and skipped).
+5. Memory: generates `--memory-messages` messages (1M ≈ 1.4 GB) and runs
+   `python -m zos_cli ingest` on it in a child process; its peak RSS comes from wait4().
+   The file is deleted afterwards.
+Prints one JSON object per measurement and a summary. Timings are wall-clock and noisy on a
+shared machine: run it on an idle one for numbers to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from gen_export import generate  # noqa: E402
+
+from zos_cli import db as db_module  # noqa: E402
+from zos_cli import migrations  # noqa: E402
+from zos_cli.config import Config  # noqa: E402
+
+
+def fresh_db(path: Path):
+    for leftover in path.parent.glob(path.name + "*"):
+        leftover.unlink()
+    db = db_module.connect(path, create=True)
+    migrations.apply(db, path)
+    return db
+
+
+def report(name: str, **values) -> dict:
+    print(json.dumps({"measure": name, **values}), flush=True)
+    return values
+
+
+def floor(export: Path, db_path: Path) -> float:
+    """orjson-load the file and executemany the messages, reactions and users rows."""
+    import orjson
+
+    db = fresh_db(db_path)
+    conn = db.conn
+    started = time.perf_counter()
+    doc = orjson.loads(export.read_bytes())
+    guild, channel = doc["guild"], doc["channel"]
+    users, messages, reactions = {}, [], []
+    for m in doc["messages"]:
+        a = m["author"]
+        users[a["id"]] = (a["id"], a["name"], a.get("nickname"))
+        messages.append((m["id"], channel["id"], guild["id"], a["id"], m["content"],
+                         m["timestamp"], m["timestampEdited"], m["type"], "public", "now"))
+        for r in m["reactions"]:
+            e = r["emoji"]
+            for u in r["users"]:
+                users[u["id"]] = (u["id"], u["name"], u.get("nickname"))
+                reactions.append((m["id"], u["id"], e["name"], e["id"] or "", int(bool(e["id"]))))
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO servers (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                 [guild["id"], guild["name"], "now", "now"])
+    conn.execute("INSERT INTO channels (id, server_id, name, type, updated_at) "
+                 "VALUES (?, ?, ?, 'text', 'now')", [channel["id"], guild["id"], channel["name"]])
+    conn.executemany("INSERT INTO users (id, name, display_name) VALUES (?, ?, ?)",
+                     list(users.values()))
+    conn.executemany(
+        "INSERT INTO messages (id, channel_id, server_id, author_id, content, created_at, "
+        "edited_at, message_type, visibility_scope, ingested_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", messages)
+    conn.executemany("INSERT OR IGNORE INTO reactions (message_id, user_id, emoji, emoji_id, "
+                     "is_custom) VALUES (?, ?, ?, ?, ?)", reactions)
+    conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    db.close()
+    return seconds
+
+
+class _DroppingEngine:
+    """Diagnostic only: salience switched off, to separate the writer's cost from the engine's."""
+
+    def __init__(self, db, config):
+        pass
+
+    def apply(self, event) -> None:
+        pass
+
+    def flush(self, reason: str) -> int:
+        return 0
+
+
+def zos_ingest(export: Path, db_path: Path, *, salience: bool = True) -> tuple[float, dict]:
+    import zos_cli.salience as salience_module
+    from zos_cli.ingest import ingest_exports
+
+    db = fresh_db(db_path)
+    real = salience_module.SalienceEngine
+    if not salience:
+        salience_module.SalienceEngine = _DroppingEngine
+    try:
+        started = time.perf_counter()
+        summary = ingest_exports(db, Config(), [str(export)])
+        seconds = time.perf_counter() - started
+        if salience:
+            started_again = time.perf_counter()
+            again = ingest_exports(db, Config(), [str(export)])
+            summary["reingest_seconds"] = time.perf_counter() - started_again
+            summary["reingest_skipped"] = again["files_skipped_unchanged"]
+            summary["ledger_rows"] = db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0]
+    finally:
+        salience_module.SalienceEngine = real
+        db.close()
+    return seconds, summary
+
+
+def peak_rss(export: Path, db_path: Path) -> tuple[float, int, dict]:
+    """Run the real CLI in a child process; (seconds, peak RSS in bytes, summary)."""
+    fresh_db(db_path).close()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zos_cli", "--db", str(db_path), "ingest", str(export), "--json"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"ingest failed ({status}): {err.decode()[-2000:]}")
+    return seconds, usage.ru_maxrss * 1024, json.loads(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--memory-messages", type=int, default=1_000_000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/zos-bench"))
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-diagnostic", action="store_true")
+    args = parser.parse_args()
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    export = work / f"export-{args.messages}.json"
+    results = {}
+    try:
+        made = generate(export, args.messages)
+        report("generate", **made)
+
+        floor_s = floor(export, work / "floor.db")
+        results["floor"] = report("floor", seconds=round(floor_s, 2),
+                                  messages_per_second=round(args.messages / floor_s))
+        full_s, summary = zos_ingest(export, work / "ingest.db")
+        results["ingest"] = report(
+            "ingest", seconds=round(full_s, 2), messages_per_second=round(args.messages / full_s),
+            vs_floor=round(floor_s / full_s, 3), messages_new=summary["messages_new"],
+            reactions_new=summary["reactions_new"], ledger_rows=summary["ledger_rows"])
+        results["reingest"] = report(
+            "reingest_unchanged", seconds=round(summary["reingest_seconds"], 3),
+            vs_first_ingest=round(summary["reingest_seconds"] / full_s, 4),
+            skipped=summary["reingest_skipped"])
+        if not args.skip_diagnostic:
+            bare_s, _ = zos_ingest(export, work / "bare.db", salience=False)
+            results["without_salience"] = report(
+                "ingest_without_salience_diagnostic", seconds=round(bare_s, 2),
+                messages_per_second=round(args.messages / bare_s),
+                vs_floor=round(floor_s / bare_s, 3))
+    finally:
+        export.unlink(missing_ok=True)
+    if not args.skip_memory:
+        big = work / f"export-{args.memory_messages}.json"
+        try:
+            made = generate(big, args.memory_messages)
+            report("generate", **made)
+            seconds, rss, summary = peak_rss(big, work / "memory.db")
+            results["memory"] = report(
+                "peak_rss", messages=args.memory_messages, file_bytes=made["bytes"],
+                peak_rss_mb=round(rss / 1e6, 1), seconds=round(seconds, 1),
+                messages_new=summary["messages_new"])
+        finally:
+            big.unlink(missing_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
+    print("\nSummary (wall clock, shared machine: noisy)")
+    for name, values in results.items():
+        print(f"  {name:18} " + ", ".join(f"{k}={v}" for k, v in values.items()))
+
+
+if __name__ == "__main__":
+    main()

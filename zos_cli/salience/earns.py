@@ -19,8 +19,8 @@ Choices the table leaves open, made here and documented in the README:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from zos_cli import topics
 from zos_cli.events import LayerRunCompletedEvent, MessageEvent, ReactionEvent, SubjectNamedEvent
@@ -29,8 +29,7 @@ from zos_cli.records import THREAD_CREATED
 Gate = Callable[[str, str], bool]
 
 
-@dataclass(frozen=True)
-class Earn:
+class Earn(NamedTuple):  # a NamedTuple: built several times per message, so it must be cheap
     topic: str
     amount: float
     kind: str                          # the weight that produced it: message, reply, mention…

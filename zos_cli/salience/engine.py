@@ -20,7 +20,7 @@ from zos_cli.events import LayerRunCompletedEvent, MessageEvent, ReactionEvent, 
 from zos_cli.salience import batch
 from zos_cli.salience.earns import Earn, earn_list
 from zos_cli.salience.gate import PrivacyGate
-from zos_cli.salience.index import TopicIndex, is_owner
+from zos_cli.salience.index import TopicIndex
 from zos_cli.salience.spending import reflection_amounts
 from zos_cli.topics import parse, sorted_pair
 
@@ -139,12 +139,11 @@ class SalienceEngine:
         key, requested = earn.topic, earn.amount
         meta = {"parent_channel_id": earn.parent_channel_id} if earn.parent_channel_id else None
         idx.create(key, at, meta)
-        topic, cap, _owners = idx.info[key]
+        topic, cap, _owners, owner = idx.info[key]
         if topic.kind == "dyad" and topic.server_id is not None:
             self._maybe_warm_global_dyad(topic.ids[0], topic.ids[1], at)
-        owner = is_owner(topic)
-        if owner and topic.server_id is None:
-            idx.ensure_all_servers()  # a global topic's related topics live in any server
+        if owner:
+            idx.ensure_scope(key)  # its receptive set must be complete
         related = [r for r in idx.exact_related(key, earn.user_id) if idx.receptive_now(r)]
         if owner and not self.aggregate:
             related += [r for r in list(idx.receptive.get(key, ())) if idx.receptive_now(r)]

@@ -1,7 +1,9 @@
 """The engine's in-memory view of topics: balances, last earns, and who is related to whom.
 
-Topics are loaded lazily, one scope at a time (a server's topics by a primary-key range scan of
-`server:<s>:`, or all global topics), the first time the engine touches a key of that scope.
+Topics are loaded lazily: a server's topics one key at a time where a key is all that is
+needed (a subject earn reads one topic), and a whole scope (a server's topics by a primary-key range scan of
+`server:<s>:`, or all global topics) before an owner (below) earns, since its receptive set
+must then be complete.
 
 Propagation only ever reaches *receptive* related topics — warm (balance above the warm
 threshold) and still below their cap; everything else would receive nothing. Topics with many
@@ -75,7 +77,10 @@ class TopicIndex:
     def _reset_state(self) -> None:
         self.balance: dict[str, float] = {}
         self.last_activity: dict[str, str | None] = {}
-        self.info: dict[str, tuple[Topic, float, tuple[str, ...]]] = {}  # topic, cap, owners
+        # key → (topic, cap, the owners whose sets it joins, whether it is an owner itself)
+        self.info: dict[str, tuple[Topic, float, tuple[str, ...], bool]] = {}
+        self._exact: dict[str, list[str]] = {}      # exact related keys, built once per key
+        self._complete: set[str] = set()            # owners whose scope is loaded
         self.new: dict[str, tuple[str, str | None]] = {}  # created here: created_at, metadata
         self.receptive: dict[str, set[str]] = defaultdict(set)   # owner → members
         self.seen: dict[str, dict[str, int]] = {}   # member → owner → offers folded in
@@ -87,6 +92,7 @@ class TopicIndex:
         self.dyad_partners: dict[str, set[str]] = defaultdict(set)  # via active server dyads
         self.servers: set[str] = {r[0] for r in self.db.execute("SELECT id FROM servers")}
         self._loaded: set[str | None] = set()
+        self._missing: set[str] = set()   # keys looked up one by one and not found
         self.rowid_mark = self._max_rowid()
 
     def _max_rowid(self) -> int:
@@ -94,8 +100,34 @@ class TopicIndex:
 
     # ------------------------------------------------------------ loading
     def ensure(self, key: str) -> None:
+        """Know whether `key` exists (and its state): one primary-key lookup for a key of a
+        server not loaded yet; the first global key loads every global topic (they are few
+        next to server topics, and a server's earns look up many of them)."""
+        if key in self.info or key in self._missing:
+            return
         scope = _scope(key)
-        if scope not in self._loaded:
+        if scope in self._loaded:
+            return
+        if scope is None:
+            self._load(None)
+            return
+        row = self.db.execute("SELECT balance, last_activity_at, metadata FROM topics "
+                              "WHERE key = ?", [key]).fetchone()
+        if row is None:
+            self._missing.add(key)
+        else:
+            self._register(key, *row)
+
+    def ensure_scope(self, key: str) -> None:
+        """Load every topic of `key`'s scope (all servers too for a global key)."""
+        if key in self._complete and key.startswith("server:"):
+            return  # (a global key re-checks: servers may have been added since)
+        self._complete.add(key)
+        scope = _scope(key)
+        if scope is None:
+            self.ensure_all_servers()
+            self.ensure_global()
+        elif scope not in self._loaded:
             self._load(scope)
 
     def ensure_global(self) -> None:
@@ -129,7 +161,7 @@ class TopicIndex:
             parent = json.loads(metadata).get("parent_channel_id")
         owners = _owners(topic, parent)
         cap = getattr(self.caps, topic.cap_field)
-        self.info[key] = (topic, cap, owners)
+        self.info[key] = (topic, cap, owners, is_owner(topic))
         self.balance[key] = balance
         self.last_activity[key] = None
         if owners and self.threshold < balance < cap:
@@ -224,7 +256,16 @@ class TopicIndex:
 
     def exact_related(self, key: str, user_id: str | None = None) -> list[str]:
         """The related topics of `key` (DESIGN §5) that are not kept as receptive sets."""
-        topic, _cap, owners = self.info[key]
+        cached = self._exact.get(key)
+        if cached is not None:
+            return cached
+        related = self._exact_related(key, user_id)
+        if self.info[key][0].kind != "emoji":  # an emoji's relation depends on who used it
+            self._exact[key] = related
+        return related
+
+    def _exact_related(self, key: str, user_id: str | None) -> list[str]:
+        topic, _cap, owners, _owner = self.info[key]
         s, kind, ids = topic.server_id, topic.kind, topic.ids
         if s is None:
             if kind == "dyad":
@@ -263,13 +304,14 @@ class TopicIndex:
         if key in self.info:
             return
         text = json.dumps(metadata, sort_keys=True) if metadata else None
+        self._missing.discard(key)
         self._register(key, 0.0, None, text)
         self.new[key] = (at, text)
 
     def set(self, key: str, value: float, *, record: bool = True) -> None:
         """Change a balance (offers already folded in). `record=False` for warm rows, which
         count as there before the event, and for values re-read from the database."""
-        _topic, cap, owners = self.info[key]
+        _topic, cap, owners, _owner = self.info[key]
         old = self.balance[key]
         if record:
             if key not in self.base:
@@ -313,7 +355,8 @@ class TopicIndex:
                 self.set(key, balance, record=False)
                 if last is not None:
                     self.mark_active(key, last)
-            elif _scope(key) in self._loaded:
+            elif _scope(key) in self._loaded or key in self._missing:
+                self._missing.discard(key)
                 self._register(key, balance, last, metadata)
         self.begin_event()
         self.rowid_mark = mark

@@ -87,7 +87,7 @@ def show(db, config, key: str, *, days: int = 30) -> dict:
     doc = _topic_row(db, key)
     topic = topics.parse(key)
     index = TopicIndex(db, config)
-    index.ensure(key)
+    index.ensure_scope(key)
     related = _related(index, key)
     history = daily_balances(db, key)
     recent = history[-days:]
@@ -112,7 +112,7 @@ def _related(index: TopicIndex, key: str) -> list[str]:
         index.ensure_all_servers()  # a global topic relates to server topics anywhere
     index.ensure_global()
     found = []
-    for other, (other_topic, _cap, owners) in index.info.items():
+    for other, (_topic, _cap, owners, _owner) in index.info.items():
         if key in owners:
             found.append(other)  # topics that list this one as their owner relate to it
     if s is None and kind == "dyad":

@@ -110,8 +110,9 @@ def generate(path: Path, ledger_rows: int, topics: int) -> float:
             " FROM salience_ledger GROUP BY topic_key) AS s WHERE s.topic_key = topics.key")
         conn.execute("DROP TABLE temp.k")
         conn.execute("DROP TABLE temp.h")
-        print(f"insert {t_insert - started:.1f}s index {t_index - t_insert:.1f}s "
-              f"balances {time.perf_counter() - t_index:.1f}s", file=sys.stderr)
+        print(f"generated {ledger_rows:,} rows: insert {t_insert - started:.1f} s, indexes "
+              f"{t_index - t_insert:.1f} s, balances {time.perf_counter() - t_index:.1f} s",
+              file=sys.stderr)
     conn.execute("PRAGMA journal_mode = WAL")
     seconds = time.perf_counter() - started
     assert check(db, tolerance=1e-6)["ok"]  # the maintained balances equal the ledger

@@ -179,3 +179,12 @@ def test_a_rolled_back_flush_is_forgotten(db, config):
     assert balances(db) == {}
     run(db, config, [msg(2, "100")], engine=engine)
     assert balances(db) == {UIC: 1.0, USER: 1.0, CHANNEL: 1.0}
+
+
+def test_zos_account_learned_by_polling_is_used_for_self_mentions(db, config):
+    with database.write_transaction(db):
+        database.set_state(db, "discord.self_user_id", "999")
+    run(db, config, [msg(1, "100", mentioned_user_ids=("999",))])
+    b = balances(db)
+    assert b["server:1:self:zos"] == 5.0
+    assert not any(key.startswith("server:1:dyad:") for key in b)  # not a dyad with zos

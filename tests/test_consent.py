@@ -38,7 +38,7 @@ def test_grant_revoke_regrant_are_rows_and_events(cli, people):
     assert again.stdout == ("733 already has an active dm_read consent (since "
                             "2024-03-01T15:00:00.000000+00:00).\n")
     r = cli("consent", "revoke", "Priya", "--at", "2024-03-02T00:00:00Z")
-    assert r.stdout == "Revoked dm_read for 733 at 2024-03-02T00:00:00.000000+00:00.\n"
+    assert r.stdout == "Revoked dm_read for 733 at 2024-03-02T00:00:00.000000+00:00; 0 insights quarantined.\n"
     assert cli("consent", "revoke", "733").stdout == (
         "733 has no active dm_read consent: nothing to revoke.\n")
     cli("consent", "grant", "733", "--at", "2024-03-03T00:00:00Z")

@@ -1,8 +1,9 @@
 """DM-reading consent (DESIGN §7): grants and revokes, and the one gate every job asks.
 
 A grant is a row in `consents`; a revoke stamps `revoked_at` on the active grant (once); a
-later grant is a new row. Nothing is ever overwritten or deleted here, and every change is an
-`events` row (ids only). `dm_may_be_stored` is the one answer to "may this DM be stored?":
+later grant is a new row. Consent rows are never overwritten or deleted, and every change is
+an `events` row (ids only). A revoke quarantines what was made from the user's DMs, a new
+grant releases it; `revoke_and_forget` and `erase` hand over to zos_cli.privacy to delete. `dm_may_be_stored` is the one answer to "may this DM be stored?":
 ingest, poll and reflect all ask it.
 """
 
@@ -16,6 +17,7 @@ import sqlite_utils
 from zos_cli import db as db_module
 from zos_cli.errors import UsageProblem
 from zos_cli.ids import new_id
+from zos_cli.privacy import erase_user, forget_dm, lift_dm_quarantine, quarantine_dm_insights
 from zos_cli.timeutil import normalize, now_stored
 
 CONSENT_TYPES = ("dm_read",)
@@ -125,7 +127,9 @@ def grant(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read"
         _event(db, "consent_granted",
                {"consent_id": row["id"], "user_id": user_id, "consent_type": consent_type,
                 "server_id": server_id}, when)
-    return {**row, "active": True, "changed": True}
+        # What an earlier revoke quarantined comes back (insights held for other reasons stay).
+        restored = lift_dm_quarantine(db, user_id)
+    return {**row, "active": True, "changed": True, "insights_restored": restored}
 
 
 def revoke(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read",
@@ -139,15 +143,36 @@ def revoke(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read
         active = _active(db, user_id, consent_type)
         if active is None:
             return {"user_id": user_id, "consent_type": consent_type, "consent_id": None,
-                    "revoked_at": None, "active": False, "changed": False}
+                    "revoked_at": None, "active": False, "changed": False,
+                    "insights_quarantined": 0}
         if when < active["granted_at"]:
             raise UsageProblem(f"--at {when} is before the grant ({active['granted_at']})")
         db.execute("UPDATE consents SET revoked_at = ? WHERE id = ?", [when, active["id"]])
+        quarantined = quarantine_dm_insights(db, user_id)
         _event(db, "consent_revoked",
-               {"consent_id": active["id"], "user_id": user_id, "consent_type": consent_type},
-               when)
+               {"consent_id": active["id"], "user_id": user_id, "consent_type": consent_type,
+                "insights_quarantined": quarantined}, when)
     return {"user_id": user_id, "consent_type": consent_type, "consent_id": active["id"],
-            "revoked_at": when, "active": False, "changed": True}
+            "revoked_at": when, "active": False, "changed": True,
+            "insights_quarantined": quarantined}
+
+
+def revoke_and_forget(db: sqlite_utils.Database, user: str, *, db_path, consent_type: str =
+                      "dm_read", at: str | None = None, include_backups: bool = False) -> dict:
+    """`consent revoke --forget`: revoke (when still active), then erase the user's DM
+    channels and everything made from them. Returns the revoke result with a `purge` report."""
+    result = revoke(db, user, consent_type=consent_type, at=at)
+    report = forget_dm(db, result["user_id"], db_path=db_path, include_backups=include_backups)
+    return {**result, "purge": report.as_dict()}
+
+
+def erase(db: sqlite_utils.Database, user: str, *, db_path,
+          include_backups: bool = False) -> dict:
+    """`consent erase`: revoke any active consent, then remove everything about the user."""
+    result = revoke(db, user)
+    report = erase_user(db, result["user_id"], db_path=db_path, include_backups=include_backups)
+    return {"user_id": result["user_id"], "consent_revoked": result["changed"],
+            "purge": report.as_dict()}
 
 
 def list_consents(db: sqlite_utils.Database, *, active_only: bool = False) -> list[dict]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
 
 from zos_cli import consent, output
+from zos_cli.errors import UsageProblem
 from zos_cli.app_state import state
 from zos_cli.output import JsonFlag, NlFlag
 
@@ -50,19 +52,91 @@ def grant(
                     "`zos ingest` of the same files.")
 
 
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do it without asking.")]
+BackupsOpt = Annotated[bool, typer.Option(
+    "--include-backups", help="Also delete the migration backups beside the database "
+    "(they were made before the forget and still hold the content).")]
+
+
 @app.command("revoke")
-def revoke(ctx: typer.Context, user: UserArg, consent_type: TypeOpt = "dm_read",
-           at: AtOpt = None, json_: JsonFlag = False) -> None:
-    """Stop reading USER's DMs: the active grant gets its revoked_at (kept as history)."""
+def revoke(
+    ctx: typer.Context,
+    user: UserArg,
+    consent_type: TypeOpt = "dm_read",
+    at: AtOpt = None,
+    forget: Annotated[bool, typer.Option(
+        "--forget", help="Also erase USER's DM channels (both sides), what was made from them, "
+                         "and the model calls that carried them.")] = False,
+    include_backups: BackupsOpt = False,
+    yes: YesOpt = False,
+    json_: JsonFlag = False,
+) -> None:
+    """Stop reading USER's DMs: the active grant gets its revoked_at (kept as history), and
+    insights made from their DMs are quarantined. With --forget, those are erased for good."""
     fmt = output.choose(json_)
-    db = state(ctx).open_db()
+    app_state = state(ctx)
+    db = app_state.open_db()
     try:
-        row = consent.revoke(db, user, consent_type=consent_type, at=at)
+        if forget:
+            confirm_destruction(yes, f"erase every DM of {user} and what was made from them")
+            doc = consent.revoke_and_forget(db, user, consent_type=consent_type, at=at,
+                                            db_path=app_state.db_path,
+                                            include_backups=include_backups)
+        else:
+            doc = consent.revoke(db, user, consent_type=consent_type, at=at)
     finally:
         db.close()
-    output.print_document(row, fmt, human=_said(
-        "Revoked {consent_type} for {user_id} at {revoked_at}.",
-        "{user_id} has no active {consent_type} consent: nothing to revoke."))
+    output.print_document(doc, fmt, human=_print_revoke)
+
+
+@app.command("erase")
+def erase(ctx: typer.Context, user: UserArg, include_backups: BackupsOpt = False,
+          yes: YesOpt = False, json_: JsonFlag = False) -> None:
+    """Remove everything about USER: DMs, public messages, reactions, mentions, their topics
+    and ledger rows, insights about them or made from their messages (tombstones keep ids)."""
+    fmt = output.choose(json_)
+    app_state = state(ctx)
+    db = app_state.open_db()
+    try:
+        confirm_destruction(yes, f"erase everything zos holds about {user}")
+        doc = consent.erase(db, user, db_path=app_state.db_path, include_backups=include_backups)
+    finally:
+        db.close()
+    output.print_document(doc, fmt, human=lambda d: _print_purge(d["purge"]))
+
+
+def confirm_destruction(yes: bool, what: str) -> None:
+    """Destructive commands ask on a terminal and need --yes without one (exit 2)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageProblem(f"this would {what}, for good: add --yes to confirm "
+                           "(there is no terminal to ask)")
+    if not typer.confirm(f"This will {what}, for good. Continue?", err=True):
+        raise UsageProblem("cancelled: nothing was deleted")
+
+
+def _print_revoke(doc: dict) -> None:
+    if doc["changed"]:
+        print(f"Revoked {doc['consent_type']} for {doc['user_id']} at {doc['revoked_at']}; "
+              f"{doc['insights_quarantined']} insights quarantined.")
+    else:
+        print(f"{doc['user_id']} has no active {doc['consent_type']} consent: nothing to revoke.")
+    if "purge" in doc:
+        _print_purge(doc["purge"])
+
+
+def _print_purge(report: dict) -> None:
+    counts = {k: v for k, v in report.items()
+              if isinstance(v, int) and k != "tombstones"}
+    output.print_key_values(counts, title=f"Purge report ({report['kind']} {report['user_id']})")
+    print(f"{report['tombstones']} tombstones record what was deleted (ids only).")
+    for path in report["backups_deleted"]:
+        print(f"Deleted backup {path}")
+    if report["backups"]:
+        output.warn("these backups were made before and still hold the content: "
+                    + ", ".join(report["backups"]) + " (delete them, or rerun with "
+                    "--include-backups)")
 
 
 @app.command("list")

@@ -125,8 +125,8 @@ def test_runs_and_calls(stored, cli):
 def test_delete_needs_yes_without_a_terminal(stored, cli, db):
     result = cli("insights", "delete", "01DM000000000000000000000A")
     assert result.exit_code == 2
-    assert result.stderr == ("Error: refusing to delete insight 01DM000000000000000000000A "
-                             "without --yes (no terminal to confirm)\n")
+    assert result.stderr == ("Error: this would delete insight 01DM000000000000000000000A: "
+                             "add --yes to confirm (there is no terminal to ask)\n")
     assert db.execute("SELECT count(*) FROM insights WHERE id = '01DM000000000000000000000A'"
                       ).fetchone()[0] == 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fake_discord import config_for, fake, poll_with, small_world  # noqa: F401
+from tests.fake_discord import fake, poll_with, small_world  # noqa: F401
 from zos_cli import consent
 from zos_cli.db import get_state
 

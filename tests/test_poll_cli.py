@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_discord import FakeDiscord, config_for, fake, poll_with, small_world  # noqa: F401
+from tests.fake_discord import fake, poll_with, small_world  # noqa: F401
 from zos_cli import db as database
 from zos_cli import locks
 

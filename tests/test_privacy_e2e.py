@@ -118,6 +118,7 @@ def test_destructive_commands_need_yes_without_a_terminal(db_path):
         assert r.exit_code == 2
         assert r.stderr == (f"Error: this would {what}, for good: add --yes to confirm "
                             "(there is no terminal to ask)\n")
+        assert r.stdout == ""
 
 
 def test_a_dm_without_consent_leaves_no_byte(db, db_path, tmp_path):

@@ -160,8 +160,8 @@ def test_check_passes_then_finds_a_tampered_balance(cli, filled, db):
 def test_rebuild_refuses_without_yes_when_stdin_is_not_a_terminal(cli, filled):
     r = cli("salience", "rebuild")
     assert r.exit_code == 2
-    assert r.stderr == ("Error: rebuild rewrites the whole salience ledger: pass --yes to confirm "
-                        "(stdin is not a terminal, so zos cannot ask)\n")
+    assert r.stderr == ("Error: rebuild rewrites the whole salience ledger: add --yes to confirm "
+                        "(there is no terminal to ask)\n")
 
 
 def test_rebuild_with_yes_prints_its_summary(cli, filled, db):

@@ -76,28 +76,12 @@ def root(
 
 
 def _register() -> None:
-    from zos_cli.commands import database
+    from zos_cli.commands import consent, database, ingest, insights, poll, reflect, salience
 
-    database.register(app)
-    for name in ("ingest", "poll", "reflect"):
-        module = _optional_command_module(name)
-        if module is not None:
-            module.register(app)
-    for name in ("salience", "insights", "consent"):
-        module = _optional_command_module(name)
-        if module is not None:
-            app.add_typer(module.app, name=name)
-
-
-def _optional_command_module(name: str):
-    import importlib
-
-    try:
-        return importlib.import_module(f"zos_cli.commands.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"zos_cli.commands.{name}":
-            raise
-        return None
+    for module in (database, ingest, poll, reflect):
+        module.register(app)
+    for name, module in (("salience", salience), ("insights", insights), ("consent", consent)):
+        app.add_typer(module.app, name=name)
 
 
 _register()

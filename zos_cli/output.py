@@ -132,6 +132,18 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def confirm(yes: bool, action: str) -> None:
+    """The one guard of destructive commands: `action` says what would happen ("this would
+    delete …"). With --yes it goes ahead; on a terminal it asks; without one it refuses
+    (exit 2), so cron never destroys anything by accident."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageProblem(f"{action}: add --yes to confirm (there is no terminal to ask)")
+    if not typer.confirm(f"{action[0].upper()}{action[1:]}. Continue?", default=False, err=True):
+        raise UsageProblem("cancelled: nothing was changed")
+
+
 def note(message: str) -> None:
     """A hint or informational line on stderr (silent with --quiet)."""
     if not settings.quiet:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Optional
 
 import typer
 
-from zos_cli import consent, output
-from zos_cli.errors import UsageProblem
+from zos_cli import output
 from zos_cli.app_state import state
 from zos_cli.output import JsonFlag, NlFlag
 
@@ -38,6 +36,8 @@ def grant(
 ) -> None:
     """Record that USER consents to zos reading their DMs (a new row; nothing overwritten)."""
     fmt = output.choose(json_)
+    from zos_cli import consent
+
     db = state(ctx).open_db()
     try:
         row = consent.grant(db, user, consent_type=consent_type, server_id=server, note=note,
@@ -74,11 +74,14 @@ def revoke(
     """Stop reading USER's DMs: the active grant gets its revoked_at (kept as history), and
     insights made from their DMs are quarantined. With --forget, those are erased for good."""
     fmt = output.choose(json_)
+    from zos_cli import consent
+
     app_state = state(ctx)
     db = app_state.open_db()
     try:
         if forget:
-            confirm_destruction(yes, f"erase every DM of {user} and what was made from them")
+            output.confirm(yes, f"this would erase every DM of {user} and what was made "
+                                "from them, for good")
             doc = consent.revoke_and_forget(db, user, consent_type=consent_type, at=at,
                                             db_path=app_state.db_path,
                                             include_backups=include_backups)
@@ -95,25 +98,16 @@ def erase(ctx: typer.Context, user: UserArg, include_backups: BackupsOpt = False
     """Remove everything about USER: DMs, public messages, reactions, mentions, their topics
     and ledger rows, insights about them or made from their messages (tombstones keep ids)."""
     fmt = output.choose(json_)
+    from zos_cli import consent
+
     app_state = state(ctx)
     db = app_state.open_db()
     try:
-        confirm_destruction(yes, f"erase everything zos holds about {user}")
+        output.confirm(yes, f"this would erase everything zos holds about {user}, for good")
         doc = consent.erase(db, user, db_path=app_state.db_path, include_backups=include_backups)
     finally:
         db.close()
     output.print_document(doc, fmt, human=lambda d: _print_purge(d["purge"]))
-
-
-def confirm_destruction(yes: bool, what: str) -> None:
-    """Destructive commands ask on a terminal and need --yes without one (exit 2)."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageProblem(f"this would {what}, for good: add --yes to confirm "
-                           "(there is no terminal to ask)")
-    if not typer.confirm(f"This will {what}, for good. Continue?", err=True):
-        raise UsageProblem("cancelled: nothing was deleted")
 
 
 def _print_revoke(doc: dict) -> None:
@@ -148,6 +142,8 @@ def list_(
 ) -> None:
     """Every grant (newest first), with when it was revoked."""
     fmt = output.choose(json_, nl)
+    from zos_cli import consent
+
     db = state(ctx).open_db()
     try:
         rows = consent.list_consents(db, active_only=active)
@@ -162,6 +158,8 @@ def status(ctx: typer.Context, user: UserArg, consent_type: TypeOpt = "dm_read",
            json_: JsonFlag = False) -> None:
     """Whether USER's consent is in force now, with its history."""
     fmt = output.choose(json_)
+    from zos_cli import consent
+
     db = state(ctx).open_db()
     try:
         doc = consent.consent_status(db, user, consent_type=consent_type)

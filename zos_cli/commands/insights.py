@@ -9,7 +9,6 @@ import typer
 
 from zos_cli import output
 from zos_cli.app_state import state
-from zos_cli.errors import UsageProblem
 from zos_cli.output import JsonFlag, NlFlag
 
 # Library modules are imported inside each command so that `zos --help` stays fast.
@@ -197,11 +196,7 @@ def delete(
     from zos_cli.insights import delete_insight
 
     fmt = output.choose(json_)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageProblem(
-                f"refusing to delete insight {insight_id} without --yes (no terminal to confirm)")
-        typer.confirm(f"Delete insight {insight_id}?", abort=True, err=True)
+    output.confirm(yes, f"this would delete insight {insight_id}")
     db = state(ctx).open_db()
     try:
         doc = delete_insight(db, insight_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Optional
 
 import typer
@@ -226,12 +225,7 @@ def rebuild(
     """Recompute every earn from the stored messages with the current weights, re-applying
     past reflection spends and decays at their times."""
     fmt = output.choose(json_)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageProblem("rebuild rewrites the whole salience ledger: pass --yes to "
-                               "confirm (stdin is not a terminal, so zos cannot ask)")
-        if not typer.confirm("Recompute the whole salience ledger?", default=False, err=True):
-            raise JobFailed("rebuild cancelled: nothing was changed")
+    output.confirm(yes, "rebuild rewrites the whole salience ledger")
     from zos_cli.salience.rebuild import rebuild as run_rebuild
 
     app_state = state(ctx)

@@ -176,3 +176,16 @@ def test_commands_without_models_do_not_import_litellm(db_path, args):
     r = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, "--db", str(db_path), *args],
                        capture_output=True, text=True, timeout=60)
     assert r.stderr.strip().endswith("litellm not imported"), r.stderr
+
+
+@pytest.mark.parametrize("args", [["salience", "top"], ["insights", "list"], ["consent", "list"],
+                                  ["reflect", "--layer", "user", "--dry-run"]])
+def test_commands_refuse_pending_migrations_with_78(tmp_path, args):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    sqlite3.connect(path).close()
+    r = Cli(path)(*args)
+    assert r.exit_code == 78, r.stderr
+    assert r.stderr == (f"Error: {path} has pending migrations (0001_initial): "
+                        "run `zos migrate`\n")

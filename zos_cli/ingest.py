@@ -160,7 +160,12 @@ class IngestRun:
         if label == STDIN:
             plan.handle, plan.size, plan.sha256 = _spool(self.stdin or sys.stdin.buffer)
         else:
-            plan.size = plan.path.stat().st_size
+            try:
+                plan.size = plan.path.stat().st_size
+            except OSError as exc:  # gone or unreadable since it was found
+                plan.status, plan.error = "failed", f"cannot be read ({exc.strerror})"
+                self._log_final(plan)
+                return
         if self._unchanged(plan):
             return
         plan.export = ExportFile(plan.path, plan.label, handle=plan.handle)

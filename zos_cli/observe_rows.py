@@ -125,18 +125,26 @@ class _People:
 
 def write_people(batch) -> None:
     people = _People()
+    note = people.note
     new = batch.new_id_set
+    by_source = batch.w.users_by_source
     for obs in batch.effective:
         m, sid = obs.message, obs.channel.server_id
-        people.note(m.author, sid, m.created_at, m.id in new, m.observed_at)
+        seen = by_source[obs.source_id]
+        note(m.author, sid, m.created_at, m.id in new, m.observed_at)
+        seen.add(m.author.id)
         for u in m.mentions:
-            people.note(u, sid, None, False, m.observed_at)
+            note(u, sid, None, False, m.observed_at)
+            seen.add(u.id)
         for r in m.reactions or ():
             for u in r.users:
-                people.note(u, sid, m.created_at, False, m.observed_at)
+                note(u, sid, m.created_at, False, m.observed_at)
+                seen.add(u.id)
+    written = {id(obs) for obs in batch.effective}
     for obs in batch.observations:  # who each source saw, written or not
-        seen = batch.w.users_by_source[obs.source_id]
-        m = obs.message
+        if id(obs) in written:
+            continue
+        seen, m = by_source[obs.source_id], obs.message
         seen.add(m.author.id)
         seen.update(u.id for u in m.mentions)
         for r in m.reactions or ():

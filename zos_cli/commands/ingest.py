@@ -100,6 +100,8 @@ def _ingest_exports(ctx: typer.Context, paths: list[str], fmt: output.Format,
         db.close()
     output.print_document(summary, output.Format.JSON if fmt is output.Format.NL else fmt,
                           human=_print_summary)
+    if summary["files"] == 0:
+        output.warn(f"no *.json export files in {', '.join(paths)}")
     errors = summary["errors"]
     if errors:
         for problem in errors[:-1]:

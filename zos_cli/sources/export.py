@@ -144,14 +144,6 @@ class ExportFile:
             return None
         return s.sha256.hexdigest()
 
-    def finish_hash(self) -> str:
-        """Read what was not read yet (after an early stop) so the sha256 is complete."""
-        s = self.scanner
-        s.seek(s.hashed_bytes)
-        while s.fill():
-            s.buf.clear()
-        return s.sha256.hexdigest()
-
     # ------------------------------------------------------------------ header
     def _read_header(self) -> ExportHeader:
         s = self.scanner

@@ -213,8 +213,10 @@ class _Batch:
                     has_media=bool(m.attachments),
                     has_links=bool(m.link_urls),
                     reply_to_author_id=parents.get(m.reply_to_id) if m.reply_to_id else None,
-                    mentioned_user_ids=tuple(sorted({u.id for u in m.mentions})),
-                    mentioned_role_ids=tuple(sorted(set(m.role_mention_ids))),
+                    mentioned_user_ids=tuple(sorted({u.id for u in m.mentions}))
+                    if m.mentions else (),
+                    mentioned_role_ids=tuple(sorted(set(m.role_mention_ids)))
+                    if m.role_mention_ids else (),
                     custom_emoji_ids=tuple(m.inline_custom_emoji_ids),
                     dm_participant_ids=tuple(ch.participant_ids or ()) if ch.is_dm else (),
                 ))

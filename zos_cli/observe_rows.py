@@ -245,11 +245,15 @@ def write_messages(batch) -> None:
                 m.content, m.edited_at, int(m.is_pinned), stickers, emoji, has_media, has_links,
                 m.observed_at, batch.now, int(m.reactions is not None), aggregate, m.id,
             ))
-        mentions.extend((m.id, uid) for uid in dict.fromkeys(u.id for u in m.mentions))
-        role_mentions.extend((m.id, rid) for rid in dict.fromkeys(m.role_mention_ids))
-        media.extend((new_id(), m.id, a.id, a.url, a.file_name, a.size_bytes, a.content_type)
-                     for a in m.attachments)
-        links.extend((new_id(), m.id, url, domain_of(url)) for url in m.link_urls)
+        if m.mentions:
+            mentions.extend((m.id, uid) for uid in dict.fromkeys(u.id for u in m.mentions))
+        if m.role_mention_ids:
+            role_mentions.extend((m.id, rid) for rid in dict.fromkeys(m.role_mention_ids))
+        if m.attachments:
+            media.extend((new_id(), m.id, a.id, a.url, a.file_name, a.size_bytes,
+                          a.content_type) for a in m.attachments)
+        if m.link_urls:
+            links.extend((new_id(), m.id, url, domain_of(url)) for url in m.link_urls)
     conn = batch.db.conn
     if inserts:
         conn.executemany(

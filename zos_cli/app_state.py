@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,15 @@ class AppState:
         from zos_cli import db as database
 
         return database.open_database(self.db_path)
+
+    @contextmanager
+    def database(self) -> Iterator[sqlite_utils.Database]:
+        """`with state(ctx).database() as db:` — the migrated database, closed afterwards."""
+        db = self.open_db()
+        try:
+            yield db
+        finally:
+            db.close()
 
 
 def state(ctx: typer.Context) -> AppState:

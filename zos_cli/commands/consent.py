@@ -38,12 +38,9 @@ def grant(
     fmt = output.choose(json_)
     from zos_cli import consent
 
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         row = consent.grant(db, user, consent_type=consent_type, server_id=server, note=note,
                             at=at)
-    finally:
-        db.close()
     output.print_document(row, fmt, human=_said(
         "Granted {consent_type} for {user_id} at {granted_at}.",
         "{user_id} already has an active {consent_type} consent (since {granted_at})."))
@@ -77,8 +74,7 @@ def revoke(
     from zos_cli import consent
 
     app_state = state(ctx)
-    db = app_state.open_db()
-    try:
+    with app_state.database() as db:
         if forget:
             output.confirm(yes, f"this would erase every DM of {user} and what was made "
                                 "from them, for good")
@@ -87,8 +83,6 @@ def revoke(
                                             include_backups=include_backups)
         else:
             doc = consent.revoke(db, user, consent_type=consent_type, at=at)
-    finally:
-        db.close()
     output.print_document(doc, fmt, human=_print_revoke)
 
 
@@ -101,12 +95,9 @@ def erase(ctx: typer.Context, user: UserArg, include_backups: BackupsOpt = False
     from zos_cli import consent
 
     app_state = state(ctx)
-    db = app_state.open_db()
-    try:
+    with app_state.database() as db:
         output.confirm(yes, f"this would erase everything zos holds about {user}, for good")
         doc = consent.erase(db, user, db_path=app_state.db_path, include_backups=include_backups)
-    finally:
-        db.close()
     output.print_document(doc, fmt, human=lambda d: _print_purge(d["purge"]))
 
 
@@ -144,11 +135,8 @@ def list_(
     fmt = output.choose(json_, nl)
     from zos_cli import consent
 
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         rows = consent.list_consents(db, active_only=active)
-    finally:
-        db.close()
     output.print_rows(rows, fmt, columns=LIST_COLUMNS, title="Consents",
                       empty="No consents recorded.")
 
@@ -160,11 +148,8 @@ def status(ctx: typer.Context, user: UserArg, consent_type: TypeOpt = "dm_read",
     fmt = output.choose(json_)
     from zos_cli import consent
 
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         doc = consent.consent_status(db, user, consent_type=consent_type)
-    finally:
-        db.close()
     output.print_document(doc, fmt, human=_print_status)
 
 

@@ -76,11 +76,8 @@ def ingest(
 def _history(ctx: typer.Context, fmt: output.Format, limit: int | None) -> None:
     from zos_cli.ingest import ingest_history
 
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         rows = ingest_history(db, limit=limit)
-    finally:
-        db.close()
     output.print_rows(rows, fmt, columns=HISTORY_COLUMNS, title="Ingest history",
                       empty="Nothing ingested yet.")
 
@@ -90,14 +87,10 @@ def _ingest_exports(ctx: typer.Context, paths: list[str], fmt: output.Format,
     from zos_cli.ingest import ingest_exports
 
     app_state = state(ctx)
-    db = app_state.open_db()
-    try:
-        with locks.job_lock(app_state.db_path, "ingest"), \
-                output.progress("Ingesting", unit="messages") as bar:
-            summary = ingest_exports(db, app_state.config, paths, progress=bar,
-                                     batch_messages=batch_messages)
-    finally:
-        db.close()
+    with app_state.database() as db, locks.job_lock(app_state.db_path, "ingest"), \
+            output.progress("Ingesting", unit="messages") as bar:
+        summary = ingest_exports(db, app_state.config, paths, progress=bar,
+                                 batch_messages=batch_messages)
     output.print_document(summary, output.Format.JSON if fmt is output.Format.NL else fmt,
                           human=_print_summary)
     if summary["files"] == 0:

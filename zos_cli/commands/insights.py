@@ -44,13 +44,10 @@ def list_(
     from zos_cli.insights import list_insights
 
     fmt = output.choose(json_, nl)
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         rows = list_insights(db, topic=topic, category=category, scope=scope, since=since,
                              include_quarantined=include_quarantined, limit=limit)
         output.print_rows(rows, fmt, columns=LIST_COLUMNS, empty="No insights.")
-    finally:
-        db.close()
 
 
 @app.command("show")
@@ -60,11 +57,8 @@ def show(ctx: typer.Context, insight_id: Annotated[str, typer.Argument(metavar="
     from zos_cli.insights import get_insight
 
     fmt = output.choose(json_)
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         doc = get_insight(db, insight_id)
-    finally:
-        db.close()
     output.print_document(doc, fmt, human=_print_insight)
 
 
@@ -105,12 +99,9 @@ def search(
     from zos_cli.insights import search_insights
 
     fmt = output.choose(json_, nl)
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         rows = search_insights(db, text, scope=scope, include_quarantined=include_quarantined,
                                limit=limit)
-    finally:
-        db.close()
     output.print_rows(rows, fmt, columns=["id", "topic_key", "sources_scope_max", "rank",
                                           "snippet"], empty="No matching insights.")
 
@@ -127,13 +118,10 @@ def export(
     """Export insights to stdout (JSON lines or Markdown grouped by topic)."""
     from zos_cli.insights import export_insights
 
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         for line in export_insights(db, format_, scope=scope, topic=topic,
                                     include_quarantined=include_quarantined):
             sys.stdout.write(line + "\n")
-    finally:
-        db.close()
     sys.stdout.flush()
 
 
@@ -149,11 +137,8 @@ def runs(
     from zos_cli.insights import list_runs
 
     fmt = output.choose(json_, nl)
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         rows = list_runs(db, layer=layer, limit=limit)
-    finally:
-        db.close()
     if fmt is output.Format.TABLE:
         rows = [{**r, "errors": len(r["errors"]), "tokens": r["tokens_input"] + r["tokens_output"]}
                 for r in rows]
@@ -175,11 +160,8 @@ def calls(
     from zos_cli.insights import list_calls
 
     fmt = output.choose(json_, nl)
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         rows = list_calls(db, run=run, limit=limit, full=full)
-    finally:
-        db.close()
     output.print_rows(rows, fmt, empty="No model calls.", columns=None if full else [
         "id", "layer_run_id", "topic_key", "model_name", "status", "tokens_input",
         "tokens_output", "estimated_cost_usd", "latency_ms", "error"])
@@ -197,10 +179,7 @@ def delete(
 
     fmt = output.choose(json_)
     output.confirm(yes, f"this would delete insight {insight_id}")
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         doc = delete_insight(db, insight_id)
-    finally:
-        db.close()
     output.print_document(doc, fmt, human=lambda d: print(
         f"Deleted insight {d['deleted']} (tombstone {d['tombstone_id']})."))

@@ -71,14 +71,11 @@ def poll(
         channel_ids=_ids(channel, "--channel"),
         initial_messages=config.poll.initial_messages if initial_messages is None else initial_messages,
     )
-    db = app_state.open_db()
     stop = threading.Event()
-    try:
-        with locks.job_lock(app_state.db_path, "poll"), _stop_on_sigterm(stop):
-            report = run_poll(db, config, secret, options, interval=interval, max_wait=max_wait,
-                              stop=stop, on_report=_printer(fmt, interval is not None))
-    finally:
-        db.close()
+    with app_state.database() as db, locks.job_lock(app_state.db_path, "poll"), \
+            _stop_on_sigterm(stop):
+        report = run_poll(db, config, secret, options, interval=interval, max_wait=max_wait,
+                          stop=stop, on_report=_printer(fmt, interval is not None))
     if report.fatal is not None:
         raise report.fatal
     errors = report.summary["errors"]
@@ -135,13 +132,10 @@ def backfill_command(ctx: typer.Context, *, token: str | None, channel: list[str
     secret = resolve_token(token)
     options = BackfillOptions(_ids(channel, "--channel"), _ids(guild, "--guild"), since)
     app_state = state(ctx)
-    db = app_state.open_db()
     stop = threading.Event()
-    try:
-        with locks.job_lock(app_state.db_path, "ingest"), _stop_on_sigterm(stop):
-            report = run_backfill(db, app_state.config, secret, options, stop=stop)
-    finally:
-        db.close()
+    with app_state.database() as db, locks.job_lock(app_state.db_path, "ingest"), \
+            _stop_on_sigterm(stop):
+        report = run_backfill(db, app_state.config, secret, options, stop=stop)
     output.print_document(report.summary, output.Format.JSON if fmt is output.Format.NL else fmt,
                           human=_human_backfill)
     for item in report.summary["skipped_channels"]:

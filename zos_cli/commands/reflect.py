@@ -69,14 +69,11 @@ def reflect(
     from zos_cli.reflect.run import RunOptions, run_layer
 
     app_state = state(ctx)
-    db = app_state.open_db()
-    try:
+    with app_state.database() as db:
         summary = run_layer(db, app_state.config, app_state.db_path, RunOptions(
             layer=layer, dry_run=dry_run, topic=topic, max_targets=max_targets, model=model,
             concurrency=concurrency, max_cost=max_cost, as_of=as_of, cache=cache,
         ))
-    finally:
-        db.close()
     output.print_document(summary, fmt, human=_print_summary)
     if summary.get("note"):
         output.note(summary["note"])

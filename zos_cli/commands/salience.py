@@ -51,11 +51,8 @@ def top(
     _choice("--category", category, CATEGORIES, "topic category")
     from zos_cli.salience.queries import TOP_KEYS, top as top_topics
 
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         rows = top_topics(db, group=group, category=category, server_id=server, limit=limit)
-    finally:
-        db.close()
     output.print_rows(rows, fmt, columns=TOP_KEYS, title="Top salience",
                       empty="No topic has a balance yet: ingest some messages first.")
 
@@ -72,11 +69,8 @@ def show(
     from zos_cli.salience.queries import show as show_topic
 
     app_state = state(ctx)
-    db = app_state.open_db()
-    try:
+    with app_state.database() as db:
         doc = show_topic(db, app_state.config, key, days=days)
-    finally:
-        db.close()
     output.print_document(doc, fmt, human=_print_show)
 
 
@@ -104,11 +98,8 @@ def ledger(
     fmt = output.choose(json_, nl)
     from zos_cli.salience.queries import LEDGER_KEYS, ledger as ledger_rows
 
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         rows = ledger_rows(db, key, limit=limit or None)
-    finally:
-        db.close()
     output.print_rows(rows, fmt, columns=LEDGER_KEYS, title=f"Ledger of {key}",
                       empty=f"{key} has no ledger rows.")
 
@@ -128,16 +119,13 @@ def decay(
     from zos_cli.salience.decay import decay as run_decay
 
     app_state = state(ctx)
-    db = app_state.open_db()
-    try:
+    with app_state.database() as db:
         when = resolve_as_of(db, as_of)
         if dry_run:
             doc = run_decay(db, app_state.config, when, dry_run=True)
         else:
             with locks.job_lock(app_state.db_path, SALIENCE_JOB):
                 doc = run_decay(db, app_state.config, when)
-    finally:
-        db.close()
     output.print_document(doc, fmt, human=_print_decay)
 
 
@@ -156,11 +144,8 @@ def budget(ctx: typer.Context, json_: JsonFlag = False) -> None:
     from zos_cli.salience.selection import budget_plan
 
     app_state = state(ctx)
-    db = app_state.open_db()
-    try:
+    with app_state.database() as db:
         doc = budget_plan(db, app_state.config, layers=_layers())
-    finally:
-        db.close()
     output.print_document(doc, fmt, human=_print_budget)
 
 
@@ -195,11 +180,8 @@ def check(ctx: typer.Context, json_: JsonFlag = False) -> None:
     fmt = output.choose(json_)
     from zos_cli.salience.queries import check as check_ledger
 
-    db = state(ctx).open_db()
-    try:
+    with state(ctx).database() as db:
         doc = check_ledger(db)
-    finally:
-        db.close()
     output.print_document(doc, fmt, human=_print_check)
     if not doc["ok"]:
         keys = ", ".join(m["topic_key"] for m in doc["mismatches"][:5])
@@ -229,8 +211,7 @@ def rebuild(
     from zos_cli.salience.rebuild import rebuild as run_rebuild
 
     app_state = state(ctx)
-    db = app_state.open_db()
-    try:
+    with app_state.database() as db:
         with locks.job_lock(app_state.db_path, SALIENCE_JOB), \
                 output.progress("Replaying messages", unit="messages") as bar:
             done = [0]
@@ -240,6 +221,4 @@ def rebuild(
                 done[0] = n
 
             doc = run_rebuild(db, app_state.config, progress=advance)
-    finally:
-        db.close()
     output.print_document(doc, fmt, title="Salience rebuilt")

@@ -107,6 +107,16 @@ def test_erase_leaves_no_byte_of_a_users_public_messages(db, db_path, tmp_path, 
     from zos_cli.salience.queries import check
 
     assert check(db)["ok"]
+    # Reading the same exports again (changed files, so not skipped) brings nothing back.
+    for name in ("general.json", "random.json"):
+        with open(tmp_path / name, "a") as handle:
+            handle.write("\n")
+    again = ingest_exports(db, config, [str(tmp_path / "general.json"), str(tmp_path / "random.json")])
+    assert again["files"] == 2 and again["messages_new"] == 0, again
+    assert scan(db_path, PUBLIC_CANARY) == NOTHING
+    assert db.execute("SELECT count(*) FROM users WHERE id = ?", [world.ids["carol"]]).fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM reactions WHERE user_id = ?",
+                      [world.ids["carol"]]).fetchone()[0] == 0
 
 
 def test_destructive_commands_need_yes_without_a_terminal(db_path):

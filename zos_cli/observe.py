@@ -27,6 +27,7 @@ parent; a thread's parent channel; DM participants from `channels.participant_id
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import NamedTuple
 
 import sqlite_utils
@@ -68,6 +69,10 @@ class ObservationWriter:
         self.channels_by_source: dict[str, set[str]] = defaultdict(set)
         self.channels_written: set[str] = set()
         self.servers_written: set[str] = set()
+        # Users removed by `zos consent erase`: an old export read again must not bring
+        # back their messages, reactions, mentions or name.
+        self.erased: frozenset[str] = frozenset(r[0] for r in db.execute(
+            "SELECT object_id FROM tombstones WHERE object_type = 'user'"))
 
     # ------------------------------------------------------------------ counts
     @property
@@ -145,8 +150,26 @@ class _Batch:
                 if not ok:
                     self.w.by_source[obs.source_id]["dm_skipped_without_consent"] += 1
                     continue
+            if self.w.erased:
+                obs = self._without_erased(obs)
+                if obs is None:
+                    continue
             kept.append(obs)
         return kept
+
+    def _without_erased(self, obs: Observation) -> Observation | None:
+        erased = self.w.erased
+        msg = obs.message
+        if msg.author.id in erased:
+            return None
+        mentions = [m for m in msg.mentions if m.id not in erased]
+        reactions = msg.reactions
+        if reactions is not None:
+            reactions = [replace(r, users=[u for u in r.users if u.id not in erased])
+                         for r in reactions]
+        if len(mentions) == len(msg.mentions) and reactions == msg.reactions:
+            return obs
+        return obs._replace(message=replace(msg, mentions=mentions, reactions=reactions))
 
     def _choose(self) -> None:
         """Per message id the newest observation (the later one on a tie), which are new,

@@ -85,3 +85,13 @@ def run_zos(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         [sys.executable, "-m", "zos_cli", *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, input=input,
     )
+
+
+def scan_files(db_path: Path, needle: str) -> dict[str, int]:
+    """Occurrences of `needle` in the raw bytes of the database, its WAL and its shared memory
+    (privacy tests: what was forgotten, or never allowed in, must not be there at all)."""
+    found = {}
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(f"{db_path}{suffix}")
+        found[suffix or "db"] = path.read_bytes().count(needle.encode()) if path.exists() else 0
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import scan_files
 from tests.fake_discord import fake, poll_with, small_world  # noqa: F401
 from zos_cli import consent
 from zos_cli.db import get_state
@@ -252,7 +253,7 @@ def test_active_threads_are_polled(db, fake):
     assert len(_ids(db, "250")) == 1 and _ids(db, "251") == []
 
 
-def test_dms_only_of_consenting_users(db, fake):
+def test_dms_only_of_consenting_users(db, db_path, fake):
     small_world(fake)
     consent.grant(db, "501")
     yes = fake.open_dm_channel("501")["id"]
@@ -279,6 +280,10 @@ def test_dms_only_of_consenting_users(db, fake):
     fake.clear_log()
     poll_with(db, fake)
     assert all(yes not in e.path for e in fake.requests())
+    # Not a byte of either DM that lacked consent is in the files.
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for needle in ("SECRET-NO-CONSENT", "after revoke"):
+        assert scan_files(db_path, needle) == {"db": 0, "-wal": 0, "-shm": 0}
 
 
 def test_a_malformed_answer_is_a_channel_error_not_a_crash(db, fake):

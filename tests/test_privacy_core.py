@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import scan_files
 from zos_cli import db as database
 from zos_cli.privacy import (
     apply_gate_change,
@@ -122,14 +123,6 @@ def test_gate_quarantine_and_restore_with_independent_reasons(db):
     assert events == ["gate_quarantine", "gate_restore"]
 
 
-def _scan(path: Path, needle: str) -> dict[str, int]:
-    hits = {}
-    for suffix in ("", "-wal", "-shm"):
-        f = Path(str(path) + suffix)
-        hits[suffix or "db"] = f.read_bytes().count(needle.encode()) if f.exists() else 0
-    return hits
-
-
 def _calls(db, canary):
     with database.write_transaction(db):
         db.execute("INSERT INTO llm_calls (id, layer_run_id, topic_key, prompt, response, status, "
@@ -148,11 +141,11 @@ def test_forget_leaves_no_byte_of_dm_content(db, db_path):
     w.insight("S", "server:1:user:11", "synthesis", insights=["G"])   # derived from G
     w.insight("P", "server:1:user:10", "public only", messages=[pub])
     _calls(db, canary)
-    assert sum(_scan(db_path, canary).values()) > 0  # negative control: the scan finds them
+    assert sum(scan_files(db_path, canary).values()) > 0  # negative control: the scan finds them
     report = forget_dm(db, "11", db_path=db_path)
     assert (report.messages, report.insights, report.llm_calls_scrubbed, report.llm_cache_entries,
             report.channels) == (50, 2, 1, 1, 1)
-    assert _scan(db_path, canary) == {"db": 0, "-wal": 0, "-shm": 0}
+    assert scan_files(db_path, canary) == {"db": 0, "-wal": 0, "-shm": 0}
     assert {r[0] for r in db.execute("SELECT id FROM insights")} == {"P"}
     assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
     kinds = dict(db.execute("SELECT object_type, count(*) FROM tombstones GROUP BY 1").fetchall())
@@ -174,10 +167,10 @@ def test_erase_removes_public_content_topics_and_the_user(db, db_path):
                    "VALUES ('X1','server:1:user:12','earn',3,?)", [T])
         db.execute("INSERT INTO reactions (message_id, user_id, emoji, is_custom) VALUES (?, '12', 'x', 0)", [theirs])
         db.execute("INSERT INTO mentions (message_id, user_id) VALUES (?, '12')", [theirs])
-    assert sum(_scan(db_path, canary).values()) > 0
+    assert sum(scan_files(db_path, canary).values()) > 0
     report = erase_user(db, "12", db_path=db_path)
     assert (report.messages, report.insights, report.topics, report.users, report.ledger_rows) == (20, 2, 1, 1, 1)
-    assert _scan(db_path, canary) == {"db": 0, "-wal": 0, "-shm": 0}
+    assert scan_files(db_path, canary) == {"db": 0, "-wal": 0, "-shm": 0}
     assert {r[0] for r in db.execute("SELECT id FROM insights")} == {"K"}
     assert db.execute("SELECT count(*) FROM reactions").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM mentions").fetchone()[0] == 0

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tests.conftest import Cli
+from tests.conftest import scan_files as scan
 from tests.exports import dm_export, message, snowflake, user
 from tests.fake_openai import FakeOpenAI, echo_reply
 from tests.reflect_world import DM_CHANNEL, SELF_ID, build_world, config_for
@@ -24,15 +25,6 @@ from zos_cli.reflect.run import RunOptions, run_layer
 
 DM_CANARY = "QZXV-dm-canary"
 PUBLIC_CANARY = "QZXV-public-canary"
-
-
-def scan(db_path: Path, needle: str) -> dict[str, int]:
-    """Occurrences of `needle` in the raw bytes of the database, its WAL and its shared memory."""
-    found = {}
-    for suffix in ("", "-wal", "-shm"):
-        path = Path(f"{db_path}{suffix}")
-        found[suffix or "db"] = path.read_bytes().count(needle.encode()) if path.exists() else 0
-    return found
 
 
 NOTHING = {"db": 0, "-wal": 0, "-shm": 0}

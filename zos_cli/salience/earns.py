@@ -18,6 +18,7 @@ Choices the table leaves open, made here and documented in the README:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from functools import lru_cache
 from typing import NamedTuple
@@ -37,15 +38,23 @@ class Earn(NamedTuple):  # a NamedTuple: built several times per message, so it 
     parent_channel_id: str | None = None  # thread topics: the parent channel
 
 
-# Key builders validate their input; memoised because the same keys recur on every message.
-_user = lru_cache(maxsize=1 << 16)(topics.user)
-_channel = lru_cache(maxsize=1 << 14)(topics.channel)
-_thread = lru_cache(maxsize=1 << 14)(topics.thread)
-_uic = lru_cache(maxsize=1 << 16)(topics.user_in_channel)
-_dyad = lru_cache(maxsize=1 << 16)(topics.dyad)
-_dic = lru_cache(maxsize=1 << 16)(topics.dyad_in_channel)
-_emoji = lru_cache(maxsize=1 << 12)(topics.emoji)
-_role = lru_cache(maxsize=1 << 12)(topics.role)
+
+def _memo(build, size: int):
+    """Key builders validate their input; memoised because the same keys recur on every
+    message. The keys are interned: the engine's index keeps the same string objects, so a
+    cached key costs no second copy. The caches are bounded (memory must not grow with an
+    export's length); the dyad ones hold the recent pairs, not every pair ever seen."""
+    return lru_cache(maxsize=size)(lambda *parts: sys.intern(build(*parts)))
+
+
+_user = _memo(topics.user, 1 << 14)
+_channel = _memo(topics.channel, 1 << 12)
+_thread = _memo(topics.thread, 1 << 12)
+_uic = _memo(topics.user_in_channel, 1 << 14)
+_dyad = _memo(topics.dyad, 1 << 13)
+_dic = _memo(topics.dyad_in_channel, 1 << 13)
+_emoji = _memo(topics.emoji, 1 << 12)
+_role = _memo(topics.role, 1 << 12)
 
 
 def events_to_earns(event, config, gate: Gate, *, self_user_id: str | None = None

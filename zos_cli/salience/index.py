@@ -22,10 +22,17 @@ rowid went down (a rolled-back batch, a rebuild) drops the whole view.
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
+from typing import NamedTuple
 
 from zos_cli.salience.offers import OfferLog, fold
 from zos_cli.topics import Topic
+
+# Memory is per topic (a long export has ~90k of them, mostly dyads), so every key and id the
+# index keeps is interned: a key, the owners and related keys naming it, and the ids inside
+# its parts are one string object, not one copy per place that names it.
+_intern = sys.intern
 
 
 def _scope(key: str) -> str | None:
@@ -33,16 +40,35 @@ def _scope(key: str) -> str | None:
     return key.split(":", 2)[1] if key.startswith("server:") else None
 
 
-def _fast_parse(key: str) -> Topic:
+class TopicParts(NamedTuple):
+    """A parsed key as the index keeps it: a Topic's fields and properties in a plain tuple
+    (a frozen dataclass costs a __dict__ per topic)."""
+
+    kind: str
+    server_id: str | None
+    ids: tuple[str, ...]
+
+    key = Topic.key
+    is_global = Topic.is_global
+    category = Topic.category
+    group = Topic.group
+    cap_field = Topic.cap_field
+
+
+def _fast_parse(key: str) -> TopicParts:
     """Keys read back from the database were validated when built: split, do not re-check."""
-    parts = key.split(":")
+    parts = [_intern(p) for p in key.split(":")]
     if parts[0] == "server":
-        return Topic(parts[2], parts[1], tuple(parts[3:]))
-    return Topic(parts[0], None, tuple(parts[1:]))
+        return TopicParts(parts[2], parts[1], tuple(parts[3:]))
+    return TopicParts(parts[0], None, tuple(parts[1:]))
 
 
-def _owners(topic: Topic, parent_channel_id: str | None) -> tuple[str, ...]:
+def _owners(topic: TopicParts, parent_channel_id: str | None) -> tuple[str, ...]:
     """The owners whose receptive sets this topic belongs to (when receptive)."""
+    return tuple(_intern(k) for k in _owner_keys(topic, parent_channel_id))
+
+
+def _owner_keys(topic: TopicParts, parent_channel_id: str | None) -> tuple[str, ...]:
     s, kind, ids = topic.server_id, topic.kind, topic.ids
     if s is None:
         if kind == "dyad":
@@ -59,10 +85,14 @@ def _owners(topic: Topic, parent_channel_id: str | None) -> tuple[str, ...]:
     return ()
 
 
+# Relations rebuilt on every call instead of kept: dyads are most of a community's topics
+# (memory), and an emoji's relation depends on who used it.
+_UNCACHED = frozenset({"dyad", "dyad_in_channel", "emoji"})
+
 OWNER_KINDS = frozenset({("user", False), ("channel", False), ("user", True), ("dyad", True)})
 
 
-def is_owner(topic: Topic) -> bool:
+def is_owner(topic: TopicParts) -> bool:
     return (topic.kind, topic.server_id is None) in OWNER_KINDS
 
 
@@ -76,13 +106,13 @@ class TopicIndex:
 
     def _reset_state(self) -> None:
         self.balance: dict[str, float] = {}
-        self.last_activity: dict[str, str | None] = {}
+        self.active: set[str] = set()               # keys that have had an earn
         # key → (topic, cap, the owners whose sets it joins, whether it is an owner itself)
-        self.info: dict[str, tuple[Topic, float, tuple[str, ...], bool]] = {}
+        self.info: dict[str, tuple[TopicParts, float, tuple[str, ...], bool]] = {}
         self._exact: dict[str, list[str]] = {}      # exact related keys, built once per key
         self._complete: set[str] = set()            # owners whose scope is loaded
         self.new: dict[str, tuple[str, str | None]] = {}  # created here: created_at, metadata
-        self.receptive: dict[str, set[str]] = defaultdict(set)   # owner → members
+        self.receptive: dict[str, set[str]] = {}    # owner → members (no empty sets)
         self.seen: dict[str, dict[str, int]] = {}   # member → owner → offers folded in
         self.offers: dict[str, OfferLog] = {}       # owner → its offers since the last flush
         self.offer_seq = 0
@@ -155,6 +185,7 @@ class TopicIndex:
                     self._register(key, balance, last, metadata)
 
     def _register(self, key: str, balance: float, last: str | None, metadata: str | None) -> None:
+        key = _intern(key)
         topic = _fast_parse(key)
         parent = None
         if topic.kind == "thread" and metadata:
@@ -163,7 +194,6 @@ class TopicIndex:
         cap = getattr(self.caps, topic.cap_field)
         self.info[key] = (topic, cap, owners, is_owner(topic))
         self.balance[key] = balance
-        self.last_activity[key] = None
         if owners and self.threshold < balance < cap:
             self._join(key)  # stored before this event: receptive from its start
         if last is not None:
@@ -172,14 +202,23 @@ class TopicIndex:
     # ------------------------------------------------------------ receptive sets
     def _join(self, key: str) -> None:
         seen = self.seen.setdefault(key, {})
+        receptive = self.receptive
         for owner in self.info[key][2]:
-            self.receptive[owner].add(key)
+            members = receptive.get(owner)
+            if members is None:
+                members = receptive[owner] = set()
+            members.add(key)
             log = self.offers.get(owner)
             seen[owner] = log.end if log is not None else 0
 
     def _leave(self, key: str) -> None:
+        receptive = self.receptive
         for owner in self.info[key][2]:
-            self.receptive[owner].discard(key)
+            members = receptive.get(owner)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del receptive[owner]
         self.seen.pop(key, None)
 
     def begin_event(self) -> None:
@@ -249,7 +288,7 @@ class TopicIndex:
         """Has had an earn (its last_activity_at is set)."""
         if key not in self.info:
             self.ensure(key)
-        return self.last_activity.get(key) is not None
+        return key in self.active
 
     def warm_at_event_start(self, key: str) -> bool:
         return self.event_start.get(key, self.balance[key]) > self.threshold
@@ -259,9 +298,11 @@ class TopicIndex:
         cached = self._exact.get(key)
         if cached is not None:
             return cached
-        related = self._exact_related(key, user_id)
-        if self.info[key][0].kind != "emoji":  # an emoji's relation depends on who used it
-            self._exact[key] = related
+        kind = self.info[key][0].kind
+        if kind in _UNCACHED:
+            return self._exact_related(key, user_id)
+        related = [_intern(k) for k in self._exact_related(key, user_id)]
+        self._exact[key] = related
         return related
 
     def _exact_related(self, key: str, user_id: str | None) -> list[str]:
@@ -327,10 +368,9 @@ class TopicIndex:
                 self.joins.append(key)
 
     def mark_active(self, key: str, at: str) -> None:
-        last = self.last_activity.get(key)
-        if last is None or at > last:
-            self.last_activity[key] = at
-        if last is None:
+        """`key` has had an earn (at `at`; the newest time is written by the batch)."""
+        if key not in self.active:
+            self.active.add(key)
             topic = self.info[key][0]
             if topic.kind == "dyad" and topic.server_id is not None:
                 a, b = topic.ids

@@ -238,7 +238,13 @@ CREATE INDEX idx_ledger_decay ON salience_ledger (topic_key, created_at)
 
 -- The balance is the sum of the ledger; these triggers keep topics.balance equal to it so
 -- reads never sum the ledger. `zos salience check` proves the two agree.
-CREATE TRIGGER salience_ledger_ai AFTER INSERT ON salience_ledger BEGIN
+-- One exception, for speed: while salience_bulk_write holds a row (only ever inside the
+-- salience engine's own write transaction, emptied before it ends), inserted rows skip the
+-- trigger and the engine adds them to topics.balance itself, once per topic per batch, in
+-- the same order (salience/batch.py). Every other writer inserts with the table empty.
+CREATE TABLE salience_bulk_write (active INTEGER NOT NULL);
+CREATE TRIGGER salience_ledger_ai AFTER INSERT ON salience_ledger
+WHEN NOT EXISTS (SELECT 1 FROM salience_bulk_write) BEGIN
     UPDATE topics SET balance = balance + NEW.amount WHERE key = NEW.topic_key;
 END;
 CREATE TRIGGER salience_ledger_ad AFTER DELETE ON salience_ledger BEGIN

@@ -1,0 +1,71 @@
+"""The engine's bulk ledger write: rows inserted with the per-row balance trigger switched off
+(salience_bulk_write), balances then set once per topic. The maintained balance must be
+exactly what the trigger would have left, and every other writer still goes through it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from tests.conftest import EXAMPLES
+from zos_cli import db as database
+from zos_cli.ids import new_id
+from zos_cli.salience.batch import write
+
+AT = "2024-03-01T00:00:00.000000+00:00"  # the stored form (timeutil.to_stored)
+
+
+def ingest_example(cli) -> None:
+    r = cli("ingest", str(EXAMPLES / "export"), "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["messages_new"] > 0
+
+
+def trigger_balances(db) -> dict[str, float]:
+    """Each topic's ledger amounts added one by one in insertion order, as the trigger does."""
+    out = {key: 0.0 for (key,) in db.execute("SELECT key FROM topics")}
+    for key, amount in db.execute("SELECT topic_key, amount FROM salience_ledger ORDER BY rowid"):
+        out[key] += amount
+    return out
+
+
+def test_an_ingest_leaves_exactly_the_balances_the_trigger_would(cli, db):
+    ingest_example(cli)
+    stored = {key: balance for key, balance in db.execute("SELECT key, balance FROM topics")}
+    assert len(stored) > 10
+    assert stored == trigger_balances(db)  # exact, not approximate
+    assert db.execute("SELECT count(*) FROM salience_bulk_write").fetchone()[0] == 0
+    r = cli("salience", "check", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["ok"] is True
+
+
+def test_other_writers_still_update_the_balance_through_the_trigger(cli, db):
+    ingest_example(cli)
+    key, before = db.execute(
+        "SELECT key, balance FROM topics ORDER BY balance DESC LIMIT 1").fetchone()
+    with database.write_transaction(db):
+        db.execute("INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, "
+                   "created_at) VALUES (?, ?, 'decay', -1.25, 'a test', ?)",
+                   [new_id(), key, AT])
+    after = db.execute("SELECT balance FROM topics WHERE key = ?", [key]).fetchone()[0]
+    assert after == before + -1.25
+
+
+def test_a_failed_bulk_insert_leaves_the_trigger_on(db):
+    """A row the database refuses (no such topic) ends the bulk insert; the switch is off again
+    and the caller's rollback leaves nothing behind."""
+    at = AT
+    topic = ("server:1:channel:2", "channels", "spaces", "1", 0, at, None)
+    bad = [[None, "server:1:channel:404", "earn", 1.0, "no such topic", None, None, at, 1]]
+    with pytest.raises(sqlite3.IntegrityError), database.write_transaction(db):
+        write(db, [topic], bad, {})
+    assert db.execute("SELECT count(*) FROM salience_bulk_write").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM topics").fetchone()[0] == 0
+    with database.write_transaction(db):
+        write(db, [topic], [[None, "server:1:channel:2", "earn", 2.5, "ok", None, None, at, 1]],
+              {})
+    assert db.execute("SELECT balance FROM topics").fetchone()[0] == 2.5
+    assert db.execute("SELECT count(*) FROM salience_bulk_write").fetchone()[0] == 0

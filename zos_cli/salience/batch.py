@@ -9,6 +9,8 @@ each. With `aggregate=False` every change is its own row.
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from zos_cli.ids import new_ids
 
 INSERT_TOPIC = (
@@ -26,6 +28,7 @@ TOUCH = (
 BULK_ON = "INSERT INTO salience_bulk_write (active) VALUES (1)"
 BULK_OFF = "DELETE FROM salience_bulk_write"
 SET_BALANCE = "UPDATE topics SET balance = ? WHERE key = ?"
+_BY_TOPIC_TIME_SEQ = itemgetter(1, 7, 8)  # a row's key, time and sequence
 _READ_CHUNK = 500  # keys per balance read (well under SQLite's bound on parameters)
 _PREFIXED = ("earn", "propagate", "spillover", "warm")  # decays and spends keep their reasons
 
@@ -99,7 +102,7 @@ class PendingRows:
             if row_type in _PREFIXED:
                 detail = f"{reason}: {detail}"
             rows.append([row_id, key, row_type, amount, detail, source, run_id, at, seq])
-        rows.sort(key=lambda r: (r[1], r[7], r[8]))  # by topic: index locality
+        rows.sort(key=_BY_TOPIC_TIME_SEQ)  # by topic: index locality
         return rows
 
     def clear(self) -> None:

@@ -139,7 +139,8 @@ class SalienceEngine:
         key, requested = earn.topic, earn.amount
         meta = {"parent_channel_id": earn.parent_channel_id} if earn.parent_channel_id else None
         idx.create(key, at, meta)
-        topic, cap, _owners, owner = idx.info[key]
+        _kind, cap, _owners, owner = idx.info[key]
+        topic = idx.topic(key)
         if topic.kind == "dyad" and topic.server_id is not None:
             self._maybe_warm_global_dyad(topic.ids[0], topic.ids[1], at)
         if owner:
@@ -237,7 +238,7 @@ class SalienceEngine:
         idx.fold_all()
         topic_rows = []
         for key, (created_at, metadata) in idx.new.items():
-            topic = idx.info[key][0]
+            topic = idx.topic(key)
             topic_rows.append((key, topic.category, topic.group, topic.server_id,
                                int(topic.is_global), created_at, metadata))
         rows = self.pending.rows(reason)

@@ -57,7 +57,7 @@ class TopicParts(NamedTuple):
 
 def _fast_parse(key: str) -> TopicParts:
     """Keys read back from the database were validated when built: split, do not re-check."""
-    parts = [_intern(p) for p in key.split(":")]
+    parts = key.split(":")
     if parts[0] == "server":
         return TopicParts(parts[2], parts[1], tuple(parts[3:]))
     return TopicParts(parts[0], None, tuple(parts[1:]))
@@ -107,8 +107,9 @@ class TopicIndex:
     def _reset_state(self) -> None:
         self.balance: dict[str, float] = {}
         self.active: set[str] = set()               # keys that have had an earn
-        # key → (topic, cap, the owners whose sets it joins, whether it is an owner itself)
-        self.info: dict[str, tuple[TopicParts, float, tuple[str, ...], bool]] = {}
+        # key → (kind, cap, the owners whose sets it joins, whether it is an owner itself);
+        # the parsed key is not kept (`topic(key)` splits it again): memory is per topic.
+        self.info: dict[str, tuple[str, float, tuple[str, ...], bool]] = {}
         self._exact: dict[str, list[str]] = {}      # exact related keys, built once per key
         self._complete: set[str] = set()            # owners whose scope is loaded
         self.new: dict[str, tuple[str, str | None]] = {}  # created here: created_at, metadata
@@ -192,7 +193,7 @@ class TopicIndex:
             parent = json.loads(metadata).get("parent_channel_id")
         owners = _owners(topic, parent)
         cap = getattr(self.caps, topic.cap_field)
-        self.info[key] = (topic, cap, owners, is_owner(topic))
+        self.info[key] = (_intern(topic.kind), cap, owners, is_owner(topic))
         self.balance[key] = balance
         if owners and self.threshold < balance < cap:
             self._join(key)  # stored before this event: receptive from its start
@@ -273,6 +274,10 @@ class TopicIndex:
             self._fold(key)
         return self.balance[key]
 
+    def topic(self, key: str) -> TopicParts:
+        """The parts of a key the index knows (kind, server id, ids)."""
+        return _fast_parse(key)
+
     def exists(self, key: str) -> bool:
         if key not in self.info:
             self.ensure(key)
@@ -298,7 +303,7 @@ class TopicIndex:
         cached = self._exact.get(key)
         if cached is not None:
             return cached
-        kind = self.info[key][0].kind
+        kind = self.info[key][0]
         if kind in _UNCACHED:
             return self._exact_related(key, user_id)
         related = [_intern(k) for k in self._exact_related(key, user_id)]
@@ -306,7 +311,7 @@ class TopicIndex:
         return related
 
     def _exact_related(self, key: str, user_id: str | None) -> list[str]:
-        topic, _cap, owners, _owner = self.info[key]
+        topic, owners = self.topic(key), self.info[key][2]
         s, kind, ids = topic.server_id, topic.kind, topic.ids
         if s is None:
             if kind == "dyad":
@@ -371,9 +376,8 @@ class TopicIndex:
         """`key` has had an earn (at `at`; the newest time is written by the batch)."""
         if key not in self.active:
             self.active.add(key)
-            topic = self.info[key][0]
-            if topic.kind == "dyad" and topic.server_id is not None:
-                a, b = topic.ids
+            if self.info[key][0] == "dyad" and key.startswith("server:"):
+                a, b = (_intern(i) for i in self.topic(key).ids)
                 self.dyad_partners[a].add(b)
                 self.dyad_partners[b].add(a)
 

@@ -106,7 +106,7 @@ def show(db, config, key: str, *, days: int = 30) -> dict:
 
 def _related(index: TopicIndex, key: str) -> list[str]:
     """Every stored related topic of `key` (warm or not), for display."""
-    topic = index.info[key][0]
+    topic = index.topic(key)
     s, kind, ids = topic.server_id, topic.kind, topic.ids
     if s is None:
         index.ensure_all_servers()  # a global topic relates to server topics anywhere

@@ -33,8 +33,9 @@ def ingest(
     limit: Annotated[Optional[int], typer.Option(
         "--limit", min=1, help="With --history: at most N rows.")] = None,
     batch_messages: Annotated[int, typer.Option(
-        "--batch-size", min=1, max=100_000, hidden=True,
-        help="Messages per transaction.")] = 2000,
+        "--batch-size", metavar="N", min=1, max=100_000,
+        help="Messages per transaction: larger batches write fewer aggregated ledger rows "
+             "and run faster, at the cost of memory.")] = 2000,
     token: Annotated[Optional[str], typer.Option(
         "--token", metavar="TOKEN", show_default=False,
         help="Backfill through the Discord API with this bot token (else DISCORD_TOKEN).")] = None,

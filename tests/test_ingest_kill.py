@@ -104,6 +104,11 @@ def start_writing(cmd: list[str], db_path: Path, env: dict) -> tuple[subprocess.
     return proc, time.monotonic()
 
 
+def wait_until_stored(proc: subprocess.Popen, db_path: Path, count: int) -> None:
+    while proc.poll() is None and stored_messages(db_path) < count:
+        time.sleep(0.001)
+
+
 def stored_messages(db_path: Path) -> int:
     db = db_module.connect(db_path)
     try:
@@ -141,7 +146,13 @@ def test_killed_ingests_end_like_an_uninterrupted_one(tmp_path):
         shutil.copy(template, db_path)
         for _ in range(rng.choice((1, 1, 2))):  # sometimes killed twice before finishing
             proc, writing = start_writing(zos(db_path, folder), db_path, env)
-            time.sleep(max(0.0, writing + rng.uniform(0, 1.1) * window - time.monotonic()))
+            if rng.random() < 0.5:
+                # at a random moment of the run (its length measured by the baseline)
+                time.sleep(max(0.0, writing + rng.uniform(0, 1.1) * window - time.monotonic()))
+            else:
+                # once a random number of messages is committed, whatever the machine's
+                # speed: these kills land between (or inside) the writing phase's batches
+                wait_until_stored(proc, db_path, rng.randint(1, 120))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 killed += 1

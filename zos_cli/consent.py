@@ -9,11 +9,11 @@ ingest, poll and reflect all ask it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 import sqlite_utils
 
+from zos_cli.audit import record_event
 from zos_cli import db as db_module
 from zos_cli.errors import UsageProblem
 from zos_cli.ids import new_id
@@ -98,13 +98,6 @@ def _when(at: str | None) -> str:
         raise UsageProblem(f"--at {at!r} is not an ISO-8601 time") from None
 
 
-def _event(db: sqlite_utils.Database, event_type: str, payload: dict, at: str) -> None:
-    db.execute(
-        "INSERT INTO events (id, event_type, payload, created_at) VALUES (?, ?, ?, ?)",
-        [new_id(), event_type, json.dumps(payload, sort_keys=True), at],
-    )
-
-
 def grant(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read",
           server_id: str | None = None, note: str | None = None, at: str | None = None) -> dict:
     """Record a grant (a new row) unless one is already active. Returns the active row with
@@ -124,7 +117,7 @@ def grant(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read"
             f"INSERT INTO consents ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * 7)})",
             [row[c] for c in _COLUMNS],
         )
-        _event(db, "consent_granted",
+        record_event(db, "consent_granted",
                {"consent_id": row["id"], "user_id": user_id, "consent_type": consent_type,
                 "server_id": server_id}, when)
         # What an earlier revoke quarantined comes back (insights held for other reasons stay).
@@ -149,7 +142,7 @@ def revoke(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read
             raise UsageProblem(f"--at {when} is before the grant ({active['granted_at']})")
         db.execute("UPDATE consents SET revoked_at = ? WHERE id = ?", [when, active["id"]])
         quarantined = quarantine_dm_insights(db, user_id)
-        _event(db, "consent_revoked",
+        record_event(db, "consent_revoked",
                {"consent_id": active["id"], "user_id": user_id, "consent_type": consent_type,
                 "insights_quarantined": quarantined}, when)
     return {"user_id": user_id, "consent_type": consent_type, "consent_id": active["id"],

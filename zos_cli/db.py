@@ -81,6 +81,18 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
         conn.execute("COMMIT")
 
 
+@contextmanager
+def secure_delete(db: sqlite_utils.Database) -> Iterator[None]:
+    """`PRAGMA secure_delete` on for the block (SQLite zeroes what it deletes, in the row's
+    page and in freed pages), back to what it was afterwards."""
+    before = db.execute("PRAGMA secure_delete").fetchone()[0]
+    db.execute("PRAGMA secure_delete = ON")
+    try:
+        yield
+    finally:
+        db.execute(f"PRAGMA secure_delete = {int(before)}")
+
+
 def table_counts(db: sqlite_utils.Database, tables: list[str]) -> dict[str, int]:
     return {t: db.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0] for t in tables}
 

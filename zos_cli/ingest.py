@@ -31,6 +31,7 @@ from typing import BinaryIO
 
 import sqlite_utils
 
+from zos_cli.audit import counts_of, record_event
 from zos_cli import consent
 from zos_cli import db as db_module
 from zos_cli.errors import UsageProblem
@@ -348,11 +349,7 @@ class IngestRun:
                 "seconds": round(seconds, 3),
             }
             summary["dm_skipped_without_consent"] += sum(p.dm_skipped for p in self.plans)
-            self.db.execute(
-                "INSERT INTO events (id, event_type, payload, created_at) VALUES (?, ?, ?, ?)",
-                [new_id(), "ingest", json.dumps(
-                    {k: (len(v) if k == "errors" else v) for k, v in summary.items()}),
-                 now_stored()])
+            record_event(self.db, "ingest", counts_of(summary))
         return summary
 
 

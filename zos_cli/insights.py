@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import sqlite_utils
 
+from zos_cli.audit import record_event, record_tombstone
 from zos_cli import db as db_module
 from zos_cli.errors import UsageProblem
-from zos_cli.ids import new_id
 from zos_cli.timeutil import normalize, now_stored
 
 SCOPES = ("public", "dm", "derived")
@@ -287,22 +287,14 @@ def delete_insight(db: sqlite_utils.Database, insight_id: str,
     bytes overwritten: secure_delete); a tombstone (ids only) and an event remain."""
     if db.execute("SELECT 1 FROM insights WHERE id = ?", [insight_id]).fetchone() is None:
         raise UsageProblem(f"no insight {insight_id}: see `zos insights list` for ids")
-    previous = db.execute("PRAGMA secure_delete").fetchone()[0]
-    db.execute("PRAGMA secure_delete = ON")
-    try:
-        deleted_at = now_stored()
-        tombstone = new_id()
+    deleted_at = now_stored()
+    with db_module.secure_delete(db):
         with db_module.write_transaction(db):
             db.execute("DELETE FROM insights WHERE id = ?", [insight_id])
             # The trigger removed the FTS row; merging the index leaves no old segment that
             # still holds the deleted text's terms.
             db.execute("INSERT INTO insights_fts (insights_fts) VALUES ('optimize')")
-            db.execute("INSERT INTO tombstones (id, object_type, object_id, deleted_at, reason) "
-                       "VALUES (?, 'insight', ?, ?, ?)", [tombstone, insight_id, deleted_at, reason])
-            db.execute("INSERT INTO events (id, event_type, payload, created_at) VALUES (?,?,?,?)",
-                       [new_id(), "insight_deleted",
-                        json.dumps({"insight_id": insight_id, "tombstone_id": tombstone}),
-                        deleted_at])
-    finally:
-        db.execute(f"PRAGMA secure_delete = {int(previous)}")
+            tombstone = record_tombstone(db, "insight", insight_id, reason, deleted_at)
+            record_event(db, "insight_deleted",
+                         {"insight_id": insight_id, "tombstone_id": tombstone}, deleted_at)
     return {"deleted": insight_id, "tombstone_id": tombstone, "deleted_at": deleted_at}

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zos_cli.audit import record_event
 from zos_cli.errors import MigrationError
-from zos_cli.ids import new_id
 from zos_cli.timeutil import now, now_stored
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(sql|py)$")
@@ -213,10 +212,7 @@ def _apply_one(conn: sqlite3.Connection, migration: Migration) -> None:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
         ).fetchone()
         if has_events:
-            conn.execute(
-                "INSERT INTO events (id, event_type, payload, created_at) VALUES (?,?,?,?)",
-                [new_id(), "migration", json.dumps({"applied": migration.label}), now_stored()],
-            )
+            record_event(conn, "migration", {"applied": migration.label})
     except sqlite3.Error as exc:
         conn.execute("ROLLBACK")
         raise MigrationError(f"migration {migration.label} failed and was rolled back: {exc}")

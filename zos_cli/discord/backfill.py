@@ -11,13 +11,13 @@ run gets an `ingest_log` row (kind `api`, path `api:channel:<id>`) with its coun
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 
 import sqlite_utils
 
+from zos_cli.audit import counts_of, record_event
 from zos_cli import db as db_module
 from zos_cli.config import discord_api_base
 from zos_cli.discord import api, discovery, store
@@ -70,11 +70,7 @@ class BackfillRun:
             self.errors.append({"channel": None, "error": exc.message})
         summary = self._summary()
         with db_module.write_transaction(self.db):
-            self.db.execute(
-                "INSERT INTO events (id, event_type, payload, created_at) VALUES (?, 'backfill', ?, ?)",
-                [new_id(), json.dumps({k: (len(v) if isinstance(v, list) else v)
-                                       for k, v in summary.items()}), now_stored()],
-            )
+            record_event(self.db, "backfill", counts_of(summary))
         return BackfillReport(summary, fatal)
 
     def _run(self) -> None:

@@ -16,12 +16,12 @@ stored (see `roles`). DMs are read only for users with an active `dm_read` conse
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 
 import sqlite_utils
 
+from zos_cli.audit import counts_of, record_event
 from zos_cli import db as db_module
 from zos_cli.config import discord_api_base
 from zos_cli.consent import dm_may_be_stored
@@ -32,7 +32,7 @@ from zos_cli.discord.pages import CONTENT_INTENT_ERROR, PageWriter
 from zos_cli.errors import ZosError
 from zos_cli.ids import new_id
 from zos_cli.records import ChannelRecord
-from zos_cli.timeutil import normalize, now_stored
+from zos_cli.timeutil import normalize
 
 PAGE = api.PAGE
 SUMMARY_KEYS = ("channels", "requests", "messages_new", "reactions_new", "rate_limited",
@@ -86,11 +86,7 @@ class PollRun:
         with db_module.write_transaction(self.db):
             if self._idle:
                 store.touch_polled(self.db, self._idle)
-            self.db.execute(
-                "INSERT INTO events (id, event_type, payload, created_at) VALUES (?, 'poll', ?, ?)",
-                [new_id(), json.dumps({k: (len(v) if isinstance(v, list) else v)
-                                       for k, v in summary.items()}), now_stored()],
-            )
+            record_event(self.db, "poll", counts_of(summary))
         if fatal is not None:
             summary["errors"].append({"channel": None, "error": fatal.message})
         return PollReport(summary, fatal)

@@ -17,18 +17,17 @@ quarantines or restores that user's insights.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import sqlite_utils
 
+from zos_cli.audit import record_event
 from zos_cli import db as db_module
 from zos_cli import timeutil
 from zos_cli.discord import api
 from zos_cli.discord.client import DiscordClient
 from zos_cli.discord.errors import DiscordForbidden
-from zos_cli.ids import new_id
 
 STATE_KEY = "discord.roles_refreshed_at:{}"
 
@@ -161,10 +160,7 @@ def record_member(db: sqlite_utils.Database, guild: GuildRoles, user_id: str,
         return None
     change = RoleChange(server, user_id, sorted(roles - before, key=int), sorted(before - roles, key=int),
                         had_gate, has_gate, left_server=member is None)
-    db.execute(
-        "INSERT INTO events (id, event_type, payload, created_at) VALUES (?, 'roles_changed', ?, ?)",
-        [new_id(), json.dumps({**change.as_dict(), "gate_role": guild.gate_role}), now],
-    )
+    record_event(db, "roles_changed", {**change.as_dict(), "gate_role": guild.gate_role}, now)
     if had_gate != has_gate:
         from zos_cli.privacy import apply_gate_change
 

@@ -9,18 +9,16 @@ of the content. Tombstones and the event record ids and counts only, never conte
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import sqlite_utils
 
+from zos_cli.audit import record_event, record_tombstone
 from zos_cli import migrations
-from zos_cli.db import write_transaction
-from zos_cli.ids import new_id
+from zos_cli.db import secure_delete, write_transaction
 from zos_cli.privacy.provenance import dm_channel_ids, dm_message_ids, insights_derived_from
 from zos_cli.privacy.quarantine import user_topic_patterns
-from zos_cli.timeutil import now_stored
 
 # Message text shorter than this is not searched for in stored prompts (too likely to match
 # unrelated text); such calls are still found through the insights they produced.
@@ -55,7 +53,7 @@ def forget_dm(db: sqlite_utils.Database, user_id: str, *, db_path: Path | None =
     provenance touches them, and the model calls and cache entries that carried them."""
     report = PurgeReport(user_id=user_id, kind="forget")
     channels = dm_channel_ids(db, user_id)
-    with _secure(db), write_transaction(db):
+    with secure_delete(db), write_transaction(db):
         messages = dm_message_ids(db, channels)
         _purge(db, report, messages, topic_keys=[], reason=f"consent revoked with forget: {user_id}")
         for channel in channels:
@@ -73,7 +71,7 @@ def erase_user(db: sqlite_utils.Database, user_id: str, *, db_path: Path | None 
     mentions, topics and ledger rows, insights about them or made from their messages."""
     report = PurgeReport(user_id=user_id, kind="erase")
     channels = dm_channel_ids(db, user_id)
-    with _secure(db), write_transaction(db):
+    with secure_delete(db), write_transaction(db):
         messages = dm_message_ids(db, channels) + [r[0] for r in db.execute(
             "SELECT id FROM messages WHERE author_id = ? AND server_id IS NOT NULL", [user_id])]
         patterns = user_topic_patterns(user_id) + [
@@ -186,31 +184,18 @@ def _scrub_model_traces(db, report: PurgeReport, insight_ids: list[str], texts: 
 
 
 def _tombstone(db, report: PurgeReport, object_type: str, object_id: str, reason: str) -> None:
-    db.execute("INSERT INTO tombstones (id, object_type, object_id, deleted_at, reason) "
-               "VALUES (?,?,?,?,?)", [new_id(), object_type, object_id, now_stored(), reason])
+    record_tombstone(db, object_type, object_id, reason)
     report.tombstones += 1
 
 
 def _event(db, event_type: str, report: PurgeReport) -> None:
-    payload = {k: v for k, v in report.as_dict().items() if isinstance(v, (int, str))}
-    db.execute("INSERT INTO events (id, event_type, payload, created_at) VALUES (?,?,?,?)",
-               [new_id(), event_type, json.dumps(payload), now_stored()])
-
-
-@contextmanager
-def _secure(db):
-    """secure_delete on for the block, back to what it was afterwards."""
-    before = db.execute("PRAGMA secure_delete").fetchone()[0]
-    db.execute("PRAGMA secure_delete = ON")
-    try:
-        yield
-    finally:
-        db.execute(f"PRAGMA secure_delete = {int(before)}")
+    record_event(db, event_type,
+                 {k: v for k, v in report.as_dict().items() if isinstance(v, (int, str))})
 
 
 def _finish(db, report: PurgeReport, db_path: Path | None, include_backups: bool) -> None:
     """Merge the FTS index (deleted terms leave no old segment) and truncate the WAL."""
-    with _secure(db), write_transaction(db):
+    with secure_delete(db), write_transaction(db):
         db.execute("INSERT INTO insights_fts (insights_fts) VALUES ('optimize')")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     if db_path is not None:

@@ -7,11 +7,10 @@ regained, a consent granted again) never releases an insight held for another.
 
 from __future__ import annotations
 
-import json
 
 import sqlite_utils
 
-from zos_cli.ids import new_id
+from zos_cli.audit import record_event
 from zos_cli.privacy.provenance import dm_channel_ids, dm_message_ids, insights_derived_from
 from zos_cli.timeutil import now_stored
 
@@ -65,13 +64,6 @@ def _sync_flags(db: sqlite_utils.Database, insight_ids: list[str]) -> int:
     return changed
 
 
-def _event(db: sqlite_utils.Database, event_type: str, payload: dict) -> None:
-    db.execute(
-        "INSERT INTO events (id, event_type, payload, created_at) VALUES (?,?,?,?)",
-        [new_id(), event_type, json.dumps(payload), now_stored()],
-    )
-
-
 def apply_gate_change(
     db: sqlite_utils.Database, server_id: str, user_id: str, has_gate_role: bool
 ) -> int:
@@ -85,7 +77,7 @@ def apply_gate_change(
         changed = _add_reason(db, _topic_insights(db, user_topic_patterns(user_id, server_id)) +
                               _topic_insights(db, user_topic_patterns(user_id)[3:]), reason)
     if changed:
-        _event(db, "gate_quarantine" if not has_gate_role else "gate_restore",
+        record_event(db, "gate_quarantine" if not has_gate_role else "gate_restore",
                {"server_id": server_id, "user_id": user_id, "insights": changed})
     return changed
 

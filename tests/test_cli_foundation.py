@@ -189,3 +189,30 @@ def test_commands_refuse_pending_migrations_with_78(tmp_path, args):
     assert r.exit_code == 78, r.stderr
     assert r.stderr == (f"Error: {path} has pending migrations (0001_initial): "
                         "run `zos migrate`\n")
+
+
+def test_progress_bar_on_a_terminal(db_path):
+    """Progress is drawn only when stderr is a terminal, so run a real ingest under a pty."""
+    import os
+    import pty
+
+    from tests.conftest import EXAMPLES
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zos_cli", "--db", str(db_path), "ingest", str(EXAMPLES / "export")],
+        stdin=terminal, stdout=terminal, stderr=terminal,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "100"})
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")
+    assert b"Traceback" not in seen and b"messages_new" in seen

@@ -189,17 +189,21 @@ def progress(description: str, total: float | None = None, unit: str = "items") 
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
     )
+    from rich.text import Text
 
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.speed:>8.0f} " + unit + "/s" if True else ""),
-        TimeElapsedColumn(),
-    ]
+    class RateColumn(ProgressColumn):
+        """Items per second; blank until rich has measured a speed (it is None at first)."""
+
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:,.0f} {unit}/s")
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               RateColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=stderr(), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield _RichProgress(bar, task)

@@ -29,10 +29,9 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite_utils.Database:
     """Open (or with `create`, create) the database file with zos's pragmas."""
     path = Path(path)
     if str(path) != ":memory:":
-        if not path.exists():
-            if not create:
-                raise NoDatabase(f"no database at {path}: run `zos init-db` to create it")
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if not create:
+            ensure_not_missing(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -117,13 +116,3 @@ def ensure_not_missing(path: str | Path) -> None:
     if not Path(path).exists():
         raise NoDatabase(f"no database at {path}: run `zos init-db` to create it")
 
-
-__all__ = [
-    "connect",
-    "open_database",
-    "write_transaction",
-    "table_counts",
-    "get_state",
-    "set_state",
-    "MigrationError",
-]

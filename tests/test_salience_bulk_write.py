@@ -69,3 +69,24 @@ def test_a_failed_bulk_insert_leaves_the_trigger_on(db):
               {})
     assert db.execute("SELECT balance FROM topics").fetchone()[0] == 2.5
     assert db.execute("SELECT count(*) FROM salience_bulk_write").fetchone()[0] == 0
+
+
+def test_many_rows_of_one_topic_add_up_in_insertion_order(db):
+    """One UPDATE adds at most 32 amounts; a topic with more rows in one batch takes several
+    rounds, still in insertion order, so the balance is bit-for-bit the trigger's."""
+    topics = [("server:1:channel:2", "channels", "spaces", "1", 0, AT, None),
+              ("server:1:channel:3", "channels", "spaces", "1", 0, AT, None)]
+    amounts = [0.1 * (i % 7) + 1e-3 * i for i in range(75)]
+    rows = [[None, topics[i % 2][0], "earn", a, "r", None, None, AT, i]
+            for i, a in enumerate(amounts)]
+    later = "2024-03-02T00:00:00.000000+00:00"
+    with database.write_transaction(db):
+        write(db, topics, rows, {"server:1:channel:2": later})
+    stored = dict(db.execute("SELECT key, balance FROM topics"))
+    assert stored == trigger_balances(db)
+    assert dict(db.execute("SELECT key, last_activity_at FROM topics")) == {
+        "server:1:channel:2": later, "server:1:channel:3": None}
+    with database.write_transaction(db):  # an older activity time never moves it back
+        write(db, [], [], {"server:1:channel:2": AT})
+    assert db.execute("SELECT last_activity_at FROM topics WHERE key = 'server:1:channel:2'"
+                      ).fetchone()[0] == later

@@ -9,6 +9,7 @@ each. With `aggregate=False` every change is its own row.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from operator import itemgetter
 
 from zos_cli.ids import new_ids
@@ -21,15 +22,9 @@ INSERT_ROW = (
     "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, source_topic, "
     "layer_run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-TOUCH = (
-    "UPDATE topics SET last_activity_at = ? WHERE key = ? "
-    "AND (last_activity_at IS NULL OR last_activity_at < ?)"
-)
 BULK_ON = "INSERT INTO salience_bulk_write (active) VALUES (1)"
 BULK_OFF = "DELETE FROM salience_bulk_write"
-SET_BALANCE = "UPDATE topics SET balance = ? WHERE key = ?"
 _BY_TOPIC_TIME_SEQ = itemgetter(1, 7, 8)  # a row's key, time and sequence
-_READ_CHUNK = 500  # keys per balance read (well under SQLite's bound on parameters)
 _PREFIXED = ("earn", "propagate", "spillover", "warm")  # decays and spends keep their reasons
 
 
@@ -134,10 +129,10 @@ def write(db, topic_rows: list[tuple], rows: list[list], activity: dict[str, str
     """Insert the batch (the caller holds the write transaction); returns rows written.
 
     The ledger rows are inserted with the per-row balance trigger switched off (see
-    salience_bulk_write in the schema), and each touched topic's balance is then updated once:
-    its stored balance plus its rows' amounts added one by one in insertion order — exactly
-    the value the trigger would have left, for a fraction of the cost (the trigger also
-    rewrites the topics' balance index entry on every row)."""
+    salience_bulk_write in the schema), and each touched topic is then updated once: its
+    balance plus its rows' amounts one by one in insertion order — SQL evaluates
+    `balance + ? + ?` from the left, so this is exactly the value the trigger would have left,
+    for a fraction of the cost — and its last-activity time, in the same statement."""
     fresh = iter(new_ids(sum(1 for r in rows if r[0] is None)))
     conn = db.conn
     if topic_rows:
@@ -148,22 +143,38 @@ def write(db, topic_rows: list[tuple], rows: list[list], activity: dict[str, str
             conn.executemany(INSERT_ROW, [(r[0] or next(fresh), *r[1:8]) for r in rows])
         finally:
             conn.execute(BULK_OFF)
-        conn.executemany(SET_BALANCE, _balances_after(conn, rows))
-    if activity:
-        conn.executemany(TOUCH, [(at, key, at) for key, at in activity.items()])
+    for arity, params in _topic_updates(rows, activity):
+        conn.executemany(_update_sql(arity), params)
     return len(rows)
 
 
-def _balances_after(conn, rows: list[list]) -> list[tuple[float, str]]:
-    """(new balance, key) of every topic in `rows`: the stored balance, then each row's
-    amount added in insertion order (what the per-row trigger computes)."""
-    running: dict[str, float] = dict.fromkeys(r[1] for r in rows)
-    keys = list(running)
-    for i in range(0, len(keys), _READ_CHUNK):
-        chunk = keys[i:i + _READ_CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        running.update(conn.execute(
-            f"SELECT key, balance FROM topics WHERE key IN ({marks})", chunk))
+_MAX_TERMS = 32  # amounts per UPDATE (SQLite bounds expression depth); more take several
+
+
+@lru_cache(maxsize=None)
+def _update_sql(arity: int) -> str:
+    at, key = f"?{arity + 1}", f"?{arity + 2}"
+    return (f"UPDATE topics SET balance = balance{' + ?' * arity}, last_activity_at = CASE "
+            f"WHEN {at} > coalesce(last_activity_at, '') THEN {at} ELSE last_activity_at END "
+            f"WHERE key = {key}")
+
+
+def _topic_updates(rows: list[list], activity: dict[str, str]) -> list[tuple[int, list]]:
+    """The UPDATEs of `write`, grouped by their number of amounts, in rounds: a topic with
+    more than _MAX_TERMS rows has its later amounts in a later round, so they are still
+    added in insertion order."""
+    amounts: dict[str, list[float]] = {key: [] for key in activity}
     for r in rows:
-        running[r[1]] += r[3]
-    return [(balance, key) for key, balance in running.items()]
+        amounts.setdefault(r[1], []).append(r[3])
+    updates = []
+    start = 0
+    while amounts:
+        by_arity: dict[int, list[tuple]] = {}
+        for key, values in amounts.items():
+            chunk = values[start:start + _MAX_TERMS]
+            at = activity.get(key) if start == 0 else None
+            by_arity.setdefault(len(chunk), []).append((*chunk, at, key))
+        updates.extend(sorted(by_arity.items()))
+        start += _MAX_TERMS
+        amounts = {k: v for k, v in amounts.items() if len(v) > start}
+    return updates

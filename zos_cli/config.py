@@ -149,7 +149,11 @@ class Config(Strict):
         return value
 
     def server(self, server_id: str | None) -> Server:
-        return self.servers.get(server_id or "", Server())
+        found = self.servers.get(server_id or "")
+        return found if found is not None else _DEFAULT_SERVER
+
+
+_DEFAULT_SERVER = Server()  # asked for on every salience event: built once, never changed
 
 
 def _describe(error: dict) -> str:

@@ -38,11 +38,11 @@ class SalienceEngine:
         self.warming = s.warming_amount
         self.aggregate = aggregate
         self.index = TopicIndex(db, config)
-        self.index.sink = self._received
+        self.pending = batch.PendingRows()
+        self.index.sink = self.pending.group  # what lazily offered transfers gave
         self.gate = PrivacyGate(db, config)
         self.self_user_id = (self_user_id or config.discord.self_user_id
                              or get_state(db, "discord.self_user_id"))
-        self.pending = batch.PendingRows()
         self._in_batch = False
 
     # ------------------------------------------------------------ events
@@ -137,17 +137,22 @@ class SalienceEngine:
     def _earn(self, earn: Earn, at: str, ref: int | None, single: bool, run_id: str | None) -> None:
         idx = self.index
         key, requested = earn.topic, earn.amount
-        meta = {"parent_channel_id": earn.parent_channel_id} if earn.parent_channel_id else None
-        idx.create(key, at, meta)
-        _kind, cap, _owners, owner = idx.info[key]
-        topic = idx.topic(key)
-        if topic.kind == "dyad" and topic.server_id is not None:
-            self._maybe_warm_global_dyad(topic.ids[0], topic.ids[1], at)
+        info = idx.info.get(key)
+        if info is None:
+            meta = {"parent_channel_id": earn.parent_channel_id} if earn.parent_channel_id else None
+            idx.create(key, at, meta)
+            info = idx.info[key]
+        kind, cap, _owners, owner = info
+        is_global = not key.startswith("server:")
+        if kind == "dyad" and not is_global:  # server:<s>:dyad:<a>:<b>
+            _, _, _, a, b = key.split(":")
+            self._maybe_warm_global_dyad(a, b, at)
         if owner:
             idx.ensure_scope(key)  # its receptive set must be complete
-        related = [r for r in idx.exact_related(key, earn.user_id) if idx.receptive_now(r)]
+        receptive_now = idx.receptive_now
+        related = [r for r in idx.exact_related(key, earn.user_id) if receptive_now(r)]
         if owner and not self.aggregate:
-            related += [r for r in list(idx.receptive.get(key, ())) if idx.receptive_now(r)]
+            related += [r for r in list(idx.receptive.get(key, ())) if receptive_now(r)]
         balance = idx.value(key)
         credited = max(0.0, min(requested, cap - balance))
         overflow = requested - credited
@@ -170,9 +175,9 @@ class SalienceEngine:
                 self._give(other, "spillover", spill, key, at, ref)
         if owner and self.aggregate:
             idx.offer(key, share, spill, ref, at)
-        if (topic.kind == "user" and topic.server_id is None
+        if (kind == "user" and is_global
                 and balance <= self.threshold < balance + credited):
-            self._warm_dyads_of(topic.ids[0], at)
+            self._warm_dyads_of(key[5:], at)  # user:<id>
 
     def _give(self, key: str, row_type: str, amount: float, source: str, at: str,
               ref: int | None) -> None:
@@ -187,11 +192,6 @@ class SalienceEngine:
             detail = f"{row_type} from {source}{batch.message_range(ref, ref)}"
             self.pending.single(None, key, row_type, given, detail, source, None, at)
         idx.set(key, balance + given)
-
-    def _received(self, key: str, row_type: str, source: str, amount: float, n: int,
-                  lo: int | None, hi: int | None, at: str) -> None:
-        """What lazily offered transfers gave `key` (called when they are folded in)."""
-        self.pending.group(key, row_type, row_type, amount, n, lo, hi, at, source)
 
     # ------------------------------------------------------------ replayed changes (rebuild)
     def apply_decay(self, key: str, at: str, *, rate: float | None = None,

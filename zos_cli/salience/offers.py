@@ -20,6 +20,9 @@ of the next one), which is the engine's rule that warmth is read before an event
 
 from __future__ import annotations
 
+from heapq import merge
+from itertools import repeat
+
 
 class OfferLog:
     """The offers of one owner since the last flush (prefix sums for O(1) differences)."""
@@ -59,8 +62,9 @@ class OfferLog:
 def fold(member: str, balance: float, cap: float, pending: list[tuple[str, OfferLog, int]],
          sink) -> float:
     """Fold the offers `pending` ([(owner, log, first unseen absolute index)]) into a member
-    holding `balance`; report each (row type, owner) amount to `sink(member, row_type, owner,
-    amount, count, first_ref, last_ref, last_at)`. Returns the new balance."""
+    holding `balance`; report each (row type, owner) amount to `sink(member, row_type,
+    row_type, amount, count, first_ref, last_ref, last_at, owner)` (PendingRows.group).
+    Returns the new balance."""
     total = 0.0
     for _owner, log, seen in pending:
         i = seen - log.start
@@ -68,28 +72,25 @@ def fold(member: str, balance: float, cap: float, pending: list[tuple[str, Offer
     if balance + total <= cap:
         for owner, log, seen in pending:
             i = seen - log.start
-            n = len(log.seqs) - i
             first, last, at = log.refs[i], log.refs[-1], log.ats[-1]
             prop = log.sum_props[-1] - log.sum_props[i]
             if prop > 0:
-                sink(member, "propagate", owner, prop, n, first, last, at)
+                sink(member, "propagate", "propagate", prop, len(log.seqs) - i, first, last, at,
+                     owner)
             spill = log.sum_spills[-1] - log.sum_spills[i]
             if spill > 0:
-                sink(member, "spillover", owner, spill,
-                     log.spill_counts[-1] - log.spill_counts[i], first, last, at)
+                sink(member, "spillover", "spillover", spill,
+                     log.spill_counts[-1] - log.spill_counts[i], first, last, at, owner)
         return balance + total
-    # The cap is reached on the way: walk every offer in the order it was made.
-    offers = sorted(
-        (log.seqs[j], owner, log.props[j], log.spills[j], log.refs[j], log.ats[j])
-        for owner, log, seen in pending
-        for j in range(seen - log.start, len(log.seqs))
-    )
+    # The cap is reached on the way: walk the offers in the order they were made (each log is
+    # in that order already: merge them) until it is; what a cap refuses evaporates.
+    walks = [_walk(owner, log, seen - log.start) for owner, log, seen in pending]
     given: dict[tuple[str, str], list] = {}
-    for _seq, owner, prop, spill, ref, at in offers:
+    for _seq, owner, prop, spill, ref, at in walks[0] if len(walks) == 1 else merge(*walks):
         for row_type, offered in (("propagate", prop), ("spillover", spill)):
             amount = min(offered, cap - balance)
             if amount <= 0:
-                continue  # what a cap refuses evaporates
+                continue
             balance += amount
             g = given.get((row_type, owner))
             if g is None:
@@ -99,6 +100,13 @@ def fold(member: str, balance: float, cap: float, pending: list[tuple[str, Offer
                 g[1] += 1
                 g[3] = ref
                 g[4] = at
+        if balance >= cap:
+            break  # full: every later offer evaporates
     for (row_type, owner), (amount, n, first, last, at) in given.items():
-        sink(member, row_type, owner, amount, n, first, last, at)
+        sink(member, row_type, row_type, amount, n, first, last, at, owner)
     return balance
+
+
+def _walk(owner: str, log: OfferLog, i: int):
+    return zip(log.seqs[i:], repeat(owner), log.props[i:], log.spills[i:], log.refs[i:],
+               log.ats[i:])

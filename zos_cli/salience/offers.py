@@ -27,11 +27,12 @@ from itertools import repeat
 class OfferLog:
     """The offers of one owner since the last flush (prefix sums for O(1) differences)."""
 
-    __slots__ = ("start", "seqs", "props", "spills", "refs", "ats", "sum_props", "sum_spills",
-                 "spill_counts")
+    __slots__ = ("start", "end", "seqs", "props", "spills", "refs", "ats", "sum_props",
+                 "sum_spills", "spill_counts")
 
     def __init__(self, start: int = 0):
         self.start = start          # absolute index of the first entry kept
+        self.end = start            # absolute index after the last entry (read very often)
         self.seqs: list[int] = []
         self.props: list[float] = []
         self.spills: list[float] = []
@@ -41,11 +42,8 @@ class OfferLog:
         self.sum_spills = [0.0]
         self.spill_counts = [0]
 
-    @property
-    def end(self) -> int:
-        return self.start + len(self.seqs)
-
     def add(self, seq: int, prop: float, spill: float, ref: int | None, at: str) -> None:
+        self.end += 1
         self.seqs.append(seq)
         self.props.append(prop)
         self.spills.append(spill)

@@ -89,10 +89,21 @@ class PendingRows:
         by topic (index locality for the inserts and their trigger), then in the order the
         changes happened."""
         rows = []
+        append = rows.append
         for (key, row_type, detail), (amount, n, lo, hi, at, seq, sources) in self.groups.items():
-            source, what = describe_sources(row_type, sources) if sources else (None, detail)
-            rows.append([None, key, row_type, amount,
-                         f"{reason}: {n} × {what}{message_range(lo, hi)}", source, None, at, seq])
+            if not sources:
+                source, what = None, detail
+            elif len(sources) == 1:
+                (source,) = sources
+                what = f"{row_type} from {source}"
+            else:
+                source, what = describe_sources(row_type, sources)
+            if lo is None:
+                span = ""
+            else:
+                span = f" (message {lo})" if lo == hi else f" (messages {lo}..{hi})"
+            append([None, key, row_type, amount, f"{reason}: {n} × {what}{span}", source, None,
+                    at, seq])
         for row_id, key, row_type, amount, detail, source, run_id, at, seq in self.singles:
             if row_type in _PREFIXED:
                 detail = f"{reason}: {detail}"

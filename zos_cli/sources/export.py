@@ -32,6 +32,10 @@ from zos_cli.sources.jsonscan import (
 )
 
 DM_GUILD_ID = "0"
+# Messages are decoded a run at a time, one msgspec call for up to this many bytes of
+# consecutive messages: one call per message made finding and decoding them cost more than
+# the decoding itself. Bounded (and by the read chunk) so memory stays about one chunk.
+RUN_BYTES = 256 << 10
 
 
 class ExportError(InputDataError):
@@ -312,6 +316,7 @@ class ExportFile:
         s.seek(self.header.messages_offset)
         index = 0
         self.messages_read = 0
+        one_at_a_time_until = 0  # file offset: after a run that did not decode, up to its end
         try:
             pos = s.skip_ws(s.expect(0, b"[", "'['"))
             if s.byte_at(pos) == 0x5D:
@@ -323,10 +328,25 @@ class ExportFile:
                     found = s.byte_at(pos)
                     if found != 0x7B:
                         raise self._element_problem(found, pos, index)
-                    record, pos = self._one_message(pos, index, builder, ids)
-                    index += 1
-                    self.messages_read = index
-                    yield record
+                    run = None
+                    if s.offset(pos) >= one_at_a_time_until:
+                        run, run_end = self._decode_run(pos)
+                        if run is None and run_end is not None:
+                            one_at_a_time_until = s.offset(run_end)
+                    if run is not None:
+                        first_index = index
+                        for x in run:
+                            record = self._record(x, builder, ids, pos, index - first_index,
+                                                  first_index)
+                            index += 1
+                            self.messages_read = index
+                            yield record
+                        pos = run_end
+                    else:
+                        record, pos = self._one_message(pos, index, builder, ids)
+                        index += 1
+                        self.messages_read = index
+                        yield record
                     pos -= s.release(pos)
                     pos = s.skip_ws(pos)
                     found = s.byte_at(pos)
@@ -358,6 +378,22 @@ class ExportFile:
         return ExportError(self.label, f"message is not a JSON object (found "
                            f"{describe_byte(found)})", s.offset(pos), index)
 
+    def _decode_run(self, pos: int) -> tuple[list[schema.XMessage] | None, int | None]:
+        """The messages from `pos` to the last one buffered (at most RUN_BYTES), decoded in
+        one call, and where they end; (None, end) when they do not decode (they are then read
+        one at a time, which finds and locates any problem), (None, None) when there is no
+        such run (compact JSON, or the next message is not fully buffered)."""
+        s = self.scanner
+        end = s.run_end(pos, min(RUN_BYTES, s.chunk_bytes))
+        if end is None or pos == 0:
+            return None, None
+        raw = s.buf[pos - 1:end + 1]
+        raw[0], raw[-1] = 0x5B, 0x5D  # the bytes around the run become the brackets of a list
+        try:
+            return schema.message_list_decoder.decode(raw), end
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            return None, end
+
     def _one_message(self, pos: int, index: int, builder, ids: _IdCheck):
         s = self.scanner
         end, certain = s.element_end(pos, f"message {index}")
@@ -371,13 +407,30 @@ class ExportFile:
                 x = schema.message_decoder.decode(s.buf[pos:end])
             except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                 raise self._message_decode_problem(pos, end, index) from None
+        return self._record(x, builder, ids, pos, 0, index), end
+
+    def _record(self, x: schema.XMessage, builder, ids: _IdCheck, run_pos: int, in_run: int,
+                run_index: int) -> MessageRecord:
+        """The record of message `x`, number `in_run` of the run of messages that starts at
+        `run_pos` with message index `run_index` (where a problem is reported)."""
         try:
             record = builder.message(x)
         except schema.RecordError as exc:
-            raise ExportError(self.label, f"message {x.id}: {exc}", s.offset(pos), index) from None
+            raise self._run_problem(f"message {x.id}: {exc}", run_pos, in_run, run_index) \
+                from None
         if not ids.add(int(record.id)):
-            raise ExportError(self.label, f"duplicate message id {record.id}", s.offset(pos), index)
-        return record, end
+            raise self._run_problem(f"duplicate message id {record.id}", run_pos, in_run,
+                                    run_index)
+        return record
+
+    def _run_problem(self, what: str, run_pos: int, in_run: int, run_index: int) -> ExportError:
+        """A problem with message number `in_run` of a run that decoded (so is valid JSON),
+        located by stepping over the messages before it."""
+        s = self.scanner
+        pos = run_pos
+        for _ in range(in_run):
+            pos = s.skip_ws(s.expect(s._composite_end(pos, "a message"), b",", "','"))
+        return ExportError(self.label, what, s.offset(pos), run_index + in_run)
 
     def _message_decode_problem(self, pos: int, end: int, index: int) -> ExportError:
         s = self.scanner

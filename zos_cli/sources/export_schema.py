@@ -3,12 +3,18 @@ the source-agnostic records of `zos_cli.records`.
 
 Unknown keys are ignored (DiscordChatExporter adds fields over time); a missing required key
 (a message's `id`, `timestamp` or `author`, a user's `id`) is a decode error naming the field.
+
+The structs are `gc=False` and their arrays tuples (an empty one is the shared `()`): a decoded
+message is then almost no objects for Python's cycle collector to count and visit, which
+otherwise costs more than the decoding. Decoded JSON cannot hold a reference cycle.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import date as date_type
+from datetime import datetime, timedelta, timezone
 
 import msgspec
 
@@ -22,15 +28,16 @@ from zos_cli.records import (
 )
 
 
-class XRole(msgspec.Struct, frozen=True, kw_only=True):
+class XRole(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: str
     name: str | None = None
     color: str | None = None
     position: int | None = None
 
 
-class XUser(msgspec.Struct, frozen=True, kw_only=True):
-    """Frozen (hashable) so that the same user object seen on many messages converts once."""
+class XUser(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Compared with == by `RecordBuilder.user`, so that a user seen on many messages converts
+    once."""
 
     id: str
     name: str | None = None
@@ -41,44 +48,44 @@ class XUser(msgspec.Struct, frozen=True, kw_only=True):
     avatarUrl: str | None = None
 
 
-class XEmoji(msgspec.Struct, kw_only=True):
+class XEmoji(msgspec.Struct, kw_only=True, gc=False):
     id: str | None = None
     name: str | None = None
     isAnimated: bool = False
 
 
-class XReaction(msgspec.Struct, kw_only=True):
+class XReaction(msgspec.Struct, kw_only=True, gc=False):
     emoji: XEmoji
     count: int = 0
-    users: list[XUser] = []
+    users: tuple[XUser, ...] = ()
 
 
-class XAttachment(msgspec.Struct, kw_only=True):
+class XAttachment(msgspec.Struct, kw_only=True, gc=False):
     id: str | None = None
     url: str | None = None
     fileName: str | None = None
     fileSizeBytes: int | None = None
 
 
-class XEmbed(msgspec.Struct, kw_only=True):
+class XEmbed(msgspec.Struct, kw_only=True, gc=False):
     url: str | None = None
 
 
-class XSticker(msgspec.Struct, kw_only=True):
+class XSticker(msgspec.Struct, kw_only=True, gc=False):
     id: str | None = None
     name: str | None = None
     format: str | None = None
     sourceUrl: str | None = None
 
 
-class XReference(msgspec.Struct, kw_only=True):
+class XReference(msgspec.Struct, kw_only=True, gc=False):
     type: str | None = None
     messageId: str | None = None
     channelId: str | None = None
     guildId: str | None = None
 
 
-class XMessage(msgspec.Struct, kw_only=True):
+class XMessage(msgspec.Struct, kw_only=True, gc=False):
     id: str
     type: str = "Default"
     timestamp: str
@@ -86,22 +93,22 @@ class XMessage(msgspec.Struct, kw_only=True):
     isPinned: bool = False
     content: str | None = ""
     author: XUser
-    attachments: list[XAttachment] = []
-    embeds: list[XEmbed] = []
-    stickers: list[XSticker] = []
-    reactions: list[XReaction] = []
-    mentions: list[XUser] = []
+    attachments: tuple[XAttachment, ...] = ()
+    embeds: tuple[XEmbed, ...] = ()
+    stickers: tuple[XSticker, ...] = ()
+    reactions: tuple[XReaction, ...] = ()
+    mentions: tuple[XUser, ...] = ()
     reference: XReference | None = None
-    inlineEmojis: list[XEmoji] = []
+    inlineEmojis: tuple[XEmoji, ...] = ()
 
 
-class XGuild(msgspec.Struct, kw_only=True):
+class XGuild(msgspec.Struct, kw_only=True, gc=False):
     id: str
     name: str | None = None
     iconUrl: str | None = None
 
 
-class XChannel(msgspec.Struct, kw_only=True):
+class XChannel(msgspec.Struct, kw_only=True, gc=False):
     id: str
     type: str
     categoryId: str | None = None
@@ -111,6 +118,7 @@ class XChannel(msgspec.Struct, kw_only=True):
 
 
 message_decoder = msgspec.json.Decoder(XMessage)
+message_list_decoder = msgspec.json.Decoder(list[XMessage])
 guild_decoder = msgspec.json.Decoder(XGuild)
 channel_decoder = msgspec.json.Decoder(XChannel)
 str_decoder = msgspec.json.Decoder(str | None)
@@ -129,8 +137,53 @@ class RecordError(ValueError):
     """A message that decodes but cannot become a record (bad id, time, size)."""
 
 
+# The shape DiscordChatExporter writes (`2024-03-06T09:12:44.118-05:00`, 0/3/7 fractional
+# digits, a whole-hour offset): every such text whose date, hour and offset are valid is valid,
+# and converting it to UTC changes only its date and hour, so those are looked up per
+# (local date, offset) and the rest is copied. Anything else goes through `datetime`.
+_COMMON_TIME = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([01][0-9]|2[0-3])(:[0-5][0-9]:[0-5][0-9])(?:\.([0-9]{1,7}))?"
+    r"(Z|[+-][0-9]{2}:00)?"
+)
+_UTC_HOURS_MAX_DATES = 256  # ≈ 460 KB; exports are chronological, so a few recent dates suffice
+_utc_hours: dict[str, tuple[str, ...]] = {}  # local date + offset → UTC 'YYYY-MM-DDTHH' by hour
+_ONE_DAY = timedelta(days=1)
+
+
 def stored_time(text: str, field: str) -> str:
     """Export times (any offset, 0/3/7 fractional digits) to the stored UTC form."""
+    m = _COMMON_TIME.fullmatch(text)
+    if m is None:
+        return _stored_time_of_any(text, field)
+    date, hour, minutes_seconds, fraction, offset = m.groups()
+    hours = _utc_hours.get(date + (offset or "Z"))
+    if hours is None:
+        return _learn_utc_hours(text, field, date, offset)
+    micros = "000000" if fraction is None else (fraction + "00000")[:6]  # 7 digits: truncated
+    return f"{hours[int(hour)]}{minutes_seconds}.{micros}+00:00"
+
+
+def _learn_utc_hours(text: str, field: str, date: str, offset: str | None) -> str:
+    """The first time of a (date, offset): converted by `datetime`, which also validates the
+    date and the offset; then the UTC date and hour of each of that date's 24 local hours."""
+    stored = _stored_time_of_any(text, field)
+    shift = 0 if offset is None or offset == "Z" else int(offset[:3])  # '-05:00' → -5
+    try:
+        day = date_type.fromisoformat(date)
+        days = {-1: (day - _ONE_DAY).isoformat(), 0: date, 1: (day + _ONE_DAY).isoformat()}
+    except (OverflowError, ValueError):  # at the ends of the calendar: not cached
+        return stored
+    hours = []
+    for local_hour in range(24):
+        day_shift, utc_hour = divmod(local_hour - shift, 24)  # |shift| < 24: one day at most
+        hours.append(f"{days[day_shift]}T{utc_hour:02d}")
+    if len(_utc_hours) >= _UTC_HOURS_MAX_DATES:
+        _utc_hours.clear()
+    _utc_hours[date + (offset or "Z")] = tuple(hours)
+    return stored
+
+
+def _stored_time_of_any(text: str, field: str) -> str:
     try:
         dt = datetime.fromisoformat(text)  # 3.11 reads 7 fractional digits (truncated to 6)
     except (TypeError, ValueError):
@@ -142,7 +195,7 @@ def stored_time(text: str, field: str) -> str:
         dt = dt.replace(tzinfo=timezone.utc)
     elif dt.utcoffset():
         dt = dt.astimezone(timezone.utc)
-    return dt.isoformat(timespec="microseconds")  # timeutil.to_stored, inlined (hot path)
+    return dt.isoformat(timespec="microseconds")  # timeutil.to_stored, inlined
 
 
 def check_snowflake(value: str | None, field: str) -> str:
@@ -151,7 +204,7 @@ def check_snowflake(value: str | None, field: str) -> str:
     return value
 
 
-def link_urls(content: str, embeds: list[XEmbed]) -> list[str]:
+def link_urls(content: str, embeds: Sequence[XEmbed]) -> list[str]:
     """Links in the text and the embeds' own links, each once, in order of appearance."""
     seen: dict[str, None] = {}
     if "http" in content or "HTTP" in content:
@@ -165,7 +218,7 @@ def link_urls(content: str, embeds: list[XEmbed]) -> list[str]:
     return list(seen)
 
 
-def custom_emoji_occurrences(content: str, inline: list[XEmoji]) -> list[str]:
+def custom_emoji_occurrences(content: str, inline: Sequence[XEmoji]) -> list[str]:
     """Custom emoji ids, one per occurrence in the text.
 
     Raw Discord markdown (`--markdown false` exports, the API) carries `<:name:id>`; formatted
@@ -188,12 +241,18 @@ class RecordBuilder:
     def __init__(self, channel_id: str, observed_at: str | None):
         self.channel_id = channel_id
         self.observed_at = observed_at
-        self._users: dict[XUser, UserRecord] = {}
+        # id → the distinct shapes of that user seen so far, with their records. Looked up by
+        # id and compared, which is cheaper than hashing the whole user; one id has a few
+        # shapes (an author carries roles, the same user as a reactor does not).
+        self._users: dict[str, list[tuple[XUser, UserRecord]]] = {}
+        self._user_count = 0
 
     def user(self, x: XUser, field: str) -> UserRecord:
-        cached = self._users.get(x)
-        if cached is not None:
-            return cached
+        shapes = self._users.get(x.id)
+        if shapes is not None:
+            for seen, record in shapes:
+                if seen == x:
+                    return record
         check_snowflake(x.id, f"{field}.id")
         roles = None
         if x.roles is not None:
@@ -209,13 +268,20 @@ class RecordBuilder:
             nickname=x.nickname,
             roles=roles,
         )
-        if len(self._users) > 50_000:  # bound memory on pathological files
+        if self._user_count > 50_000:  # bound memory on pathological files
             self._users.clear()
-        self._users[x] = record
+            self._user_count = 0
+        shapes = self._users.setdefault(x.id, [])
+        if len(shapes) >= 8:  # a user renamed over and over: keep the lookup short
+            del shapes[0]
+        shapes.append((x, record))
+        self._user_count += 1
         return record
 
     def message(self, x: XMessage) -> MessageRecord:
-        check_snowflake(x.id, "id")
+        message_id = x.id
+        if not (message_id.isdigit() and message_id.isascii() and len(message_id) <= 20):
+            check_snowflake(message_id, "id")  # raises, with the message
         content = x.content or ""
         if len(content) > MAX_CONTENT_CHARS:
             raise RecordError(
@@ -241,8 +307,10 @@ class RecordBuilder:
                 count=max(r.count, len(r.users)),
                 users=[self.user(u, "reactions.users") for u in r.users],
             ))
+        # Most messages have no mentions, attachments, links, stickers or emoji: the checks
+        # below skip the work (and the calls) for them.
         return MessageRecord(
-            id=x.id,
+            id=message_id,
             channel_id=self.channel_id,
             author=self.user(x.author, "author"),
             created_at=stored_time(x.timestamp, "timestamp"),
@@ -251,17 +319,19 @@ class RecordBuilder:
             edited_at=stored_time(x.timestampEdited, "timestampEdited") if x.timestampEdited
             else None,
             reply_to_id=reply_to,
-            mentions=[self.user(u, "mentions") for u in x.mentions],
+            mentions=[self.user(u, "mentions") for u in x.mentions] if x.mentions else [],
             role_mention_ids=sorted(set(_RAW_ROLE_MENTION.findall(content)))
             if "<@&" in content else [],
             attachments=[
                 AttachmentRecord(url=a.url, id=a.id, file_name=a.fileName,
                                  size_bytes=a.fileSizeBytes)
                 for a in x.attachments if a.url
-            ],
-            link_urls=link_urls(content, x.embeds),
+            ] if x.attachments else [],
+            link_urls=link_urls(content, x.embeds)
+            if x.embeds or "http" in content or "HTTP" in content else [],
             stickers=[msgspec.structs.asdict(s) for s in x.stickers] if x.stickers else [],
-            inline_custom_emoji_ids=custom_emoji_occurrences(content, x.inlineEmojis),
+            inline_custom_emoji_ids=custom_emoji_occurrences(content, x.inlineEmojis)
+            if x.inlineEmojis or "<" in content else [],
             is_pinned=x.isPinned,
             reactions=reactions,
             thread_id=thread_id,

@@ -215,6 +215,17 @@ class JsonScanner:
                     break
         return self._composite_end(pos, what), True
 
+    def run_end(self, pos: int, max_bytes: int) -> int | None:
+        """For a run of array elements starting at `pos`: the last line candidate (as in
+        `element_end`) among the bytes already read, at most `max_bytes` on and before the
+        window's last byte (so the caller may overwrite the byte after it); None when the
+        layout is not indented or no candidate is buffered. Confirmed by decoding."""
+        needle = self._indent_needle
+        if needle is None:
+            return None
+        hit = self.buf.rfind(needle, pos, min(len(self.buf) - 1, pos + max_bytes))
+        return None if hit < 0 else hit + len(needle)
+
     def learn_indent(self, pos: int) -> None:
         """Called at the first element: remember its indentation when it starts a line."""
         line_start = self.buf.rfind(b"\n", 0, pos) + 1

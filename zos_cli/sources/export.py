@@ -1,8 +1,9 @@
 """Streaming reader of DiscordChatExporter JSON exports (one file per channel).
 
-`ExportFile(path).open()` reads the header (guild, channel, exportedAt); `.messages()` then
-yields one `MessageRecord` at a time, decoded with msgspec from the exact bytes of each
-element of the `messages` array (see `jsonscan`), so memory does not grow with the file.
+`ExportFile(path).open()` reads the header (guild, channel, exportedAt: `export_header`);
+`.messages()` then yields one `MessageRecord` at a time, decoded with msgspec from the exact
+bytes of the elements of the `messages` array (see `jsonscan`), a run of consecutive messages
+per call, so memory does not grow with the file.
 Every problem is an `ExportError` (exit 65) that says what is wrong and where:
 `<file>: <what>, at message index N (byte B)` or `<file>: <what>, at byte B`.
 """
@@ -13,16 +14,15 @@ import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import msgspec
 
-from zos_cli import records
 from zos_cli.errors import InputDataError
-from zos_cli.records import ChannelRecord, MessageRecord
+from zos_cli.records import MessageRecord
 from zos_cli.sources import export_schema as schema
+from zos_cli.sources.export_header import ExportHeader, read_header, read_members, utf8_problem
 from zos_cli.sources.jsonscan import (
     JsonScanError,
     JsonScanner,
@@ -31,7 +31,6 @@ from zos_cli.sources.jsonscan import (
     strip_byte_note,
 )
 
-DM_GUILD_ID = "0"
 # Messages are decoded a run at a time, one msgspec call for up to this many bytes of
 # consecutive messages: one call per message made finding and decoding them cost more than
 # the decoding itself. Bounded (and by the read chunk) so memory stays about one chunk.
@@ -50,14 +49,6 @@ class ExportError(InputDataError):
         self.file, self.what, self.offset, self.index = file, what, offset, index
         self.detail = f"{what}, at {' '.join(where)}" if where else what
         super().__init__(f"{file}: {self.detail}")
-
-
-@dataclass
-class ExportHeader:
-    channel: ChannelRecord
-    exported_at: str | None        # stored form; None when the export does not say
-    message_count: int | None      # `messageCount` when the file has it (after the array)
-    messages_offset: int           # file offset of the `[` of the messages array
 
 
 class _IdCheck:
@@ -105,7 +96,7 @@ class ExportFile:
         kwargs = {"chunk_bytes": self._chunk_bytes} if self._chunk_bytes else {}
         self.scanner = JsonScanner(self._handle, **kwargs)
         try:
-            self.header = self._read_header()
+            self.header = read_header(self.scanner, self.size)
         except JsonScanError as exc:
             raise ExportError(self.label, exc.what, exc.offset) from None
         return self.header
@@ -147,161 +138,6 @@ class ExportFile:
         if s is None or self.size is None or s.hashed_bytes < self.size:
             return None
         return s.sha256.hexdigest()
-
-    # ------------------------------------------------------------------ header
-    def _read_header(self) -> ExportHeader:
-        s = self.scanner
-        if self.size == 0:
-            raise JsonScanError("empty file: not a DiscordChatExporter export", 0)
-        first = s.byte_at(0)
-        if first == 0xEF and bytes(s.buf[:3]) == b"\xef\xbb\xbf":
-            raise JsonScanError(
-                "the file starts with a UTF-8 byte-order mark (BOM), which JSON does not allow: "
-                "save it without the BOM (e.g. `tail -c +4 FILE > FIXED`)", 0
-            )
-        fields: dict[str, object] = {}
-        pos = s.skip_ws(0)
-        found = s.byte_at(pos)
-        if found != 0x7B:
-            what = "nothing but whitespace" if found is None else describe_byte(found)
-            raise JsonScanError(
-                f"not a DiscordChatExporter channel export: expected a JSON object, found {what}",
-                s.offset(pos),
-            )
-        pos, messages_offset = self._read_members(pos + 1, fields, stop_at_messages=True)
-        if messages_offset is None:
-            raise JsonScanError(
-                "not a DiscordChatExporter channel export: it has no `messages` array",
-                s.offset(pos),
-            )
-        if "channel" not in fields:
-            # Unusual key order: the header is after the array. Skip the array, read the rest,
-            # and come back (stdin is spooled to a file, so every source can seek).
-            pos = self._skip_array(pos)
-            if pos is not None:
-                self._read_members(pos, fields, stop_at_messages=False)
-            if "channel" not in fields:
-                raise JsonScanError(
-                    "not a DiscordChatExporter channel export: it has no `channel` object", 0
-                )
-        return self._header_from(fields, messages_offset)
-
-    def _read_members(self, pos: int, fields: dict, *, stop_at_messages: bool):
-        """Read `"key": value` members until `messages` (returned with its `[` offset) or `}`."""
-        s = self.scanner
-        pos = s.skip_ws(pos)
-        if s.byte_at(pos) == 0x7D and not fields:
-            return pos + 1, None
-        while True:
-            pos = s.skip_ws(pos)
-            if s.byte_at(pos) != 0x22:
-                found = s.byte_at(pos)
-                if found is None:
-                    raise JsonScanError("truncated JSON: the file ends inside the top-level object",
-                                        s.offset(pos))
-                raise JsonScanError(f"malformed JSON: expected a key, found {describe_byte(found)}",
-                                    s.offset(pos))
-            end = s.string_end(pos, "a key")
-            key = self._decode(schema.str_decoder, pos, end, "a key")
-            pos = s.skip_ws(s.expect(end, b":", "':'"))
-            if key == "messages":
-                if s.byte_at(pos) != 0x5B:
-                    found = s.byte_at(pos)
-                    kind = {0x7B: "an object", 0x22: "a string", None: "the end of the file"}.get(
-                        found, describe_byte(found))
-                    raise JsonScanError(f"`messages` is not a list (found {kind})", s.offset(pos))
-                if stop_at_messages:
-                    return pos, s.offset(pos)
-                raise JsonScanError("two `messages` arrays in one export", s.offset(pos))
-            end = s.value_end(pos, f"`{key}`")
-            decoder = _HEADER_DECODERS.get(key)
-            if decoder is not None:
-                fields[key] = self._decode(decoder, pos, end, f"`{key}`")
-            pos = s.skip_ws(end)
-            found = s.byte_at(pos)
-            if found == 0x2C:
-                pos += 1
-                continue
-            if found == 0x7D:
-                return pos + 1, None
-            if found is None:
-                raise JsonScanError("truncated JSON: the file ends inside the top-level object",
-                                    s.offset(pos))
-            raise JsonScanError(f"malformed JSON: expected ',' or '}}', found {describe_byte(found)}",
-                                s.offset(pos))
-
-    def _decode(self, decoder, start: int, end: int, what: str):
-        s = self.scanner
-        raw = s.buf[start:end]
-        try:
-            return decoder.decode(raw)
-        except UnicodeDecodeError:
-            raise JsonScanError(*_utf8_problem(raw, s.offset(start))) from None
-        except msgspec.ValidationError as exc:
-            raise JsonScanError(f"{what} is not valid: {strip_byte_note(str(exc))}",
-                                s.offset(start)) from None
-        except msgspec.DecodeError as exc:
-            raise JsonScanError(f"malformed JSON in {what}: {strip_byte_note(str(exc))}",
-                                decode_error_offset(exc, s.offset(start))) from None
-
-    def _skip_array(self, pos: int) -> int | None:
-        """Step over the messages array element by element (never holding it whole); the
-        position of the next member, or None when the array was the last one."""
-        s = self.scanner
-        pos = s.skip_ws(s.expect(pos, b"[", "'['"))
-        if s.byte_at(pos) != 0x5D:
-            index = 0
-            while True:
-                pos = s.value_end(s.skip_ws(pos), f"message {index}")
-                pos -= s.release(pos)
-                pos = s.skip_ws(pos)
-                found = s.byte_at(pos)
-                if found == 0x5D:
-                    break
-                if found != 0x2C:
-                    raise JsonScanError("malformed JSON: expected ',' or ']' after a message, "
-                                        f"found {describe_byte(found)}", s.offset(pos))
-                pos, index = pos + 1, index + 1
-        pos = s.skip_ws(pos + 1)
-        return pos + 1 if s.byte_at(pos) == 0x2C else None
-
-    def _header_from(self, fields: dict, messages_offset: int) -> ExportHeader:
-        guild: schema.XGuild | None = fields.get("guild")
-        channel: schema.XChannel = fields["channel"]
-        try:
-            schema.check_snowflake(channel.id, "channel.id")
-            exported_at = fields.get("exportedAt")
-            if exported_at is not None:
-                exported_at = schema.stored_time(exported_at, "exportedAt")
-        except schema.RecordError as exc:
-            raise JsonScanError(str(exc), 0) from None
-        guild_id = guild.id if guild else DM_GUILD_ID
-        ctype = records.CHANNEL_TYPES_BY_EXPORT_NAME.get(channel.type, "unknown")
-        is_dm = ctype in records.DM_TYPES
-        if is_dm != (guild_id == DM_GUILD_ID):
-            raise JsonScanError(
-                f"channel type {channel.type!r} does not match guild id {guild_id!r} "
-                "(DMs are exported with guild id \"0\")", 0
-            )
-        if not is_dm:
-            try:
-                schema.check_snowflake(guild_id, "guild.id")
-            except schema.RecordError as exc:
-                raise JsonScanError(str(exc), 0) from None
-        thread = ctype in records.THREAD_TYPES
-        record = ChannelRecord(
-            id=channel.id,
-            type=ctype,
-            server_id=None if is_dm else guild_id,
-            server_name=None if is_dm or guild is None else guild.name,
-            server_icon_url=None if is_dm or guild is None else guild.iconUrl,
-            name=channel.name,
-            parent_id=channel.categoryId if thread else None,
-            category_id=None if thread else channel.categoryId,
-            category_name=None if thread else channel.category,
-            topic=channel.topic,
-        )
-        return ExportHeader(record, exported_at, fields.get("messageCount"), messages_offset)
 
     # ------------------------------------------------------------------ messages
     def messages(self) -> Iterator[MessageRecord]:
@@ -438,7 +274,7 @@ class ExportFile:
         try:
             schema.message_decoder.decode(raw)
         except UnicodeDecodeError:
-            what, offset = _utf8_problem(raw, s.offset(pos))
+            what, offset = utf8_problem(raw, s.offset(pos))
             return ExportError(self.label, what, offset, index)
         except msgspec.ValidationError as exc:
             text = strip_byte_note(str(exc)).replace("Object missing required field",
@@ -456,7 +292,7 @@ class ExportFile:
         found = s.byte_at(pos)
         trailer: dict[str, object] = {}
         if found == 0x2C:
-            pos, _ = self._read_members(pos + 1, trailer, stop_at_messages=False)
+            pos, _ = read_members(s, pos + 1, trailer, stop_at_messages=False)
         elif found == 0x7D:
             pos += 1
         elif found is None:
@@ -474,20 +310,3 @@ class ExportFile:
         if declared is not None and declared != count:
             raise JsonScanError(f"`messageCount` says {declared} but the file holds {count} "
                                 "messages", s.offset(pos))
-
-
-_HEADER_DECODERS = {
-    "guild": schema.guild_decoder,
-    "channel": schema.channel_decoder,
-    "exportedAt": schema.str_decoder,
-    "messageCount": schema.int_decoder,
-}
-
-
-def _utf8_problem(raw: bytes | bytearray, offset: int) -> tuple[str, int]:
-    try:
-        bytes(raw).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad = raw[exc.start]
-        return f"not UTF-8 text (byte 0x{bad:02x}): exports are UTF-8", offset + exc.start
-    return "not UTF-8 text", offset

@@ -1,0 +1,200 @@
+"""The header of a DiscordChatExporter export: the members around the `messages` array
+(guild, channel, exportedAt, messageCount), read with `JsonScanner` without holding the array.
+Problems are `JsonScanError`s, which `export.ExportFile` turns into `ExportError`s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from zos_cli import records
+from zos_cli.records import ChannelRecord
+from zos_cli.sources import export_schema as schema
+from zos_cli.sources.jsonscan import (
+    JsonScanError,
+    JsonScanner,
+    decode_error_offset,
+    describe_byte,
+    strip_byte_note,
+)
+
+DM_GUILD_ID = "0"
+
+
+@dataclass
+class ExportHeader:
+    channel: ChannelRecord
+    exported_at: str | None        # stored form; None when the export does not say
+    message_count: int | None      # `messageCount` when the file has it (after the array)
+    messages_offset: int           # file offset of the `[` of the messages array
+
+
+def read_header(s: JsonScanner, size: int) -> ExportHeader:
+    """The header of an export; its messages are then read from `messages_offset`."""
+    if size == 0:
+        raise JsonScanError("empty file: not a DiscordChatExporter export", 0)
+    first = s.byte_at(0)
+    if first == 0xEF and bytes(s.buf[:3]) == b"\xef\xbb\xbf":
+        raise JsonScanError(
+            "the file starts with a UTF-8 byte-order mark (BOM), which JSON does not allow: "
+            "save it without the BOM (e.g. `tail -c +4 FILE > FIXED`)", 0
+        )
+    fields: dict[str, object] = {}
+    pos = s.skip_ws(0)
+    found = s.byte_at(pos)
+    if found != 0x7B:
+        what = "nothing but whitespace" if found is None else describe_byte(found)
+        raise JsonScanError(
+            f"not a DiscordChatExporter channel export: expected a JSON object, found {what}",
+            s.offset(pos),
+        )
+    pos, messages_offset = read_members(s, pos + 1, fields, stop_at_messages=True)
+    if messages_offset is None:
+        raise JsonScanError(
+            "not a DiscordChatExporter channel export: it has no `messages` array",
+            s.offset(pos),
+        )
+    if "channel" not in fields:
+        # Unusual key order: the header is after the array. Skip the array, read the rest,
+        # and come back (stdin is spooled to a file, so every source can seek).
+        pos = _skip_array(s, pos)
+        if pos is not None:
+            read_members(s, pos, fields, stop_at_messages=False)
+        if "channel" not in fields:
+            raise JsonScanError(
+                "not a DiscordChatExporter channel export: it has no `channel` object", 0
+            )
+    return _header_from(fields, messages_offset)
+
+def read_members(s: JsonScanner, pos: int, fields: dict, *, stop_at_messages: bool):
+    """Read `"key": value` members until `messages` (returned with its `[` offset) or `}`."""
+    pos = s.skip_ws(pos)
+    if s.byte_at(pos) == 0x7D and not fields:
+        return pos + 1, None
+    while True:
+        pos = s.skip_ws(pos)
+        if s.byte_at(pos) != 0x22:
+            found = s.byte_at(pos)
+            if found is None:
+                raise JsonScanError("truncated JSON: the file ends inside the top-level object",
+                                    s.offset(pos))
+            raise JsonScanError(f"malformed JSON: expected a key, found {describe_byte(found)}",
+                                s.offset(pos))
+        end = s.string_end(pos, "a key")
+        key = _decode(s, schema.str_decoder, pos, end, "a key")
+        pos = s.skip_ws(s.expect(end, b":", "':'"))
+        if key == "messages":
+            if s.byte_at(pos) != 0x5B:
+                found = s.byte_at(pos)
+                kind = {0x7B: "an object", 0x22: "a string", None: "the end of the file"}.get(
+                    found, describe_byte(found))
+                raise JsonScanError(f"`messages` is not a list (found {kind})", s.offset(pos))
+            if stop_at_messages:
+                return pos, s.offset(pos)
+            raise JsonScanError("two `messages` arrays in one export", s.offset(pos))
+        end = s.value_end(pos, f"`{key}`")
+        decoder = _HEADER_DECODERS.get(key)
+        if decoder is not None:
+            fields[key] = _decode(s, decoder, pos, end, f"`{key}`")
+        pos = s.skip_ws(end)
+        found = s.byte_at(pos)
+        if found == 0x2C:
+            pos += 1
+            continue
+        if found == 0x7D:
+            return pos + 1, None
+        if found is None:
+            raise JsonScanError("truncated JSON: the file ends inside the top-level object",
+                                s.offset(pos))
+        raise JsonScanError(f"malformed JSON: expected ',' or '}}', found {describe_byte(found)}",
+                            s.offset(pos))
+
+def _decode(s: JsonScanner, decoder, start: int, end: int, what: str):
+    raw = s.buf[start:end]
+    try:
+        return decoder.decode(raw)
+    except UnicodeDecodeError:
+        raise JsonScanError(*utf8_problem(raw, s.offset(start))) from None
+    except msgspec.ValidationError as exc:
+        raise JsonScanError(f"{what} is not valid: {strip_byte_note(str(exc))}",
+                            s.offset(start)) from None
+    except msgspec.DecodeError as exc:
+        raise JsonScanError(f"malformed JSON in {what}: {strip_byte_note(str(exc))}",
+                            decode_error_offset(exc, s.offset(start))) from None
+
+def _skip_array(s: JsonScanner, pos: int) -> int | None:
+    """Step over the messages array element by element (never holding it whole); the
+    position of the next member, or None when the array was the last one."""
+    pos = s.skip_ws(s.expect(pos, b"[", "'['"))
+    if s.byte_at(pos) != 0x5D:
+        index = 0
+        while True:
+            pos = s.value_end(s.skip_ws(pos), f"message {index}")
+            pos -= s.release(pos)
+            pos = s.skip_ws(pos)
+            found = s.byte_at(pos)
+            if found == 0x5D:
+                break
+            if found != 0x2C:
+                raise JsonScanError("malformed JSON: expected ',' or ']' after a message, "
+                                    f"found {describe_byte(found)}", s.offset(pos))
+            pos, index = pos + 1, index + 1
+    pos = s.skip_ws(pos + 1)
+    return pos + 1 if s.byte_at(pos) == 0x2C else None
+
+def _header_from(fields: dict, messages_offset: int) -> ExportHeader:
+    guild: schema.XGuild | None = fields.get("guild")
+    channel: schema.XChannel = fields["channel"]
+    try:
+        schema.check_snowflake(channel.id, "channel.id")
+        exported_at = fields.get("exportedAt")
+        if exported_at is not None:
+            exported_at = schema.stored_time(exported_at, "exportedAt")
+    except schema.RecordError as exc:
+        raise JsonScanError(str(exc), 0) from None
+    guild_id = guild.id if guild else DM_GUILD_ID
+    ctype = records.CHANNEL_TYPES_BY_EXPORT_NAME.get(channel.type, "unknown")
+    is_dm = ctype in records.DM_TYPES
+    if is_dm != (guild_id == DM_GUILD_ID):
+        raise JsonScanError(
+            f"channel type {channel.type!r} does not match guild id {guild_id!r} "
+            "(DMs are exported with guild id \"0\")", 0
+        )
+    if not is_dm:
+        try:
+            schema.check_snowflake(guild_id, "guild.id")
+        except schema.RecordError as exc:
+            raise JsonScanError(str(exc), 0) from None
+    thread = ctype in records.THREAD_TYPES
+    record = ChannelRecord(
+        id=channel.id,
+        type=ctype,
+        server_id=None if is_dm else guild_id,
+        server_name=None if is_dm or guild is None else guild.name,
+        server_icon_url=None if is_dm or guild is None else guild.iconUrl,
+        name=channel.name,
+        parent_id=channel.categoryId if thread else None,
+        category_id=None if thread else channel.categoryId,
+        category_name=None if thread else channel.category,
+        topic=channel.topic,
+    )
+    return ExportHeader(record, exported_at, fields.get("messageCount"), messages_offset)
+
+
+_HEADER_DECODERS = {
+    "guild": schema.guild_decoder,
+    "channel": schema.channel_decoder,
+    "exportedAt": schema.str_decoder,
+    "messageCount": schema.int_decoder,
+}
+
+
+def utf8_problem(raw: bytes | bytearray, offset: int) -> tuple[str, int]:
+    try:
+        bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start]
+        return f"not UTF-8 text (byte 0x{bad:02x}): exports are UTF-8", offset + exc.start
+    return "not UTF-8 text", offset

@@ -33,8 +33,10 @@ from zos_cli.sources.jsonscan import (
 
 # Messages are decoded a run at a time, one msgspec call for up to this many bytes of
 # consecutive messages: one call per message made finding and decoding them cost more than
-# the decoding itself. Bounded (and by the read chunk) so memory stays about one chunk.
-RUN_BYTES = 256 << 10
+# the decoding itself. A decoded run takes about 1.2 times its bytes, and a merge holds one
+# run per open file, so a run is also at most an eighth of the read chunk (which shrinks as
+# more files are merged): together at most ≈ 1/6 of the merge's read-ahead.
+RUN_BYTES = 128 << 10
 
 
 class ExportError(InputDataError):
@@ -215,12 +217,12 @@ class ExportFile:
                            f"{describe_byte(found)})", s.offset(pos), index)
 
     def _decode_run(self, pos: int) -> tuple[list[schema.XMessage] | None, int | None]:
-        """The messages from `pos` to the last one buffered (at most RUN_BYTES), decoded in
+        """The messages from `pos` to the last one buffered (see RUN_BYTES), decoded in
         one call, and where they end; (None, end) when they do not decode (they are then read
         one at a time, which finds and locates any problem), (None, None) when there is no
         such run (compact JSON, or the next message is not fully buffered)."""
         s = self.scanner
-        end = s.run_end(pos, min(RUN_BYTES, s.chunk_bytes))
+        end = s.run_end(pos, min(RUN_BYTES, s.chunk_bytes // 8))
         if end is None or pos == 0:
             return None, None
         raw = s.buf[pos - 1:end + 1]

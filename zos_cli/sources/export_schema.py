@@ -138,16 +138,18 @@ class RecordError(ValueError):
 
 
 # The shape DiscordChatExporter writes (`2024-03-06T09:12:44.118-05:00`, 0/3/7 fractional
-# digits, a whole-hour offset): every such text whose date, hour and offset are valid is valid,
-# and converting it to UTC changes only its date and hour, so those are looked up per
-# (local date, offset) and the rest is copied. Anything else goes through `datetime`.
+# digits, a whole-hour offset). Converting it to UTC changes only its date and hour, and its
+# validity depends only on its date and offset (the pattern checks the rest): so the first time
+# of each (local date, offset) goes through `datetime`, which validates and converts it, and
+# gives the UTC date and hour of each of that date's 24 local hours for the times after it.
 _COMMON_TIME = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([01][0-9]|2[0-3])(:[0-5][0-9]:[0-5][0-9])(?:\.([0-9]{1,7}))?"
     r"(Z|[+-][0-9]{2}:00)?"
 )
-_UTC_HOURS_MAX_DATES = 256  # ≈ 460 KB; exports are chronological, so a few recent dates suffice
-_utc_hours: dict[str, tuple[str, ...]] = {}  # local date + offset → UTC 'YYYY-MM-DDTHH' by hour
+_HOURS = tuple(f"T{hour:02d}" for hour in range(24))
 _ONE_DAY = timedelta(days=1)
+_UTC_HOURS_MAX_DATES = 256  # < 0.5 MB; exports are chronological, a few recent dates suffice
+_utc_hours: dict[str, list[str]] = {}  # local date + offset → UTC 'YYYY-MM-DDTHH' by local hour
 
 
 def stored_time(text: str, field: str) -> str:
@@ -164,22 +166,21 @@ def stored_time(text: str, field: str) -> str:
 
 
 def _learn_utc_hours(text: str, field: str, date: str, offset: str | None) -> str:
-    """The first time of a (date, offset): converted by `datetime`, which also validates the
-    date and the offset; then the UTC date and hour of each of that date's 24 local hours."""
-    stored = _stored_time_of_any(text, field)
+    stored = _stored_time_of_any(text, field)  # raises for an invalid date or offset
     shift = 0 if offset is None or offset == "Z" else int(offset[:3])  # '-05:00' → -5
-    try:
-        day = date_type.fromisoformat(date)
-        days = {-1: (day - _ONE_DAY).isoformat(), 0: date, 1: (day + _ONE_DAY).isoformat()}
-    except (OverflowError, ValueError):  # at the ends of the calendar: not cached
+    try:  # UTC = local - shift: the local day's hours fall on the UTC day before or after
+        if shift > 0:
+            day_before = (date_type.fromisoformat(date) - _ONE_DAY).isoformat()
+            hours = [day_before + h for h in _HOURS[24 - shift:]] + \
+                [date + h for h in _HOURS[:24 - shift]]
+        else:
+            day_after = (date_type.fromisoformat(date) + _ONE_DAY).isoformat()
+            hours = [date + h for h in _HOURS[-shift:]] + [day_after + h for h in _HOURS[:-shift]]
+    except OverflowError:  # at the ends of the calendar: not cached
         return stored
-    hours = []
-    for local_hour in range(24):
-        day_shift, utc_hour = divmod(local_hour - shift, 24)  # |shift| < 24: one day at most
-        hours.append(f"{days[day_shift]}T{utc_hour:02d}")
     if len(_utc_hours) >= _UTC_HOURS_MAX_DATES:
         _utc_hours.clear()
-    _utc_hours[date + (offset or "Z")] = tuple(hours)
+    _utc_hours[date + (offset or "Z")] = hours
     return stored
 
 

@@ -138,3 +138,13 @@ def test_a_problem_inside_a_run_is_located_as_one_at_a_time_locates_it(tmp_path,
     assert problem == expected
     assert [m.id for m in by_runs] == [m.id for m in one_at_a_time] == [snowflake(i)
                                                                           for i in range(37)]
+
+
+def test_a_user_in_many_shapes_gets_the_record_of_each_shape(tmp_path):
+    names = [f"nick {i % 11}" for i in range(40)]  # more shapes than one id keeps
+    ex = Export(messages=[message(snowflake(i), user("105", "erin", nickname=name), "x")
+                          for i, name in enumerate(names)])
+    records, problem = _read(ex.write(tmp_path / "renamed.json"))
+    assert problem is None
+    assert [m.author.nickname for m in records] == names
+    assert {m.author.id for m in records} == {"105"}

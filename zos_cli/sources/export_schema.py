@@ -275,6 +275,7 @@ class RecordBuilder:
         shapes = self._users.setdefault(x.id, [])
         if len(shapes) >= 8:  # a user renamed over and over: keep the lookup short
             del shapes[0]
+            self._user_count -= 1
         shapes.append((x, record))
         self._user_count += 1
         return record

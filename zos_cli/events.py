@@ -7,11 +7,10 @@ the salience engine from the configuration and the stored roles.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class MessageEvent:
+class MessageEvent(NamedTuple):  # NamedTuples: one or more per message, built cheaply
     message_id: str
     server_id: str | None            # None: a DM
     channel_id: str                  # the channel or thread the message is in
@@ -29,8 +28,7 @@ class MessageEvent:
     dm_participant_ids: tuple[str, ...] = ()  # DMs: everyone in it except zos itself
 
 
-@dataclass(frozen=True)
-class ReactionEvent:
+class ReactionEvent(NamedTuple):
     message_id: str
     server_id: str | None
     channel_id: str
@@ -41,15 +39,13 @@ class ReactionEvent:
     parent_channel_id: str | None = None
 
 
-@dataclass(frozen=True)
-class SubjectNamedEvent:
+class SubjectNamedEvent(NamedTuple):
     server_id: str
     subject: str                     # [a-z_][a-z0-9_]*
     created_at: str
 
 
-@dataclass(frozen=True)
-class LayerRunCompletedEvent:
+class LayerRunCompletedEvent(NamedTuple):
     created_at: str
     layer_run_id: str | None = None
 

@@ -1,5 +1,13 @@
 """Ids for everything zos creates: ULIDs, which sort by creation time."""
 
+from __future__ import annotations
+
+import os
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # the ULID alphabet
+# The last two characters of an id, for every value of its low 10 bits.
+_LOW_PAIRS = [CROCKFORD[i >> 5] + CROCKFORD[i & 31] for i in range(1024)]
+
 
 def new_id() -> str:
     from ulid import ULID  # imported on first use: it costs startup time of commands that never need it
@@ -7,18 +15,29 @@ def new_id() -> str:
     return str(ULID())
 
 
-# RFC 4648 base32 → Crockford base32 (the ULID alphabet), for new_ids.
-_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+def _encode(value: int, chars: int) -> str:
+    out = []
+    for _ in range(chars):
+        out.append(CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
 
 
 def new_ids(n: int) -> list[str]:
-    """`n` ULIDs at once (for bulk inserts: ~20× faster than calling new_id n times). They
-    share the current millisecond; 80 random bits each, encoded in one C-level pass."""
-    import base64
-    import os
-
+    """`n` ULIDs at once, for bulk inserts: monotonic ULIDs (the spec's way to make many in
+    one millisecond) — the current time, then an 80-bit random start incremented by one per
+    id. They sort in the order they were made (so an index on them is appended to, not
+    written all over), and cost a list lookup and a concatenation each."""
     if n <= 0:
         return []
     prefix = new_id()[:10]  # the 48-bit timestamp part
-    text = base64.b32encode(os.urandom(10 * n)).translate(_CROCKFORD).decode("ascii")
-    return [prefix + text[i:i + 16] for i in range(0, 16 * n, 16)]
+    start = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up without overflow
+    ids = []
+    value = start
+    end = start + n
+    while value < end:
+        high = prefix + _encode(value >> 10, 14)
+        stop = min(end, (value | 1023) + 1)  # up to the next change of the high part
+        ids.extend([high + pair for pair in _LOW_PAIRS[value & 1023:(value & 1023) + stop - value]])
+        value = stop
+    return ids

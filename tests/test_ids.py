@@ -1,0 +1,20 @@
+"""Bulk ULIDs: valid, distinct, in the order they were made."""
+
+from __future__ import annotations
+
+from ulid import ULID
+
+from zos_cli.ids import new_id, new_ids
+
+
+def test_bulk_ids_are_monotonic_ulids_of_now():
+    ids = new_ids(3000)  # crosses a change of the high part at least twice
+    assert len(set(ids)) == 3000 and ids == sorted(ids)
+    values = [int(ULID.from_str(i)) for i in ids]
+    assert all(b - a == 1 for a, b in zip(values, values[1:]))
+    single = new_id()
+    assert abs(ULID.from_str(ids[0]).milliseconds - ULID.from_str(single).milliseconds) < 5000
+
+
+def test_no_ids():
+    assert new_ids(0) == [] and new_ids(-1) == []

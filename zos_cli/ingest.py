@@ -46,6 +46,7 @@ MAX_OPEN_FILES = 256          # files merged at once; more are merged group by g
 MERGE_BUFFER_BYTES = 32 << 20  # read-ahead shared by the open files
 STDIN = "-"
 WAL_PAGES_DURING_RUN = 10_000
+CACHE_KIB_DURING_RUN = 8 << 10
 
 
 @dataclass
@@ -136,19 +137,27 @@ class IngestRun:
         from zos_cli.salience import SalienceEngine
 
         engine = SalienceEngine(self.db, self.config)
+        # remember_people: this run writes no people rows of its own, and a failed batch
+        # ends it (the writer is not used again).
         writer = ObservationWriter(self.db, self.config, source_type="export",
-                                   source_id=self.run_id, engine=engine)
+                                   source_id=self.run_id, engine=engine, remember_people=True)
         writer.batch_label = f"ingest {self.run_id}"
         # Each batch dirties a few MB of pages; checkpointing the WAL after every commit
         # (SQLite's 1,000-page default) costs more than the inserts. Let it grow to ~40 MB
         # during the run and checkpoint once at the end.
         default = self.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
         self.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES_DURING_RUN}")
+        # A batch dirties more pages (the author, mention and reactor indexes take rows all
+        # over) than SQLite's default 2 MB page cache holds: it would spill them to the WAL
+        # mid-batch and read them back. 8 MB holds a batch's pages, for a few MB of memory.
+        cache = self.db.execute("PRAGMA cache_size").fetchone()[0]
+        self.db.execute(f"PRAGMA cache_size = {-CACHE_KIB_DURING_RUN}")
         try:
             for group in _groups(active):
                 self._merge_and_write(group, writer)
             summary = self._finish(writer, files, time.monotonic() - started)
         finally:
+            self.db.execute(f"PRAGMA cache_size = {int(cache)}")
             self.db.execute(f"PRAGMA wal_autocheckpoint = {int(default)}")
             self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             for plan in self.plans:
@@ -256,31 +265,45 @@ class IngestRun:
     # ------------------------------------------------------------------ merge and write
     def _merge_and_write(self, group: list[FilePlan], writer: ObservationWriter) -> None:
         chunk = max(64 << 10, min(1 << 20, MERGE_BUFFER_BYTES // max(1, len(group))))
-        streams = [self._stream(i, plan, chunk) for i, plan in enumerate(group)]
+        if len(group) == 1:
+            # One file is already in its own order: no merge keys to build and compare.
+            observations = self._observations(group[0], chunk)
+        else:
+            streams = [self._stream(i, plan, chunk) for i, plan in enumerate(group)]
+            observations = (obs for _, _, obs in heapq.merge(*streams))
         batch: list[Observation] = []
         last_id = None
-        for snowflake, _, obs in heapq.merge(*streams):
+        limit = self.batch_messages
+        for obs in observations:
+            message_id = obs.message.id
             # Never split one message id across batches (overlapping exports): the writer
             # picks the newest observation among those it is given together.
-            if len(batch) >= self.batch_messages and snowflake != last_id:
+            if len(batch) >= limit and message_id != last_id:
                 self._write(batch, writer)
                 batch = []
             batch.append(obs)
-            last_id = snowflake
+            last_id = message_id
         if batch:
             self._write(batch, writer)
 
-    def _stream(self, index: int, plan: FilePlan, chunk: int) -> Iterator[tuple]:
+    def _observations(self, plan: FilePlan, chunk: int) -> Iterator[Observation]:
+        """One file's messages as observations, in file order; a read error marks the file
+        failed and ends its stream (what came before is kept)."""
         plan.export.set_chunk_bytes(chunk)
         channel, log_id = plan.channel, plan.log_id
         try:
             for record in plan.export.messages():
-                yield int(record.id), index, Observation(channel, record, log_id)
+                yield Observation(channel, record, log_id)
         except ExportError as exc:
             plan.status, plan.error = "failed", exc.detail
         finally:
             if plan.handle is None:
                 plan.export.release_handle()
+
+    def _stream(self, index: int, plan: FilePlan, chunk: int) -> Iterator[tuple]:
+        """`_observations` keyed for the k-way merge: (snowflake, file index, observation)."""
+        for obs in self._observations(plan, chunk):
+            yield int(obs.message.id), index, obs
 
     def _write(self, batch: list[Observation], writer: ObservationWriter) -> None:
         touched = {obs.source_id for obs in batch}

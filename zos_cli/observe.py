@@ -2,9 +2,10 @@
 
 Both sources feed it the same records (`zos_cli.records`): the export reader (`zos ingest`)
 and the API client (`zos poll`, `zos ingest --token`). The caller holds a
-`write_transaction`; each call writes one batch with `executemany` (see `observe_rows`), feeds
-the salience engine the events of what is NEW (new messages, new reactions) in snowflake
-order, and flushes the engine's ledger rows inside the same transaction.
+`write_transaction`; each call writes one batch with `executemany` (see `observe_rows` and
+`observe_people`), feeds the salience engine the events of what is NEW (new messages, new
+reactions) in snowflake order, and flushes the engine's ledger rows inside the same
+transaction.
 
 Rules (DESIGN §3, §5, §7):
 - upsert by snowflake; the newest observation (`observed_at`: an export's exportedAt, the
@@ -32,6 +33,7 @@ from typing import NamedTuple
 
 import sqlite_utils
 
+from zos_cli import observe_people as people
 from zos_cli import observe_rows as rows
 from zos_cli.consent import dm_may_be_stored
 from zos_cli.events import MessageEvent, ReactionEvent
@@ -56,7 +58,7 @@ class ObservationWriter:
     """Writes observed messages; one per job run (it remembers what it already upserted)."""
 
     def __init__(self, db: sqlite_utils.Database, config, *, source_type: str, source_id: str,
-                 engine):
+                 engine, remember_people: bool = False):
         self.db = db
         self.config = config
         self.source_type = source_type        # 'export' | 'poll' | 'backfill'
@@ -73,6 +75,10 @@ class ObservationWriter:
         # back their messages, reactions, mentions or name.
         self.erased: frozenset[str] = frozenset(r[0] for r in db.execute(
             "SELECT object_id FROM tombstones WHERE object_type = 'user'"))
+        # Skip people rows this writer already wrote unchanged (see observe_people). Only
+        # for a caller that writes no people rows of its own between batches and abandons
+        # the writer when a batch fails.
+        self.written_people = people.WrittenPeople() if remember_people else None
 
     # ------------------------------------------------------------------ counts
     @property
@@ -128,13 +134,21 @@ class _Batch:
     def run(self) -> None:
         if not self.observations:
             return
-        self._choose()
-        rows.write_places(self)
-        rows.write_people(self)
-        rows.write_messages(self)
-        fresh_reactions = rows.write_reactions(self)
-        rows.write_sources(self)
-        self._feed_engine(fresh_reactions)
+        remembered = self.w.written_people
+        if remembered is not None:
+            remembered.still_valid(self.db)
+        try:
+            self._choose()
+            rows.write_places(self)
+            people.write_people(self)
+            rows.write_messages(self)
+            fresh_reactions = rows.write_reactions(self)
+            rows.write_sources(self)
+            self._feed_engine(fresh_reactions)
+        except BaseException:
+            if remembered is not None:
+                remembered.forget()  # the transaction will not hold what it remembers
+            raise
 
     def _gate(self, observations: list[Observation]) -> list[Observation]:
         """The DM consent gate, asked once per DM channel per batch."""
@@ -174,12 +188,14 @@ class _Batch:
     def _choose(self) -> None:
         """Per message id the newest observation (the later one on a tie), which are new,
         and which stored ones this batch updates."""
-        chosen: dict[str, Observation] = {}
-        for obs in self.observations:
-            current = chosen.get(obs.message.id)
-            if current is None or not _newer(current.message.observed_at,
-                                             obs.message.observed_at):
-                chosen[obs.message.id] = obs
+        chosen = {obs.message.id: obs for obs in self.observations}
+        if len(chosen) != len(self.observations):  # the same message seen more than once
+            chosen = {}
+            for obs in self.observations:
+                current = chosen.get(obs.message.id)
+                if current is None or not _newer(current.message.observed_at,
+                                                 obs.message.observed_at):
+                    chosen[obs.message.id] = obs
         stored = {
             row[0]: row[1]
             for row in self.db.execute(
@@ -196,9 +212,11 @@ class _Batch:
         updated = set(self.updated_ids)
         self.effective = [obs for mid, obs in chosen.items()
                           if mid in self.new_id_set or mid in updated]
+        by_source, new = self.w.by_source, self.new_id_set
         for obs in self.observations:
-            counts = self.w.by_source[obs.source_id]
-            if obs.message.id in self.new_id_set and chosen[obs.message.id] is obs:
+            mid = obs.message.id
+            counts = by_source[obs.source_id]
+            if mid in new and chosen[mid] is obs:
                 counts["messages_new"] += 1
             else:
                 counts["messages_seen"] += 1
@@ -213,18 +231,26 @@ class _Batch:
                 "SELECT id, author_id FROM messages WHERE id IN (SELECT value FROM json_each(?))",
                 [rows.json_ids(replies)],
             ).fetchall())
-        engine = self.w.engine
+        apply = self.w.engine.apply
+        # Per channel record (two files of one channel may differ): parent, DM participants.
+        places: dict[int, tuple] = {}
         first = last = None
         for mid, obs in self.chosen.items():
             is_new, reacted = mid in new, fresh_reactions.get(mid)
             if not is_new and not reacted:
                 continue
-            first = first or mid
+            if first is None:
+                first = mid
             last = mid
             m, ch = obs.message, obs.channel
-            parent_channel = ch.parent_id if ch.is_thread else None
+            place = places.get(id(ch))
+            if place is None:
+                place = places[id(ch)] = (
+                    ch.parent_id if ch.is_thread else None,
+                    tuple(ch.participant_ids or ()) if ch.is_dm else ())
+            parent_channel = place[0]
             if is_new:
-                engine.apply(MessageEvent(
+                apply(MessageEvent(
                     message_id=m.id,
                     server_id=ch.server_id,
                     channel_id=ch.id,
@@ -241,10 +267,10 @@ class _Batch:
                     mentioned_role_ids=tuple(sorted(set(m.role_mention_ids)))
                     if m.role_mention_ids else (),
                     custom_emoji_ids=tuple(m.inline_custom_emoji_ids),
-                    dm_participant_ids=tuple(ch.participant_ids or ()) if ch.is_dm else (),
+                    dm_participant_ids=place[1],
                 ))
             for user_id, _emoji, emoji_id in reacted or ():
-                engine.apply(ReactionEvent(
+                apply(ReactionEvent(
                     message_id=m.id,
                     server_id=ch.server_id,
                     channel_id=ch.id,
@@ -255,4 +281,4 @@ class _Batch:
                     parent_channel_id=parent_channel,
                 ))
         if first is not None:
-            engine.flush(f"{self.w.batch_label}: messages {first}..{last}")
+            self.w.engine.flush(f"{self.w.batch_label}: messages {first}..{last}")

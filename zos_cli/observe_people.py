@@ -1,0 +1,267 @@
+"""The people writes of one `observe` batch: users, per-server tracking, roles, role sets.
+
+`batch` is the `observe._Batch` in progress (see `observe_rows`). A long run (an export
+ingest) sees the same few hundred people in every batch; `WrittenPeople` remembers what this
+writer last wrote for each of them, so a row whose upsert would change nothing is not sent
+again (a users row, a role, a user's role set). Every one of those upserts is idempotent —
+writing the same values twice leaves the row as writing them once — so skipping a repeat is
+exact as long as no one else changed the rows in between: the memory is dropped whenever
+another connection committed (`PRAGMA data_version`), and only a writer whose caller makes
+no other people writes on its connection between batches turns it on (`zos ingest`; `zos poll`
+records API member roles in the same transactions, so it does not).
+"""
+
+from __future__ import annotations
+
+import json
+
+from zos_cli.records import UserRecord
+
+_MIN_SEEN = ("CASE WHEN {c} IS NULL OR excluded.{c} < {c} THEN coalesce(excluded.{c}, {c}) "
+             "ELSE {c} END")
+_MAX_SEEN = ("CASE WHEN {c} IS NULL OR excluded.{c} > {c} THEN coalesce(excluded.{c}, {c}) "
+             "ELSE {c} END")
+
+_UPSERT_USERS = (
+    "INSERT INTO users (id, name, display_name, discriminator, avatar_url, is_bot, "
+    "is_deleted, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET name = coalesce(excluded.name, name), "
+    "display_name = coalesce(excluded.display_name, display_name), "
+    "discriminator = coalesce(excluded.discriminator, discriminator), "
+    "avatar_url = coalesce(excluded.avatar_url, avatar_url), is_bot = excluded.is_bot, "
+    "is_deleted = excluded.is_deleted, "
+    f"first_seen_at = {_MIN_SEEN.format(c='first_seen_at')}, "
+    f"last_seen_at = {_MAX_SEEN.format(c='last_seen_at')}")
+_UPSERT_TRACKING = (
+    "INSERT INTO user_server_tracking (user_id, server_id, nickname, first_seen_at, "
+    "last_seen_at, message_count, roles_known, roles_refreshed_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, server_id) DO UPDATE SET "
+    "nickname = coalesce(excluded.nickname, nickname), "
+    f"first_seen_at = {_MIN_SEEN.format(c='first_seen_at')}, "
+    f"last_seen_at = {_MAX_SEEN.format(c='last_seen_at')}, "
+    "message_count = message_count + excluded.message_count, "
+    "roles_known = max(roles_known, excluded.roles_known), "
+    "roles_refreshed_at = coalesce(excluded.roles_refreshed_at, roles_refreshed_at)")
+_UPSERT_ROLES = (
+    "INSERT INTO roles (id, server_id, name, color, position) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET name = coalesce(excluded.name, name), "
+    "color = coalesce(excluded.color, color), position = coalesce(excluded.position, position)")
+
+# Rows remembered per kind before the memory starts over (bounds a run over a huge server).
+REMEMBERED_LIMIT = 20_000
+
+
+def is_deleted_user(user: UserRecord) -> bool:
+    """Discord replaces a deleted account by 'Deleted User' (or 'deleted_user_…')."""
+    name = user.name or ""
+    return name == "Deleted User" or name.startswith("deleted_user_")
+
+
+class WrittenPeople:
+    """What one writer last wrote per user, role and role set, while no one else wrote."""
+
+    def __init__(self):
+        self.users: dict[str, tuple] = {}       # id → (values without the span, first, last)
+        self.roles: dict[str, tuple] = {}       # id → the roles row
+        self.role_sets: dict[str, tuple[str, frozenset]] = {}  # user → (server, role ids)
+        self.data_version: int | None = None
+
+    def still_valid(self, db) -> None:
+        """Called inside each batch's transaction: forget everything if another connection
+        committed since the last batch (it may have changed or deleted these rows)."""
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.data_version:
+            self.forget()
+            self.data_version = version
+        for remembered in (self.users, self.roles, self.role_sets):
+            if len(remembered) > REMEMBERED_LIMIT:
+                remembered.clear()
+
+    def forget(self) -> None:
+        self.users.clear()
+        self.roles.clear()
+        self.role_sets.clear()
+
+
+class _People:
+    """What one batch learned about people. Per (user id, server id or None) a row
+    [nickname, first seen, last seen, new messages, roles known, roles observed at]; the
+    users' spans are folded from these rows afterwards. The latest record per user, and per
+    (user, server) the latest role set shown, in the order they were first shown."""
+
+    __slots__ = ("places", "latest", "roles_now")
+
+    def __init__(self):
+        self.places: dict[tuple[str, str | None], list] = {}
+        self.latest: dict[str, UserRecord] = {}
+        self.roles_now: dict[tuple[str, str], list] = {}
+
+    def note(self, user: UserRecord, server_id, at, authored: bool, observed) -> None:
+        self.latest[user.id] = user
+        key = (user.id, server_id)
+        row = self.places.get(key)
+        roles = user.roles
+        if row is None:
+            self.places[key] = [user.nickname or None, at, at, int(authored),
+                                int(roles is not None), observed if roles is not None else None]
+        else:
+            if user.nickname:
+                row[0] = user.nickname
+            if at is not None:
+                if row[1] is None or at < row[1]:
+                    row[1] = at
+                if row[2] is None or at > row[2]:
+                    row[2] = at
+            if authored:
+                row[3] += 1
+            if roles is not None:
+                row[4], row[5] = 1, observed
+        if roles is not None and server_id is not None:
+            self.roles_now[key] = roles
+
+
+def write_people(batch) -> None:
+    """Users (the latest record, first/last seen as author or reactor), per-server tracking,
+    roles and each user's current role set, from the new and newer observations; and, for
+    the counts, every user each source saw (written or not)."""
+    people = _People()
+    note = people.note
+    new = batch.new_id_set
+    for obs in batch.effective:
+        m, sid = obs.message, obs.channel.server_id
+        at, observed = m.created_at, m.observed_at
+        note(m.author, sid, at, m.id in new, observed)
+        for u in m.mentions:
+            note(u, sid, None, False, observed)
+        for r in m.reactions or ():
+            for u in r.users:
+                note(u, sid, at, False, observed)
+    _count_seen(batch, people.latest)
+    if not people.latest:
+        return
+    conn = batch.db.conn
+    remembered = batch.w.written_people
+    user_rows = _user_rows(people.places, people.latest, remembered)
+    if user_rows:
+        conn.executemany(_UPSERT_USERS, user_rows)
+    tracking = [(uid, sid, *row) for (uid, sid), row in people.places.items()
+                if sid is not None]
+    if tracking:
+        conn.executemany(_UPSERT_TRACKING, tracking)
+    if people.roles_now:
+        _write_roles(batch, people.roles_now, remembered)
+
+
+def _count_seen(batch, latest: dict[str, UserRecord]) -> None:
+    """Who each source saw: the effective observations' users are `latest`; the others
+    (older or equal observations of stored messages) are walked here."""
+    by_source = batch.w.users_by_source
+    sources = {obs.source_id for obs in batch.observations}
+    effective = batch.effective
+    if len(sources) == 1:
+        seen = by_source[next(iter(sources))]
+        seen.update(latest)
+        rest = batch.observations if len(effective) != len(batch.observations) else ()
+    else:
+        for obs in effective:
+            _add_users(by_source[obs.source_id], obs.message)
+        rest = batch.observations
+    if rest:
+        written = {id(obs) for obs in effective}
+        for obs in rest:
+            if id(obs) not in written:
+                _add_users(by_source[obs.source_id], obs.message)
+
+
+def _add_users(seen: set[str], m) -> None:
+    seen.add(m.author.id)
+    seen.update(u.id for u in m.mentions)
+    for r in m.reactions or ():
+        seen.update(u.id for u in r.users)
+
+
+def _user_rows(places, latest, remembered: WrittenPeople | None) -> list[tuple]:
+    spans: dict[str, list] = {}
+    for (uid, _), row in places.items():
+        first, last = row[1], row[2]
+        if first is None:
+            continue
+        span = spans.get(uid)
+        if span is None:
+            spans[uid] = [first, last]
+        else:
+            if first < span[0]:
+                span[0] = first
+            if last > span[1]:
+                span[1] = last
+    rows = []
+    for uid, u in latest.items():
+        values = (u.name, u.display_name or u.nickname or u.name, u.discriminator,
+                  u.avatar_url, int(u.is_bot), int(is_deleted_user(u)))
+        first, last = spans.get(uid) or (None, None)
+        if remembered is not None:
+            before = remembered.users.get(uid)
+            if before is not None and before[0] == values:
+                # The stored span already covers this one: the upsert would change nothing.
+                if first is None or (before[1] is not None and before[1] <= first
+                                     and last <= before[2]):
+                    continue
+            if before is not None and before[1] is not None:
+                # min/max: the row now holds the union of what was written.
+                first = before[1] if first is None or before[1] < first else first
+                last = before[2] if last is None or before[2] > last else last
+            remembered.users[uid] = (values, first, last)
+        rows.append((uid, *values, first, last))
+    return rows
+
+
+def _write_roles(batch, roles_now: dict[tuple[str, str], list],
+                 remembered: WrittenPeople | None) -> None:
+    conn = batch.db.conn
+    role_rows = {}
+    for (_, sid), roles in roles_now.items():
+        for r in roles:
+            role_rows[r.id] = (r.id, sid, r.name, r.color, r.position)
+    if remembered is not None:
+        role_rows = {rid: row for rid, row in role_rows.items()
+                     if remembered.roles.get(rid) != row}
+        remembered.roles.update(role_rows)
+        roles_now = _changed_role_sets(roles_now, remembered.role_sets)
+    if role_rows:
+        conn.executemany(_UPSERT_ROLES, list(role_rows.values()))
+    if not roles_now:
+        return
+    # The role set an observation shows is the user's whole current set in that server.
+    conn.executemany(
+        "DELETE FROM user_roles WHERE user_id = ? AND server_id = ? "
+        "AND role_id NOT IN (SELECT value FROM json_each(?))",
+        [(uid, sid, json.dumps([r.id for r in roles])) for (uid, sid), roles in roles_now.items()],
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO user_roles (user_id, role_id, server_id, seen_at) "
+        "VALUES (?, ?, ?, ?)",
+        [(uid, r.id, sid, batch.now) for (uid, sid), roles in roles_now.items() for r in roles],
+    )
+
+
+def _changed_role_sets(roles_now: dict[tuple[str, str], list],
+                       role_sets: dict[str, tuple[str, frozenset]]) -> dict:
+    """The role sets to write: all but those this writer wrote last for the same user.
+    user_roles is keyed by (user, role), so one user's writes in two servers can interact
+    (a role row of one server blocks the same role id in another): only the user's last
+    write, in one server, is remembered, and a user shown in two servers at once is written
+    whole."""
+    servers_of: dict[str, int] = {}
+    for uid, _ in roles_now:
+        servers_of[uid] = servers_of.get(uid, 0) + 1
+    changed = {}
+    for (uid, sid), roles in roles_now.items():
+        if servers_of[uid] > 1:
+            role_sets.pop(uid, None)
+            changed[(uid, sid)] = roles
+            continue
+        shown = (sid, frozenset(r.id for r in roles))
+        if role_sets.get(uid) != shown:
+            role_sets[uid] = shown
+            changed[(uid, sid)] = roles
+    return changed

@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -266,23 +267,23 @@ class IngestRun:
     def _merge_and_write(self, group: list[FilePlan], writer: ObservationWriter) -> None:
         chunk = max(64 << 10, min(1 << 20, MERGE_BUFFER_BYTES // max(1, len(group))))
         if len(group) == 1:
-            # One file is already in its own order: no merge keys to build and compare.
+            # One file: already in its order, and it holds each id once (the reader refuses
+            # a duplicate), so no merge keys and no check between batches.
             observations = self._observations(group[0], chunk)
-        else:
-            streams = [self._stream(i, plan, chunk) for i, plan in enumerate(group)]
-            observations = (obs for _, _, obs in heapq.merge(*streams))
+            while batch := list(islice(observations, self.batch_messages)):
+                self._write(batch, writer)
+            return
+        streams = [self._stream(i, plan, chunk) for i, plan in enumerate(group)]
         batch: list[Observation] = []
         last_id = None
-        limit = self.batch_messages
-        for obs in observations:
-            message_id = obs.message.id
+        for snowflake, _, obs in heapq.merge(*streams):
             # Never split one message id across batches (overlapping exports): the writer
             # picks the newest observation among those it is given together.
-            if len(batch) >= limit and message_id != last_id:
+            if len(batch) >= self.batch_messages and snowflake != last_id:
                 self._write(batch, writer)
                 batch = []
             batch.append(obs)
-            last_id = message_id
+            last_id = snowflake
         if batch:
             self._write(batch, writer)
 

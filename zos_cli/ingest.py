@@ -42,7 +42,8 @@ from zos_cli.records import ChannelRecord
 from zos_cli.sources.export import ExportError, ExportFile
 from zos_cli.timeutil import now_stored
 
-BATCH_MESSAGES = 2000
+BATCH_MESSAGES = 20_000        # messages per transaction (--batch-size)
+WRITE_CHUNK_MESSAGES = 2000    # messages per writer call: what is held in memory at once
 MAX_OPEN_FILES = 256          # files merged at once; more are merged group by group
 MERGE_BUFFER_BYTES = 32 << 20  # read-ahead shared by the open files
 STDIN = "-"
@@ -143,6 +144,7 @@ class IngestRun:
         writer = ObservationWriter(self.db, self.config, source_type="export",
                                    source_id=self.run_id, engine=engine, remember_people=True)
         writer.batch_label = f"ingest {self.run_id}"
+        writer.flush_each_batch = False  # once per transaction (_write_in_transactions)
         # Each batch dirties a few MB of pages; checkpointing the WAL after every commit
         # (SQLite's 1,000-page default) costs more than the inserts. Let it grow to ~40 MB
         # during the run and checkpoint once at the end.
@@ -266,26 +268,31 @@ class IngestRun:
     # ------------------------------------------------------------------ merge and write
     def _merge_and_write(self, group: list[FilePlan], writer: ObservationWriter) -> None:
         chunk = max(64 << 10, min(1 << 20, MERGE_BUFFER_BYTES // max(1, len(group))))
+        size = min(WRITE_CHUNK_MESSAGES, self.batch_messages)
         if len(group) == 1:
             # One file: already in its order, and it holds each id once (the reader refuses
-            # a duplicate), so no merge keys and no check between batches.
+            # a duplicate), so no merge keys and no check between chunks.
             observations = self._observations(group[0], chunk)
-            while batch := list(islice(observations, self.batch_messages)):
-                self._write(batch, writer)
-            return
+            chunks = iter(lambda: list(islice(observations, size)), [])
+        else:
+            chunks = self._merged_chunks(group, chunk, size)
+        self._write_in_transactions(chunks, writer)
+
+    def _merged_chunks(self, group: list[FilePlan], chunk: int, size: int
+                       ) -> Iterator[list[Observation]]:
         streams = [self._stream(i, plan, chunk) for i, plan in enumerate(group)]
         batch: list[Observation] = []
         last_id = None
         for snowflake, _, obs in heapq.merge(*streams):
-            # Never split one message id across batches (overlapping exports): the writer
+            # Never split one message id across chunks (overlapping exports): the writer
             # picks the newest observation among those it is given together.
-            if len(batch) >= self.batch_messages and snowflake != last_id:
-                self._write(batch, writer)
+            if len(batch) >= size and snowflake != last_id:
+                yield batch
                 batch = []
             batch.append(obs)
             last_id = snowflake
         if batch:
-            self._write(batch, writer)
+            yield batch
 
     def _observations(self, plan: FilePlan, chunk: int) -> Iterator[Observation]:
         """One file's messages as observations, in file order; a read error marks the file
@@ -306,18 +313,32 @@ class IngestRun:
         for obs in self._observations(plan, chunk):
             yield int(obs.message.id), index, obs
 
-    def _write(self, batch: list[Observation], writer: ObservationWriter) -> None:
-        touched = {obs.source_id for obs in batch}
-        with db_module.write_transaction(self.db):
-            writer.write_batch(batch)
-            self.db.conn.executemany(
-                "UPDATE ingest_log SET messages_new = ?, messages_seen = ?, reactions_new = ?, "
-                "users = ?, channels = ? WHERE id = ?",
-                [(*(writer.counts_for(log_id)[k] for k in COUNT_KEYS[:5]), log_id)
-                 for log_id in touched],
-            )
-        if self.progress is not None:
-            self.progress.advance(len(batch))
+    def _write_in_transactions(self, chunks: Iterator[list[Observation]],
+                               writer: ObservationWriter) -> None:
+        """Chunks of observations, written by the writer one chunk at a time (memory stays
+        that of a chunk) in transactions of about `batch_messages` messages each: the
+        salience engine flushes once per transaction, so a larger one aggregates more of its
+        ledger rows. A transaction is all or nothing: killed, a run loses only the one in
+        progress, and the next run redoes it exactly."""
+        pending = next(chunks, None)
+        while pending is not None:
+            written = 0
+            touched: set[str] = set()
+            with db_module.write_transaction(self.db):
+                while pending is not None and written < self.batch_messages:
+                    writer.write_batch(pending)
+                    written += len(pending)
+                    touched.update(obs.source_id for obs in pending)
+                    if self.progress is not None:
+                        self.progress.advance(len(pending))
+                    pending = next(chunks, None)
+                writer.flush_salience()
+                self.db.conn.executemany(
+                    "UPDATE ingest_log SET messages_new = ?, messages_seen = ?, "
+                    "reactions_new = ?, users = ?, channels = ? WHERE id = ?",
+                    [(*(writer.counts_for(log_id)[k] for k in COUNT_KEYS[:5]), log_id)
+                     for log_id in touched],
+                )
 
     # ------------------------------------------------------------------ ingest_log and summary
     def _log_start(self, plan: FilePlan) -> None:

@@ -65,6 +65,11 @@ class ObservationWriter:
         self.source_id = source_id
         self.engine = engine
         self.batch_label = f"{source_type} {source_id}"  # names the engine's ledger rows
+        # The engine's ledger rows are flushed at the end of each write_batch, unless the
+        # caller holds several batches in one transaction (fewer, more aggregated rows): it
+        # sets flush_each_batch = False and calls flush_salience() before committing.
+        self.flush_each_batch = True
+        self.held_range: tuple[str, str] | None = None  # messages fed since the last flush
         self.by_source: dict[str, dict[str, int]] = defaultdict(
             lambda: dict.fromkeys(COUNT_KEYS, 0))
         self.users_by_source: dict[str, set[str]] = defaultdict(set)
@@ -111,6 +116,15 @@ class ObservationWriter:
         may appear more than once: overlapping exports)."""
         if observations:
             _Batch(self, observations).run()
+
+    def flush_salience(self) -> int:
+        """Write the engine's pending rows (inside the caller's transaction); returns the
+        number of ledger rows written."""
+        if self.held_range is None:
+            return 0
+        first, last = self.held_range
+        self.held_range = None
+        return self.engine.flush(f"{self.batch_label}: messages {first}..{last}")
 
     def mark_deleted(self, message_ids: list[str], at: str) -> int:
         """Messages Discord no longer has (poll noticed): stamp `deleted_at` once."""
@@ -281,4 +295,7 @@ class _Batch:
                     parent_channel_id=parent_channel,
                 ))
         if first is not None:
-            self.w.engine.flush(f"{self.w.batch_label}: messages {first}..{last}")
+            held = self.w.held_range
+            self.w.held_range = (held[0] if held else first, last)
+            if self.w.flush_each_batch:
+                self.w.flush_salience()

@@ -34,8 +34,9 @@ def ingest(
         "--limit", min=1, help="With --history: at most N rows.")] = None,
     batch_messages: Annotated[int, typer.Option(
         "--batch-size", metavar="N", min=1, max=100_000,
-        help="Messages per transaction: larger batches write fewer aggregated ledger rows "
-             "and run faster, at the cost of memory.")] = 2000,
+        help="Messages per transaction (written 2,000 at a time): larger transactions write "
+             "fewer, more aggregated ledger rows and run faster; a killed run redoes only "
+             "the transaction in progress.")] = 20_000,
     token: Annotated[Optional[str], typer.Option(
         "--token", metavar="TOKEN", show_default=False,
         help="Backfill through the Discord API with this bot token (else DISCORD_TOKEN).")] = None,

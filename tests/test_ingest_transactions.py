@@ -1,0 +1,64 @@
+"""Ingest transactions: written a chunk at a time, committed every `--batch-size` messages,
+with the salience engine flushed once per transaction (its rows aggregate the whole
+transaction), and the same balances whatever the sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.exports import Export, message, reaction, role, snowflake, emoji, user
+from zos_cli import db as database
+from zos_cli import ingest, migrations
+from zos_cli.config import Config
+
+ALICE = user("101", "alice", roles=[role("9", "members")])
+BOB = user("102", "bob", roles=[role("9", "members")])
+CAROL = user("103", "carol", roles=[role("9", "members")])
+PEOPLE = [ALICE, BOB, CAROL]
+
+
+def busy_export() -> Export:
+    messages = []
+    for i in range(40):
+        author, other = PEOPLE[i % 3], PEOPLE[(i + 1) % 3]
+        m = message(snowflake(i), author, f"message {i} <@{other['id']}>", mentions=[other])
+        if i % 4 == 0:
+            m["reactions"] = [reaction(emoji("👍"), [other])]
+        messages.append(m)
+    return Export(messages=messages)
+
+
+def run(tmp_path, name: str, *, batch: int, chunk: int, monkeypatch) -> dict:
+    path = tmp_path / f"{name}.db"
+    db = database.connect(path, create=True)
+    migrations.apply(db, path)
+    monkeypatch.setattr(ingest, "WRITE_CHUNK_MESSAGES", chunk)
+    export = busy_export().write(tmp_path / "export.json")
+    summary = ingest.ingest_exports(db, Config(), [str(export)], batch_messages=batch)
+    result = {
+        "summary": {k: summary[k] for k in ("messages_new", "reactions_new", "users")},
+        "balances": dict(db.execute("SELECT key, round(balance, 9) FROM topics")),
+        "activity": dict(db.execute("SELECT key, last_activity_at FROM topics")),
+        "earn_reasons": [r[0] for r in db.execute(
+            "SELECT reason FROM salience_ledger WHERE transaction_type = 'earn' ORDER BY rowid")],
+        "counts": db.execute("SELECT messages_new, reactions_new FROM ingest_log").fetchall(),
+    }
+    db.close()
+    return result
+
+
+def test_a_transaction_of_several_chunks_flushes_salience_once(tmp_path, monkeypatch):
+    per_message = run(tmp_path, "one", batch=1, chunk=1, monkeypatch=monkeypatch)
+    chunked = run(tmp_path, "chunked", batch=15, chunk=4, monkeypatch=monkeypatch)
+    assert chunked["summary"] == per_message["summary"] == {
+        "messages_new": 40, "reactions_new": 10, "users": 3}
+    assert chunked["balances"] == pytest.approx(per_message["balances"])
+    assert chunked["activity"] == per_message["activity"]
+    assert chunked["counts"] == per_message["counts"] == [(40, 10)]
+    # Transactions of 15 messages (4 chunks: 4+4+4+4 ≥ 15, then the rest): each reason
+    # names its transaction's message range, and every topic has one earn row of each kind
+    # per transaction instead of one per message.
+    ranges = {r.split(": ")[1] for r in chunked["earn_reasons"]}
+    firsts = sorted(int(r.split("messages ")[1].split("..")[0]) for r in ranges)
+    assert firsts == [int(snowflake(0)), int(snowflake(16)), int(snowflake(32))]
+    assert len(chunked["earn_reasons"]) < len(per_message["earn_reasons"]) / 3

@@ -20,8 +20,7 @@ of the next one), which is the engine's rule that warmth is read before an event
 
 from __future__ import annotations
 
-from heapq import merge
-from itertools import repeat
+from bisect import bisect_left, bisect_right
 
 
 class OfferLog:
@@ -80,31 +79,78 @@ def fold(member: str, balance: float, cap: float, pending: list[tuple[str, Offer
                 sink(member, "spillover", "spillover", spill,
                      log.spill_counts[-1] - log.spill_counts[i], first, last, at, owner)
         return balance + total
-    # The cap is reached on the way: walk the offers in the order they were made (each log is
-    # in that order already: merge them) until it is; what a cap refuses evaporates.
-    walks = [_walk(owner, log, seen - log.start) for owner, log, seen in pending]
-    given: dict[tuple[str, str], list] = {}
-    for _seq, owner, prop, spill, ref, at in walks[0] if len(walks) == 1 else merge(*walks):
-        for row_type, offered in (("propagate", prop), ("spillover", spill)):
-            amount = min(offered, cap - balance)
+    return _fold_to_cap(member, balance, cap, pending, sink)
+
+
+def _fold_to_cap(member: str, balance: float, cap: float,
+                 pending: list[tuple[str, OfferLog, int]], sink) -> float:
+    """The cap is reached on the way. Given offer by offer in the order they were made (a
+    global sequence number), every offer before the one that fills the member is given in
+    full, that one in part, the later ones not at all (what a cap refuses evaporates). So:
+    find that offer by bisection over the sequence numbers (the prefix sums tell what the
+    offers up to any point add up to), take the full ones per owner from the prefix sums,
+    and clip the filling one — the rows and amounts a walk over every offer would give,
+    without the walk (a member can have thousands of offers pending at a flush)."""
+    parts = [(owner, log, seen - log.start) for owner, log, seen in pending]
+
+    def through(q: int) -> float:
+        """What the offers made up to sequence number q add up to."""
+        total = 0.0
+        for _owner, log, i in parts:
+            k = bisect_right(log.seqs, q, i)
+            total += (log.sum_props[k] - log.sum_props[i]) + (log.sum_spills[k] - log.sum_spills[i])
+        return total
+
+    lo = min(log.seqs[i] for _owner, log, i in parts)
+    hi = max(log.seqs[-1] for _owner, log, _i in parts)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if balance + through(mid) >= cap:
+            hi = mid
+        else:
+            lo = mid + 1
+    filling = lo
+    # Before the filling offer: everything, per owner from the prefix sums.
+    given = []  # [first seq given, 0 propagate / 1 spillover, row, owner, amount, n, refs, at]
+    for owner, log, i in parts:
+        k = bisect_left(log.seqs, filling, i)
+        if k == i:
+            continue
+        prop = log.sum_props[k] - log.sum_props[i]
+        if prop > 0:
+            given.append([log.seqs[i], 0, "propagate", owner, prop, k - i,
+                          log.refs[i], log.refs[k - 1], log.ats[k - 1]])
+        spill = log.sum_spills[k] - log.sum_spills[i]
+        if spill > 0:
+            counts = log.spill_counts
+            first = bisect_right(counts, counts[i], i) - 1
+            last = bisect_left(counts, counts[k], i) - 1
+            given.append([log.seqs[first], 1, "spillover", owner, spill,
+                          counts[k] - counts[i], log.refs[first], log.refs[last],
+                          log.ats[last]])
+    # The filling offer: its shares up to what is left below the cap (summed as the search
+    # summed, so the two agree on where the cap is reached). The member ends full.
+    held = balance + through(filling - 1)
+    for owner, log, i in parts:
+        j = bisect_left(log.seqs, filling, i)
+        if j == len(log.seqs) or log.seqs[j] != filling:
+            continue
+        for order, (row_type, offered) in enumerate((("propagate", log.props[j]),
+                                                     ("spillover", log.spills[j]))):
+            amount = min(offered, cap - held)
             if amount <= 0:
                 continue
-            balance += amount
-            g = given.get((row_type, owner))
-            if g is None:
-                given[(row_type, owner)] = [amount, 1, ref, ref, at]
+            held += amount
+            row = next((g for g in given if g[2] == row_type and g[3] == owner), None)
+            if row is None:
+                given.append([filling, order, row_type, owner, amount, 1,
+                              log.refs[j], log.refs[j], log.ats[j]])
             else:
-                g[0] += amount
-                g[1] += 1
-                g[3] = ref
-                g[4] = at
-        if balance >= cap:
-            break  # full: every later offer evaporates
-    for (row_type, owner), (amount, n, first, last, at) in given.items():
-        sink(member, row_type, row_type, amount, n, first, last, at, owner)
-    return balance
-
-
-def _walk(owner: str, log: OfferLog, i: int):
-    return zip(log.seqs[i:], repeat(owner), log.props[i:], log.spills[i:], log.refs[i:],
-               log.ats[i:])
+                row[4] += amount
+                row[5] += 1
+                row[7], row[8] = log.refs[j], log.ats[j]
+        break
+    given.sort(key=lambda g: (g[0], g[1]))  # the order a walk would have met them
+    for _seq, _order, row_type, owner, amount, n, first_ref, last_ref, at in given:
+        sink(member, row_type, row_type, amount, n, first_ref, last_ref, at, owner)
+    return cap  # (the rows' amounts add up to it but for float noise; see exact_balances)

@@ -18,3 +18,10 @@ def test_bulk_ids_are_monotonic_ulids_of_now():
 
 def test_no_ids():
     assert new_ids(0) == [] and new_ids(-1) == []
+
+
+def test_ids_made_as_used_are_the_same_kind():
+    from zos_cli.ids import iter_new_ids
+
+    ids = list(iter_new_ids(2500))
+    assert len(set(ids)) == 2500 and ids == sorted(ids)

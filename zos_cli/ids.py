@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # the ULID alphabet
 # The last two characters of an id, for every value of its low 10 bits.
@@ -28,16 +29,24 @@ def new_ids(n: int) -> list[str]:
     one millisecond) — the current time, then an 80-bit random start incremented by one per
     id. They sort in the order they were made (so an index on them is appended to, not
     written all over), and cost a list lookup and a concatenation each."""
+    return [i for block in _id_blocks(n) for i in block]
+
+
+def iter_new_ids(n: int) -> Iterator[str]:
+    """new_ids(n), made 1,024 at a time as they are used (for very large inserts)."""
+    for block in _id_blocks(n):
+        yield from block
+
+
+def _id_blocks(n: int) -> Iterator[list[str]]:
     if n <= 0:
-        return []
+        return
     prefix = new_id()[:10]  # the 48-bit timestamp part
-    start = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up without overflow
-    ids = []
-    value = start
-    end = start + n
+    value = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up without overflow
+    end = value + n
     while value < end:
         high = prefix + _encode(value >> 10, 14)
         stop = min(end, (value | 1023) + 1)  # up to the next change of the high part
-        ids.extend([high + pair for pair in _LOW_PAIRS[value & 1023:(value & 1023) + stop - value]])
+        low = value & 1023
+        yield [high + pair for pair in _LOW_PAIRS[low:low + stop - value]]
         value = stop
-    return ids

@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from operator import itemgetter
 
-from zos_cli.ids import new_ids
+from zos_cli.ids import iter_new_ids
 
 INSERT_TOPIC = (
     "INSERT INTO topics (key, category, budget_group, server_id, is_global, created_at, metadata) "
@@ -47,7 +47,7 @@ def describe_sources(row_type: str, sources: dict[str, float]) -> tuple[str | No
 
 class PendingRows:
     def __init__(self):
-        # (key, type, detail) → [amount, n, lo, hi, at, seq, sources]
+        # (key, type, detail) → [amount, n, lo, hi, at, seq, source or {source: amount}]
         self.groups: dict[tuple, list] = {}
         self.singles: list[tuple] = []    # (id, key, type, amount, detail, source, run, at, seq)
         self.activity: dict[str, str] = {}  # key → newest earn time in this batch
@@ -66,9 +66,15 @@ class PendingRows:
         g = self.groups.get(gkey)
         if g is None:
             self.seq += 1
-            self.groups[gkey] = [amount, n, lo, hi, at, self.seq,
-                                 {source: amount} if source else None]
+            # The sources: one source's key (most rows have one), a dict once there are more.
+            self.groups[gkey] = [amount, n, lo, hi, at, self.seq, source]
             return
+        if source:
+            sources = g[6]
+            if type(sources) is dict:
+                sources[source] = sources.get(source, 0.0) + amount
+            elif sources != source:
+                g[6] = {sources: g[0], source: amount}
         g[0] += amount
         g[1] += n
         if lo is not None and (g[2] is None or lo < g[2]):
@@ -77,8 +83,6 @@ class PendingRows:
             g[3] = hi
         if at > g[4]:
             g[4] = at
-        if source:
-            g[6][source] = g[6].get(source, 0.0) + amount
 
     def touch(self, key: str, at: str) -> None:
         if self.activity.get(key, "") < at:
@@ -86,24 +90,23 @@ class PendingRows:
 
     def rows(self, reason: str) -> list[list]:
         """Every pending row as [id or None, key, type, amount, reason, source, run, at, seq],
-        by topic (index locality for the inserts and their trigger), then in the order the
-        changes happened."""
+        by topic (index locality for the inserts), then in the order the changes happened.
+        An aggregated row's reason is left as its parts (see reason_text): the text is made
+        while the row is inserted, so a transaction's tens of thousands of reasons are never
+        all in memory at once."""
         rows = []
         append = rows.append
-        for (key, row_type, detail), (amount, n, lo, hi, at, seq, sources) in self.groups.items():
+        groups = self.groups
+        while groups:  # emptied as the rows are made: the two are not in memory together
+            (key, row_type, detail), (amount, n, lo, hi, at, seq, sources) = groups.popitem()
             if not sources:
-                source, what = None, detail
-            elif len(sources) == 1:
-                (source,) = sources
-                what = f"{row_type} from {source}"
+                source = None
+            elif type(sources) is str:
+                source = sources
             else:
-                source, what = describe_sources(row_type, sources)
-            if lo is None:
-                span = ""
-            else:
-                span = f" (message {lo})" if lo == hi else f" (messages {lo}..{hi})"
-            append([None, key, row_type, amount, f"{reason}: {n} × {what}{span}", source, None,
-                    at, seq])
+                source = describe_sources(row_type, sources)[0]
+            append([None, key, row_type, amount, (reason, row_type, detail, n, sources, lo, hi),
+                    source, None, at, seq])
         for row_id, key, row_type, amount, detail, source, run_id, at, seq in self.singles:
             if row_type in _PREFIXED:
                 detail = f"{reason}: {detail}"
@@ -115,6 +118,25 @@ class PendingRows:
         self.groups.clear()
         self.singles.clear()
         self.activity.clear()
+
+
+def reason_text(reason) -> str:
+    """A row's reason: as given, or an aggregated row's text from its parts — "<batch>: 3 ×
+    message (messages 11..15)", "<batch>: 2 × propagate from <source> (message 15)"."""
+    if type(reason) is not tuple:
+        return reason
+    batch_reason, row_type, detail, n, sources, lo, hi = reason
+    if not sources:
+        what = detail
+    elif type(sources) is str:
+        what = f"{row_type} from {sources}"
+    else:
+        what = describe_sources(row_type, sources)[1]
+    if lo is None:
+        span = ""
+    else:
+        span = f" (message {lo})" if lo == hi else f" (messages {lo}..{hi})"
+    return f"{batch_reason}: {n} × {what}{span}"
 
 
 def exact_balances(rows: list[list], base: dict[str, float], target: dict[str, float]) -> None:
@@ -144,14 +166,15 @@ def write(db, topic_rows: list[tuple], rows: list[list], activity: dict[str, str
     balance plus its rows' amounts one by one in insertion order — SQL evaluates
     `balance + ? + ?` from the left, so this is exactly the value the trigger would have left,
     for a fraction of the cost — and its last-activity time, in the same statement."""
-    fresh = iter(new_ids(sum(1 for r in rows if r[0] is None)))
+    fresh = iter_new_ids(sum(1 for r in rows if r[0] is None))
     conn = db.conn
     if topic_rows:
         conn.executemany(INSERT_TOPIC, topic_rows)
     if rows:
         conn.execute(BULK_ON)
         try:
-            conn.executemany(INSERT_ROW, [(r[0] or next(fresh), *r[1:8]) for r in rows])
+            conn.executemany(INSERT_ROW, ((r[0] or next(fresh), r[1], r[2], r[3],
+                                           reason_text(r[4]), r[5], r[6], r[7]) for r in rows))
         finally:
             conn.execute(BULK_OFF)
     for arity, params in _topic_updates(rows, activity):

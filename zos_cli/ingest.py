@@ -43,7 +43,7 @@ from zos_cli.records import ChannelRecord
 from zos_cli.sources.export import ExportError, ExportFile
 from zos_cli.timeutil import now_stored
 
-BATCH_MESSAGES = 20_000        # messages per transaction (--batch-size)
+BATCH_MESSAGES = 10_000        # messages per transaction (--batch-size)
 WRITE_CHUNK_MESSAGES = 2000    # messages per writer call: what is held in memory at once
 MAX_OPEN_FILES = 256          # files merged at once; more are merged group by group
 MERGE_BUFFER_BYTES = 32 << 20  # read-ahead shared by the open files

@@ -36,7 +36,7 @@ def ingest(
         "--batch-size", metavar="N", min=1, max=100_000,
         help="Messages per transaction (written 2,000 at a time): larger transactions write "
              "fewer, more aggregated ledger rows and run faster; a killed run redoes only "
-             "the transaction in progress.")] = 20_000,
+             "the transaction in progress.")] = 10_000,
     token: Annotated[Optional[str], typer.Option(
         "--token", metavar="TOKEN", show_default=False,
         help="Backfill through the Discord API with this bot token (else DISCORD_TOKEN).")] = None,

@@ -7,10 +7,12 @@
    once first to learn its participants; without every participant's consent it is only
    counted (and its participant ids kept in ingest_log, so it is re-read after consent).
 3. The messages of all remaining files are merged in snowflake order (a k-way merge of the
-   file streams: memory stays bounded) and written by the one writer in batches, one
-   transaction each, with the per-file counts in `ingest_log` updated in the same transaction.
-   Killed at any moment and run again, the store ends as an uninterrupted run would: a batch is
-   all or nothing, and messages already stored earn nothing the second time.
+   file streams: memory stays bounded) and written by the one writer in chunks of 2,000, in
+   transactions of `--batch-size` messages (the salience engine flushes its aggregated ledger
+   rows once per transaction), with the per-file counts in `ingest_log` updated in the same
+   transaction. Killed at any moment and run again, the store ends as an uninterrupted run
+   would: a transaction is all or nothing, and messages already stored earn nothing the
+   second time.
 4. A bad file stops at its first problem (what came before it is kept), is reported with its
    location, and the other files go on.
 """
@@ -18,12 +20,9 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import heapq
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,8 +35,8 @@ import sqlite_utils
 from zos_cli.audit import counts_of, record_event
 from zos_cli import consent
 from zos_cli import db as db_module
-from zos_cli.errors import UsageProblem
 from zos_cli.ids import new_id
+from zos_cli.ingest_files import STDIN, discover, sha256_of, spool
 from zos_cli.observe import COUNT_KEYS, Observation, ObservationWriter
 from zos_cli.records import ChannelRecord
 from zos_cli.sources.export import ExportError, ExportFile
@@ -47,7 +46,6 @@ BATCH_MESSAGES = 10_000        # messages per transaction (--batch-size)
 WRITE_CHUNK_MESSAGES = 2000    # messages per writer call: what is held in memory at once
 MAX_OPEN_FILES = 256          # files merged at once; more are merged group by group
 MERGE_BUFFER_BYTES = 32 << 20  # read-ahead shared by the open files
-STDIN = "-"
 WAL_PAGES_DURING_RUN = 10_000
 CACHE_KIB_DURING_RUN = 8 << 10
 GC_THRESHOLDS_DURING_RUN = (50_000, 20, 100)
@@ -68,51 +66,6 @@ class FilePlan:
     dm_skipped: int = 0
     dm_participants: list[str] | None = None
     started_at: str = field(default_factory=now_stored)
-
-
-def discover(paths: list[str]) -> list[str]:
-    """Files to read, in a stable order: each PATH as given, folders walked recursively for
-    `*.json` (asset folders `*_Files` skipped). Missing paths are a usage error."""
-    found: dict[str, None] = {}
-    missing = []
-    for raw in paths:
-        if raw == STDIN:
-            found.setdefault(STDIN, None)
-            continue
-        path = Path(raw)
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.endswith("_Files"))
-                for name in sorted(files):
-                    if name.lower().endswith(".json"):
-                        found.setdefault(str(Path(root) / name), None)
-        elif path.is_file():
-            found.setdefault(str(path), None)
-        else:
-            missing.append(raw)
-    if missing:
-        raise UsageProblem(f"no such file or folder: {', '.join(missing)}")
-    return list(found)
-
-
-def _spool(stream: BinaryIO) -> tuple[BinaryIO, int, str]:
-    spool = tempfile.TemporaryFile(prefix="zos-ingest-stdin-")
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := stream.read(1 << 20):
-        digest.update(chunk)
-        spool.write(chunk)
-        size += len(chunk)
-    spool.seek(0)
-    return spool, size, digest.hexdigest()
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class IngestRun:
@@ -191,7 +144,7 @@ class IngestRun:
         plan = FilePlan(label=label, path=Path(label))
         self.plans.append(plan)
         if label == STDIN:
-            plan.handle, plan.size, plan.sha256 = _spool(self.stdin or sys.stdin.buffer)
+            plan.handle, plan.size, plan.sha256 = spool(self.stdin or sys.stdin.buffer)
         else:
             try:
                 plan.size = plan.path.stat().st_size
@@ -224,7 +177,7 @@ class IngestRun:
             "ORDER BY started_at DESC", [plan.size]).fetchall()
         if not rows:
             return False
-        plan.sha256 = plan.sha256 or _sha256_of(plan.path)
+        plan.sha256 = plan.sha256 or sha256_of(plan.path)
         match = next((r for r in rows if r[0] == plan.sha256), None)
         if match is None:
             return False

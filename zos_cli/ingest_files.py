@@ -1,0 +1,58 @@
+"""Which files an ingest reads, and reading them whole for their size and sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from zos_cli.errors import UsageProblem
+
+STDIN = "-"
+
+
+def discover(paths: list[str]) -> list[str]:
+    """Files to read, in a stable order: each PATH as given, folders walked recursively for
+    `*.json` (asset folders `*_Files` skipped). Missing paths are a usage error."""
+    found: dict[str, None] = {}
+    missing = []
+    for raw in paths:
+        if raw == STDIN:
+            found.setdefault(STDIN, None)
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.endswith("_Files"))
+                for name in sorted(files):
+                    if name.lower().endswith(".json"):
+                        found.setdefault(str(Path(root) / name), None)
+        elif path.is_file():
+            found.setdefault(str(path), None)
+        else:
+            missing.append(raw)
+    if missing:
+        raise UsageProblem(f"no such file or folder: {', '.join(missing)}")
+    return list(found)
+
+
+def spool(stream: BinaryIO) -> tuple[BinaryIO, int, str]:
+    spool = tempfile.TemporaryFile(prefix="zos-ingest-stdin-")
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+        spool.write(chunk)
+        size += len(chunk)
+    spool.seek(0)
+    return spool, size, digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -153,8 +153,8 @@ def test_bucket_learned_once_serves_every_channel():
     limiter.update(*a, headers)
     limiter.acquire(*b)                  # another channel: its own state, no wait
     assert clock.slept == []
-    limiter.acquire(*a)                  # exhausted: wait for the reset
-    assert clock.slept == [1.5]
+    limiter.acquire(*a)                  # exhausted: wait for the reset (+1 ms of rounding)
+    assert clock.slept == [1.501]
 
 
 def test_client_side_global_window():

@@ -26,6 +26,10 @@ _MAJOR = ("channels", "guilds", "webhooks")
 _ID = re.compile(r"^\d+$")
 
 GLOBAL_REQUESTS_PER_SECOND = 50
+# X-RateLimit-Reset-After has millisecond precision: rounded down, a reset counted from the
+# moment the answer arrived can still fall up to half a millisecond before Discord's, and a
+# request sent then lands on the exhausted bucket. One more millisecond covers the rounding.
+RESET_AFTER_ROUNDING = 0.001
 INVALID_WINDOW_SECONDS = 600.0
 # Discord bans at 10,000 invalid requests in 10 minutes; zos stops at a tenth of that.
 INVALID_REQUEST_BUDGET = 1000
@@ -154,7 +158,7 @@ class RateLimiter:
         if remaining is not None:
             state.remaining = remaining
         if reset_after is not None:
-            state.reset_at = self.clock.monotonic() + reset_after
+            state.reset_at = self.clock.monotonic() + reset_after + RESET_AFTER_ROUNDING
 
     def rate_limited(self, route: str, major: str, headers, retry_after: float, *, is_global: bool,
                      scope: str | None) -> None:

@@ -4,6 +4,7 @@ history, stdin, bad files and locks."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 from tests.conftest import EXAMPLES
@@ -174,7 +175,7 @@ def test_files_are_processed_in_snowflake_order(cli, db, tmp_path):
     assert result.exit_code == 0, result.stderr
     reasons = [r[0] for r in db.execute(
         "SELECT reason FROM salience_ledger WHERE transaction_type = 'earn' ORDER BY rowid")]
-    seen = [r.split("messages ")[1].split("..")[0] for r in reasons]
+    seen = [re.search(r"\(messages? (\d+)", r).group(1) for r in reasons]
     assert seen == sorted(seen, key=int) and len(set(seen)) == 6
 
 

@@ -4,6 +4,8 @@ transaction), and the same balances whatever the sizes."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.exports import Export, message, reaction, role, snowflake, emoji, user
@@ -42,6 +44,9 @@ def run(tmp_path, name: str, *, batch: int, chunk: int, monkeypatch) -> dict:
         "earn_reasons": [r[0] for r in db.execute(
             "SELECT reason FROM salience_ledger WHERE transaction_type = 'earn' ORDER BY rowid")],
         "counts": db.execute("SELECT messages_new, reactions_new FROM ingest_log").fetchall(),
+        "alice_message_rows": db.execute(
+            "SELECT count(*) FROM salience_ledger WHERE topic_key = 'server:1001:user:101' "
+            "AND transaction_type = 'earn' AND reason LIKE '%× message (%'").fetchone()[0],
     }
     db.close()
     return result
@@ -55,10 +60,15 @@ def test_a_transaction_of_several_chunks_flushes_salience_once(tmp_path, monkeyp
     assert chunked["balances"] == pytest.approx(per_message["balances"])
     assert chunked["activity"] == per_message["activity"]
     assert chunked["counts"] == per_message["counts"] == [(40, 10)]
-    # Transactions of 15 messages (4 chunks: 4+4+4+4 ≥ 15, then the rest): each reason
-    # names its transaction's message range, and every topic has one earn row of each kind
-    # per transaction instead of one per message.
-    ranges = {r.split(": ")[1] for r in chunked["earn_reasons"]}
-    firsts = sorted(int(r.split("messages ")[1].split("..")[0]) for r in ranges)
-    assert firsts == [int(snowflake(0)), int(snowflake(16)), int(snowflake(32))]
+    # Transactions of 15 messages are written in chunks of 4 (4+4+4+4 ≥ 15: messages 0–15,
+    # 16–31, 32–39): every topic has one earn row of each kind per transaction, whose own
+    # message range lies inside it.
+    windows = [(int(snowflake(0)), int(snowflake(15))), (int(snowflake(16)), int(snowflake(31))),
+               (int(snowflake(32)), int(snowflake(39)))]
+    for reason in chunked["earn_reasons"]:
+        lo, _, hi = re.search(r"\(messages? ([\d.]+)\)", reason).group(1).partition("..")
+        lo, hi = int(lo), int(hi or lo)
+        assert any(start <= lo <= hi <= end for start, end in windows), reason
+    # Alice wrote 14 of the messages (every third): one row each alone, one per transaction.
+    assert (per_message["alice_message_rows"], chunked["alice_message_rows"]) == (14, 3)
     assert len(chunked["earn_reasons"]) < len(per_message["earn_reasons"]) / 3

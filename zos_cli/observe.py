@@ -69,7 +69,7 @@ class ObservationWriter:
         # caller holds several batches in one transaction (fewer, more aggregated rows): it
         # sets flush_each_batch = False and calls flush_salience() before committing.
         self.flush_each_batch = True
-        self.held_range: tuple[str, str] | None = None  # messages fed since the last flush
+        self.engine_fed = False  # events given to the engine since its last flush
         self.by_source: dict[str, dict[str, int]] = defaultdict(
             lambda: dict.fromkeys(COUNT_KEYS, 0))
         self.users_by_source: dict[str, set[str]] = defaultdict(set)
@@ -120,11 +120,11 @@ class ObservationWriter:
     def flush_salience(self) -> int:
         """Write the engine's pending rows (inside the caller's transaction); returns the
         number of ledger rows written."""
-        if self.held_range is None:
+        if not self.engine_fed:
             return 0
-        first, last = self.held_range
-        self.held_range = None
-        return self.engine.flush(f"{self.batch_label}: messages {first}..{last}")
+        self.engine_fed = False
+        # Each aggregated row names its own message range; the reason's prefix names the run.
+        return self.engine.flush(self.batch_label)
 
     def mark_deleted(self, message_ids: list[str], at: str) -> int:
         """Messages Discord no longer has (poll noticed): stamp `deleted_at` once."""
@@ -248,14 +248,12 @@ class _Batch:
         apply = self.w.engine.apply
         # Per channel record (two files of one channel may differ): parent, DM participants.
         places: dict[int, tuple] = {}
-        first = last = None
+        fed = False
         for mid, obs in self.chosen.items():
             is_new, reacted = mid in new, fresh_reactions.get(mid)
             if not is_new and not reacted:
                 continue
-            if first is None:
-                first = mid
-            last = mid
+            fed = True
             m, ch = obs.message, obs.channel
             place = places.get(id(ch))
             if place is None:
@@ -294,8 +292,7 @@ class _Batch:
                     emoji_id=emoji_id,
                     parent_channel_id=parent_channel,
                 ))
-        if first is not None:
-            held = self.w.held_range
-            self.w.held_range = (held[0] if held else first, last)
+        if fed:
+            self.w.engine_fed = True
             if self.w.flush_each_batch:
                 self.w.flush_salience()

@@ -148,3 +148,10 @@ def test_a_user_in_many_shapes_gets_the_record_of_each_shape(tmp_path):
     assert problem is None
     assert [m.author.nickname for m in records] == names
     assert {m.author.id for m in records} == {"105"}
+
+
+def test_links_are_found_whatever_the_case_of_their_scheme():
+    text = "see Http://Example.com/a, HTTPS://b.example/x. and http://c.example/?q=1"
+    assert schema.link_urls(text, ()) == [
+        "Http://Example.com/a", "HTTPS://b.example/x", "http://c.example/?q=1"]
+    assert schema.link_urls("no link here: ftp, http and :// alone", ()) == []

@@ -208,7 +208,7 @@ def check_snowflake(value: str | None, field: str) -> str:
 def link_urls(content: str, embeds: Sequence[XEmbed]) -> list[str]:
     """Links in the text and the embeds' own links, each once, in order of appearance."""
     seen: dict[str, None] = {}
-    if "http" in content or "HTTP" in content:
+    if "://" in content:  # in every link the pattern matches, whatever the scheme's case
         for match in _URL.findall(content):
             url = match.rstrip(_URL_TRAILING)
             if len(url) > 8:

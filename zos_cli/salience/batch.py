@@ -34,15 +34,14 @@ def message_range(lo: int | None, hi: int | None) -> str:
     return f" (message {lo})" if lo == hi else f" (messages {lo}..{hi})"
 
 
-def describe_sources(row_type: str, sources: dict[str, float]) -> tuple[str | None, str]:
-    """source_topic and the reason's words for an aggregated transfer row: its one source, or
-    the largest three and how many more."""
-    if len(sources) == 1:
-        (source,) = sources
-        return source, f"{row_type} from {source}"
+def describe_sources(row_type: str, sources: str | dict[str, float]) -> str:
+    """The reason's words for an aggregated transfer row: its one source, or the largest
+    three of its several sources and how many more."""
+    if type(sources) is str:
+        return f"{row_type} from {sources}"
     ranked = sorted(sources, key=lambda k: (-sources[k], k))
     more = f" and {len(ranked) - 3} more" if len(ranked) > 3 else ""
-    return None, f"{row_type} from {len(ranked)} topics: {', '.join(ranked[:3])}{more}"
+    return f"{row_type} from {len(ranked)} topics: {', '.join(ranked[:3])}{more}"
 
 
 class PendingRows:
@@ -99,12 +98,7 @@ class PendingRows:
         groups = self.groups
         while groups:  # emptied as the rows are made: the two are not in memory together
             (key, row_type, detail), (amount, n, lo, hi, at, seq, sources) = groups.popitem()
-            if not sources:
-                source = None
-            elif type(sources) is str:
-                source = sources
-            else:
-                source = describe_sources(row_type, sources)[0]
+            source = sources if type(sources) is str else None  # source_topic: one or none
             append([None, key, row_type, amount, (reason, row_type, detail, n, sources, lo, hi),
                     source, None, at, seq])
         for row_id, key, row_type, amount, detail, source, run_id, at, seq in self.singles:
@@ -126,17 +120,8 @@ def reason_text(reason) -> str:
     if type(reason) is not tuple:
         return reason
     batch_reason, row_type, detail, n, sources, lo, hi = reason
-    if not sources:
-        what = detail
-    elif type(sources) is str:
-        what = f"{row_type} from {sources}"
-    else:
-        what = describe_sources(row_type, sources)[1]
-    if lo is None:
-        span = ""
-    else:
-        span = f" (message {lo})" if lo == hi else f" (messages {lo}..{hi})"
-    return f"{batch_reason}: {n} × {what}{span}"
+    what = describe_sources(row_type, sources) if sources else detail
+    return f"{batch_reason}: {n} × {what}{message_range(lo, hi)}"
 
 
 def exact_balances(rows: list[list], base: dict[str, float], target: dict[str, float]) -> None:

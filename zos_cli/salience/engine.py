@@ -144,8 +144,8 @@ class SalienceEngine:
             info = idx.info[key]
         kind, cap, _owners, owner = info
         is_global = not key.startswith("server:")
-        if kind == "dyad" and not is_global:  # server:<s>:dyad:<a>:<b>
-            _, _, _, a, b = key.split(":")
+        if kind == "dyad" and not is_global:
+            a, b = idx.topic(key).ids
             self._maybe_warm_global_dyad(a, b, at)
         if owner:
             idx.ensure_scope(key)  # its receptive set must be complete
@@ -177,7 +177,7 @@ class SalienceEngine:
             idx.offer(key, share, spill, ref, at)
         if (kind == "user" and is_global
                 and balance <= self.threshold < balance + credited):
-            self._warm_dyads_of(key[5:], at)  # user:<id>
+            self._warm_dyads_of(idx.topic(key).ids[0], at)
 
     def _give(self, key: str, row_type: str, amount: float, source: str, at: str,
               ref: int | None) -> None:

@@ -61,6 +61,11 @@ class OfferLog:
         ref = self.refs[i]
         return None if ref == NO_REF else ref
 
+    def spill_span(self, i: int, k: int) -> tuple[int, int]:
+        """The first and last of entries i..k-1 that offered a spillover (there is one)."""
+        counts = self.spill_counts
+        return bisect_right(counts, counts[i], i) - 1, bisect_left(counts, counts[k], i) - 1
+
     def cleared(self) -> OfferLog:
         return OfferLog(self.end)
 
@@ -77,16 +82,17 @@ def fold(member: str, balance: float, cap: float, pending: list[tuple[str, Offer
         total += (log.sum_props[-1] - log.sum_props[i]) + (log.sum_spills[-1] - log.sum_spills[i])
     if balance + total <= cap:
         for owner, log, seen in pending:
-            i = seen - log.start
-            first, last, at = log.ref(i), log.ref(len(log.refs) - 1), log.ats[-1]
-            prop = log.sum_props[-1] - log.sum_props[i]
+            i, k = seen - log.start, len(log.seqs)
+            prop = log.sum_props[k] - log.sum_props[i]
             if prop > 0:
-                sink(member, "propagate", "propagate", prop, len(log.seqs) - i, first, last, at,
-                     owner)
-            spill = log.sum_spills[-1] - log.sum_spills[i]
+                sink(member, "propagate", "propagate", prop, k - i, log.ref(i), log.ref(k - 1),
+                     log.ats[k - 1], owner)
+            spill = log.sum_spills[k] - log.sum_spills[i]
             if spill > 0:
+                first, last = log.spill_span(i, k)
                 sink(member, "spillover", "spillover", spill,
-                     log.spill_counts[-1] - log.spill_counts[i], first, last, at, owner)
+                     log.spill_counts[k] - log.spill_counts[i], log.ref(first), log.ref(last),
+                     log.ats[last], owner)
         return balance + total
     return _fold_to_cap(member, balance, cap, pending, sink)
 
@@ -131,12 +137,10 @@ def _fold_to_cap(member: str, balance: float, cap: float,
                           log.ref(i), log.ref(k - 1), log.ats[k - 1]])
         spill = log.sum_spills[k] - log.sum_spills[i]
         if spill > 0:
-            counts = log.spill_counts
-            first = bisect_right(counts, counts[i], i) - 1
-            last = bisect_left(counts, counts[k], i) - 1
+            first, last = log.spill_span(i, k)
             given.append([log.seqs[first], 1, "spillover", owner, spill,
-                          counts[k] - counts[i], log.ref(first), log.ref(last),
-                          log.ats[last]])
+                          log.spill_counts[k] - log.spill_counts[i], log.ref(first),
+                          log.ref(last), log.ats[last]])
     # The filling offer: its shares up to what is left below the cap (summed as the search
     # summed, so the two agree on where the cap is reached). The member ends full.
     held = balance + through(filling - 1)

@@ -13,8 +13,7 @@ records API member roles in the same transactions, so it does not).
 
 from __future__ import annotations
 
-import json
-
+from zos_cli.observe_rows import json_ids
 from zos_cli.records import UserRecord
 
 _MIN_SEEN = ("CASE WHEN {c} IS NULL OR excluded.{c} < {c} THEN coalesce(excluded.{c}, {c}) "
@@ -235,7 +234,7 @@ def _write_roles(batch, roles_now: dict[tuple[str, str], list],
     conn.executemany(
         "DELETE FROM user_roles WHERE user_id = ? AND server_id = ? "
         "AND role_id NOT IN (SELECT value FROM json_each(?))",
-        [(uid, sid, json.dumps([r.id for r in roles])) for (uid, sid), roles in roles_now.items()],
+        [(uid, sid, json_ids(r.id for r in roles)) for (uid, sid), roles in roles_now.items()],
     )
     conn.executemany(
         "INSERT OR IGNORE INTO user_roles (user_id, role_id, server_id, seen_at) "

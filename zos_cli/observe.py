@@ -5,7 +5,8 @@ and the API client (`zos poll`, `zos ingest --token`). The caller holds a
 `write_transaction`; each call writes one batch with `executemany` (see `observe_rows` and
 `observe_people`), feeds the salience engine the events of what is NEW (new messages, new
 reactions) in snowflake order, and flushes the engine's ledger rows inside the same
-transaction.
+transaction (or, for a caller that holds several batches in one transaction, once before it
+commits: `flush_each_batch`, `flush_salience`).
 
 Rules (DESIGN §3, §5, §7):
 - upsert by snowflake; the newest observation (`observed_at`: an export's exportedAt, the
@@ -246,8 +247,6 @@ class _Batch:
                 [rows.json_ids(replies)],
             ).fetchall())
         apply = self.w.engine.apply
-        # Per channel record (two files of one channel may differ): parent, DM participants.
-        places: dict[int, tuple] = {}
         fed = False
         for mid, obs in self.chosen.items():
             is_new, reacted = mid in new, fresh_reactions.get(mid)
@@ -255,12 +254,7 @@ class _Batch:
                 continue
             fed = True
             m, ch = obs.message, obs.channel
-            place = places.get(id(ch))
-            if place is None:
-                place = places[id(ch)] = (
-                    ch.parent_id if ch.is_thread else None,
-                    tuple(ch.participant_ids or ()) if ch.is_dm else ())
-            parent_channel = place[0]
+            parent_channel = ch.parent_id if ch.is_thread else None
             if is_new:
                 apply(MessageEvent(
                     message_id=m.id,
@@ -279,7 +273,7 @@ class _Batch:
                     mentioned_role_ids=tuple(sorted(set(m.role_mention_ids)))
                     if m.role_mention_ids else (),
                     custom_emoji_ids=tuple(m.inline_custom_emoji_ids),
-                    dm_participant_ids=place[1],
+                    dm_participant_ids=tuple(ch.participant_ids or ()) if ch.is_dm else (),
                 ))
             for user_id, _emoji, emoji_id in reacted or ():
                 apply(ReactionEvent(

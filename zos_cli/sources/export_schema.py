@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import date as date_type
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import msgspec
 
@@ -192,11 +192,7 @@ def _stored_time_of_any(text: str, field: str) -> str:
             return timeutil.normalize(text)
         except (AttributeError, ValueError):
             raise RecordError(f"`{field}` is not an ISO-8601 time: {text!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    elif dt.utcoffset():
-        dt = dt.astimezone(timezone.utc)
-    return dt.isoformat(timespec="microseconds")  # timeutil.to_stored, inlined
+    return timeutil.to_stored(dt)  # (the common shapes take stored_time's cached path)
 
 
 def check_snowflake(value: str | None, field: str) -> str:

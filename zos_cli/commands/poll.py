@@ -76,13 +76,18 @@ def poll(
             _stop_on_sigterm(stop):
         report = run_poll(db, config, secret, options, interval=interval, max_wait=max_wait,
                           stop=stop, on_report=_printer(fmt, interval is not None))
+    _raise_failures(report, "poll")
+
+
+def _raise_failures(report, job: str) -> None:
+    """A fatal error as itself; per-channel errors as one JobFailed naming the first."""
     if report.fatal is not None:
         raise report.fatal
     errors = report.summary["errors"]
     if errors:
         first = errors[0]
-        raise JobFailed(f"poll finished with {len(errors)} error(s); first: "
-                        f"{first['channel'] or 'poll'}: {first['error']}")
+        raise JobFailed(f"{job} finished with {len(errors)} error(s); first: "
+                        f"{first['channel'] or job}: {first['error']}")
 
 
 def _ids(values: list[str] | None, flag: str) -> list[str]:
@@ -140,13 +145,7 @@ def backfill_command(ctx: typer.Context, *, token: str | None, channel: list[str
                           human=_human_backfill)
     for item in report.summary["skipped_channels"]:
         output.note(f"skipped channel {item['channel']}: {item['reason']}")
-    if report.fatal is not None:
-        raise report.fatal
-    errors = report.summary["errors"]
-    if errors:
-        first = errors[0]
-        raise JobFailed(f"backfill finished with {len(errors)} error(s); first: "
-                        f"{first['channel'] or 'backfill'}: {first['error']}")
+    _raise_failures(report, "backfill")
 
 
 def _human_backfill(summary: dict) -> None:

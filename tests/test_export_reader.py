@@ -182,6 +182,10 @@ BAD = {
     "no id": (lambda g: _replace(g, b'"id": "%s"' % snowflake(1).encode(), b'"idx": "1"'),
               f"not a valid message: missing required field `id`, at message index 1 "
               f"(byte {M1})"),
+    "id beyond 64 bits": (lambda g: _replace(g, snowflake(1).encode(), b"18446744073709551616"),
+                          "message 18446744073709551616: `id` '18446744073709551616' is not a "
+                          "Discord id (a string of digits, "
+                          f"at most 2^64 - 1), at message index 1 (byte {M1})"),
     "no author": (lambda g: _replace(g, b'"author"', b'"writer"'),
                   "not a valid message: missing required field `author`, at message index 0 "
                   f"(byte {M0})"),

@@ -271,3 +271,19 @@ def test_exports_without_roles_deleted_users_and_attachments(cli, db, tmp_path):
     assert db.execute("SELECT id, is_deleted FROM users ORDER BY id").fetchall() == [
         ("104", 0), ("456226577798135808", 1)]
     assert db.execute("SELECT roles_known FROM user_server_tracking").fetchall() == [(0,), (0,)]
+
+
+def test_ids_above_2_to_the_63_are_unsigned_64_bit_and_ingest(cli, db, tmp_path):
+    """Snowflakes are unsigned 64-bit numbers: one past the signed range ingests, earns and
+    names its message in the ledger's reasons like any other."""
+    big = "10213093380096000000"
+    ex = Export(messages=[message(snowflake(0), ALICE, "warm up"),
+                          message(snowflake(1), BOB, "and again"),
+                          message(big, ALICE, "far future",
+                                  reactions=[reaction(emoji("👍"), [BOB])])])
+    result, summary = ingest(cli, str(ex.write(tmp_path / "big.json")))
+    assert result.exit_code == 0, result.stderr
+    assert summary["messages_new"] == 3 and summary["reactions_new"] == 1
+    reasons = [r[0] for r in db.execute("SELECT reason FROM salience_ledger")]
+    assert any(big in r for r in reasons)
+    assert json.loads(cli("salience", "check", "--json").stdout)["ok"] is True

@@ -23,7 +23,10 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 
-NO_REF = -1  # message ids are positive
+# Message ids are unsigned 64-bit numbers (export_schema.check_snowflake refuses larger ones),
+# kept in an unsigned array; the largest is taken as "no message" (Discord reaches it in the
+# 23rd century, and it would only leave a range out of a reason).
+NO_REF = 2**64 - 1
 
 
 class OfferLog:
@@ -40,7 +43,7 @@ class OfferLog:
         self.seqs = array("q")
         self.props = array("d")
         self.spills = array("d")
-        self.refs = array("q")      # message ids; NO_REF for an offer without one
+        self.refs = array("Q")      # message ids; NO_REF for an offer without one
         self.ats: list[str] = []
         self.sum_props = array("d", [0.0])
         self.sum_spills = array("d", [0.0])

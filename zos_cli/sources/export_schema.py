@@ -195,9 +195,14 @@ def _stored_time_of_any(text: str, field: str) -> str:
     return timeutil.to_stored(dt)  # (the common shapes take stored_time's cached path)
 
 
+MAX_SNOWFLAKE = 2**64 - 1  # Discord ids are unsigned 64-bit numbers
+
+
 def check_snowflake(value: str | None, field: str) -> str:
-    if not value or not value.isdigit() or not value.isascii() or len(value) > 20:
-        raise RecordError(f"`{field}` {value!r} is not a Discord id (a string of digits)")
+    if (not value or not value.isdigit() or not value.isascii() or len(value) > 20
+            or (len(value) == 20 and int(value) > MAX_SNOWFLAKE)):
+        raise RecordError(f"`{field}` {value!r} is not a Discord id (a string of digits, "
+                          "at most 2^64 - 1)")
     return value
 
 
@@ -278,8 +283,8 @@ class RecordBuilder:
 
     def message(self, x: XMessage) -> MessageRecord:
         message_id = x.id
-        if not (message_id.isdigit() and message_id.isascii() and len(message_id) <= 20):
-            check_snowflake(message_id, "id")  # raises, with the message
+        if not (message_id.isdigit() and message_id.isascii() and len(message_id) < 20):
+            check_snowflake(message_id, "id")  # raises, with the message, unless it is valid
         content = x.content or ""
         if len(content) > MAX_CONTENT_CHARS:
             raise RecordError(

@@ -76,9 +76,10 @@ def generate(path: Path, ledger_rows: int, topics: int) -> float:
     with database.write_transaction(db):
         conn.executemany("INSERT INTO topics (key, category, budget_group, server_id, is_global, "
                          "created_at) VALUES (?, ?, ?, ?, ?, ?)", topic_rows(topics))
-        keys = [r[0] for r in conn.execute("SELECT key FROM topics ORDER BY key")]
-        conn.execute("CREATE TEMP TABLE k (n INTEGER PRIMARY KEY, key TEXT)")
-        conn.executemany("INSERT INTO temp.k VALUES (?, ?)", list(enumerate(keys)))
+        keys = conn.execute("SELECT key, id FROM topics ORDER BY key").fetchall()
+        conn.execute("CREATE TEMP TABLE k (n INTEGER PRIMARY KEY, key TEXT, id INTEGER)")
+        conn.executemany("INSERT INTO temp.k VALUES (?, ?, ?)",
+                         [(n, key, topic_id) for n, (key, topic_id) in enumerate(keys)])
         # Times a row can have: every hour of 2024 (joined by number: cheaper than strftime).
         conn.execute("CREATE TEMP TABLE h (n INTEGER PRIMARY KEY, at TEXT)")
         conn.execute(
@@ -91,12 +92,12 @@ def generate(path: Path, ledger_rows: int, topics: int) -> float:
         # Row i belongs to topic i / per_topic; its time moves forward within the topic.
         conn.execute(
             "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, "
-            "created_at) "
+            "created_at, topic_id) "
             "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?) "
             "SELECT printf('%020d', i), k.key, "
             " CASE i % 4 WHEN 0 THEN 'propagate' WHEN 3 THEN 'decay' ELSE 'earn' END, "
             " CASE i % 4 WHEN 3 THEN -0.01 ELSE ((i * 7919) % 997) / 100.0 END, "
-            " 'bench', h.at "
+            " 'bench', h.at, k.id "
             "FROM s JOIN temp.k k ON k.n = min(i / ?, ?) "
             "JOIN temp.h h ON h.n = (i % ?) * 8759 / max(? - 1, 1)",
             [ledger_rows, per_topic, topics - 1, per_topic, per_topic])
@@ -106,8 +107,8 @@ def generate(path: Path, ledger_rows: int, topics: int) -> float:
         t_index = time.perf_counter()
         conn.execute(
             "UPDATE topics SET balance = s.total, last_activity_at = s.last FROM "
-            "(SELECT topic_key, sum(amount) AS total, max(created_at) AS last "
-            " FROM salience_ledger GROUP BY topic_key) AS s WHERE s.topic_key = topics.key")
+            "(SELECT topic_id, sum(amount) AS total, max(created_at) AS last "
+            " FROM salience_ledger GROUP BY topic_id) AS s WHERE s.topic_id = topics.id")
         conn.execute("DROP TABLE temp.k")
         conn.execute("DROP TABLE temp.h")
         print(f"generated {ledger_rows:,} rows: insert {t_insert - started:.1f} s, indexes "

@@ -13,6 +13,8 @@ from tests.conftest import Cli, run_zos
 from zos_cli import __version__, locks
 from zos_cli.cli import app
 
+ALL_MIGRATIONS = ["0001_initial", "0002_ledger_topic_id"]
+
 
 def test_init_db_creates_folder_and_is_rerunnable(tmp_path):
     path = tmp_path / "deep" / "er" / "zos.db"
@@ -20,10 +22,10 @@ def test_init_db_creates_folder_and_is_rerunnable(tmp_path):
     first = cli("init-db", "--json")
     assert first.exit_code == 0, first.stderr
     doc = json.loads(first.stdout)
-    assert doc["created"] is True and doc["applied"] == ["0001_initial"]
+    assert doc["created"] is True and doc["applied"] == ALL_MIGRATIONS
     again = cli("init-db", "--json")
     assert json.loads(again.stdout)["applied"] == []
-    assert cli("init-db").stdout == f"{path} is up to date (schema version 1).\n"
+    assert cli("init-db").stdout == f"{path} is up to date (schema version 2).\n"
 
 
 def test_missing_database_is_66_with_hint(tmp_path):
@@ -78,14 +80,16 @@ def test_pending_migrations_reported_by_status_and_applied_by_migrate(tmp_path):
     sqlite3.connect(path).close()  # an empty file: every migration pending
     cli = Cli(path)
     status = json.loads(cli("status", "--json").stdout)
-    assert status["pending_migrations"] == ["0001_initial"]
+    assert status["pending_migrations"] == ALL_MIGRATIONS
     listing = json.loads(cli("migrate", "--status", "--json").stdout)
-    assert listing == [{"version": 1, "name": "initial", "state": "pending", "applied_at": None}]
+    assert listing == [{"version": 1, "name": "initial", "state": "pending", "applied_at": None},
+                       {"version": 2, "name": "ledger_topic_id", "state": "pending",
+                        "applied_at": None}]
     dry = json.loads(cli("migrate", "--dry-run", "--json").stdout)
-    assert dry["applied"] == ["0001_initial"] and dry["dry_run"] is True
+    assert dry["applied"] == ALL_MIGRATIONS and dry["dry_run"] is True
     assert json.loads(cli("migrate", "--status", "--json").stdout)[0]["state"] == "pending"
     done = cli("migrate", "--json")
-    assert done.exit_code == 0 and json.loads(done.stdout)["to_version"] == 1
+    assert done.exit_code == 0 and json.loads(done.stdout)["to_version"] == 2
     assert json.loads(cli("status", "--json").stdout)["pending_migrations"] == []
 
 
@@ -187,7 +191,8 @@ def test_commands_refuse_pending_migrations_with_78(tmp_path, args):
     sqlite3.connect(path).close()
     r = Cli(path)(*args)
     assert r.exit_code == 78, r.stderr
-    assert r.stderr == (f"Error: {path} has pending migrations (0001_initial): "
+    assert r.stderr == (f"Error: {path} has pending migrations (0001_initial, "
+                        "0002_ledger_topic_id): "
                         "run `zos migrate`\n")
 
 

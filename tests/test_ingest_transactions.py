@@ -46,7 +46,7 @@ def run(tmp_path, name: str, *, batch: int, chunk: int, monkeypatch) -> dict:
         "counts": db.execute("SELECT messages_new, reactions_new FROM ingest_log").fetchall(),
         "alice_message_rows": db.execute(
             "SELECT count(*) FROM salience_ledger WHERE topic_key = 'server:1001:user:101' "
-            "AND transaction_type = 'earn' AND reason LIKE '%× message (%'").fetchone()[0],
+            "AND transaction_type = 'earn' AND reason LIKE '%× message%'").fetchone()[0],
     }
     db.close()
     return result
@@ -69,6 +69,7 @@ def test_a_transaction_of_several_chunks_flushes_salience_once(tmp_path, monkeyp
         lo, _, hi = re.search(r"\(messages? ([\d.]+)\)", reason).group(1).partition("..")
         lo, hi = int(lo), int(hi or lo)
         assert any(start <= lo <= hi <= end for start, end in windows), reason
-    # Alice wrote 14 of the messages (every third): one row each alone, one per transaction.
+    # Alice wrote 14 of the messages (every third): one row each alone, one per transaction
+    # (a topic's earns of every kind are one row per transaction: "5 × message, 2 × reaction").
     assert (per_message["alice_message_rows"], chunked["alice_message_rows"]) == (14, 3)
     assert len(chunked["earn_reasons"]) < len(per_message["earn_reasons"]) / 3

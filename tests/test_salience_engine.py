@@ -157,6 +157,20 @@ def test_aggregated_rows_explain_the_batch(db, config):
     assert sources == {"earn": None, "propagate": UIC}  # one source: named in its column
 
 
+def test_one_earn_row_per_topic_and_batch_counts_each_kind(db, config):
+    """DESIGN §5 aggregates per topic and row type: a dyad's replies, mentions and reactions of
+    one batch are one earn row whose reason counts each kind, in the order they first came."""
+    dyad = "server:1:dyad:100:200"
+    run(db, config, [msg(11, "200"), msg(12, "100", reply_to_author_id="200"),
+                     react(12, "100", "200"), msg(13, "100", mentioned_user_ids=("200",)),
+                     msg(14, "100", reply_to_author_id="200")], reason="ingest X")
+    earns = db.execute("SELECT amount, reason FROM salience_ledger WHERE topic_key = ? AND "
+                       "transaction_type = 'earn'", [dyad]).fetchall()
+    assert earns == [(pytest.approx(1.5 + 0.5 + 2.0 + 1.5),
+                      "ingest X: 2 × reply, 1 × reaction, 1 × mention (messages 12..14)")]
+    assert balances(db)[dyad] == pytest.approx(ledger_sums(db)[dyad])
+
+
 def test_engine_sees_what_other_writers_did_between_batches(db, config):
     key = "server:1:channel:30"
     engine = earn_all(db, config, [(key, 200.0)])

@@ -56,7 +56,7 @@ INDEXES = [
     ("messages", ["author_id", "created_at"]),
     ("messages", ["server_id", "created_at"]),
     ("topics", ["category"]),
-    ("salience_ledger", ["topic_key", "created_at"]),
+    ("salience_ledger", ["topic_id", "created_at"]),  # 0002: by the integer topic id
     ("insights", ["topic_key", "created_at"]),
     ("insights", ["category", "created_at"]),
     ("insights", ["expires_at"]),

@@ -81,6 +81,25 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
 
 
 @contextmanager
+def triggers_suspended(db, *names: str) -> Iterator[None]:
+    """Drop the named triggers for the block and make them again from their stored SQL after
+    it, inside the caller's write transaction: a rollback brings them back too, so no other
+    connection ever sees them missing. For bulk writes that keep the triggers' invariant
+    themselves (SQLite runs a trigger as a sub-program per row, costlier than the insert)."""
+    conn = db.conn if hasattr(db, "conn") else db
+    placeholders = ", ".join("?" * len(names))
+    saved = conn.execute(f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                         f"AND name IN ({placeholders})", names).fetchall()
+    for name, _sql in saved:
+        conn.execute(f"DROP TRIGGER [{name}]")
+    try:
+        yield
+    finally:
+        for _name, sql in saved:
+            conn.execute(sql)
+
+
+@contextmanager
 def secure_delete(db: sqlite_utils.Database) -> Iterator[None]:
     """`PRAGMA secure_delete` on for the block (SQLite zeroes what it deletes, in the row's
     page and in freed pages), back to what it was afterwards."""

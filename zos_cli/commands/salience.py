@@ -176,14 +176,21 @@ def _print_budget(doc: dict) -> None:
 
 @app.command("check")
 def check(ctx: typer.Context, json_: JsonFlag = False) -> None:
-    """Prove every topic's balance equals the sum of its ledger rows (exit 1 if not)."""
+    """Prove every topic's balance equals the sum of its ledger rows, and every row names one
+    topic by key and id (exit 1 if not)."""
     fmt = output.choose(json_)
     from zos_cli.salience.queries import check as check_ledger
 
     with state(ctx).database() as db:
         doc = check_ledger(db)
     output.print_document(doc, fmt, human=_print_check)
-    if not doc["ok"]:
+    if doc["misfiled_rows"]:  # first: such a row also makes two balances differ
+        ids = ", ".join(m["ledger_id"] for m in doc["misfiled_rows"][:5])
+        more = "…" if len(doc["misfiled_rows"]) > 5 else ""
+        raise JobFailed(f"{len(doc['misfiled_rows'])} ledger row(s) whose topic_id does not "
+                        f"name their topic_key ({ids}{more}): run `zos salience rebuild` to "
+                        "write them again")
+    if doc["mismatches"]:
         keys = ", ".join(m["topic_key"] for m in doc["mismatches"][:5])
         more = "…" if len(doc["mismatches"]) > 5 else ""
         raise JobFailed(f"{len(doc['mismatches'])} topic balance(s) differ from their ledger "
@@ -194,8 +201,11 @@ def _print_check(doc: dict) -> None:
     if doc["ok"]:
         print(f"OK: {doc['topics_checked']} topics, {doc['ledger_rows']} ledger rows; every "
               "balance equals the sum of its ledger rows.")
-    else:
+    if doc["mismatches"]:
         output.print_rows(doc["mismatches"], output.Format.TABLE, title="Balances that differ")
+    if doc["misfiled_rows"]:
+        output.print_rows(doc["misfiled_rows"], output.Format.TABLE,
+                          title="Ledger rows whose topic_id names another topic")
 
 
 @app.command("rebuild")

@@ -1,8 +1,9 @@
 """The rows of one engine batch, and writing them.
 
-Within a batch the earns of one topic of one kind (message, reply, mention, …) become one row,
-and its propagate (or spillover) transfers another: the reason names the batch, the count, the
-sources and the message-id range; the row is stamped with the newest event time it covers.
+Within a batch the earns of one topic become one row, whatever their kinds (message, reply,
+mention, …), and its propagate (or spillover) transfers another — per topic and row type, as
+DESIGN §5 allows: the reason names the batch, the count of each kind or the sources, and the
+message-id range; the row is stamped with the newest event time it covers.
 Warm rows, reflection events (subject_mention, self_run), decays and spends are written one row
 each. With `aggregate=False` every change is its own row.
 """
@@ -12,18 +13,21 @@ from __future__ import annotations
 from functools import lru_cache
 from operator import itemgetter
 
+from zos_cli.db import triggers_suspended
 from zos_cli.ids import iter_new_ids
 
+# Topic ids are given (the engine numbers new topics and knows the others), so the schema's
+# fill-in triggers (topics_id_ai, salience_ledger_topic_id) never run for the engine's rows.
 INSERT_TOPIC = (
-    "INSERT INTO topics (key, category, budget_group, server_id, is_global, created_at, metadata) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
+    "INSERT INTO topics (key, category, budget_group, server_id, is_global, created_at, metadata, "
+    "id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
 )
 INSERT_ROW = (
     "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, source_topic, "
-    "layer_run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "layer_run_id, created_at, topic_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-BULK_ON = "INSERT INTO salience_bulk_write (active) VALUES (1)"
-BULK_OFF = "DELETE FROM salience_bulk_write"
+# The ledger's insert triggers, which the bulk insert does the work of (schema 0002).
+INSERT_TRIGGERS = ("salience_ledger_ai", "salience_ledger_topic_id")
 _BY_TOPIC_TIME_SEQ = itemgetter(1, 7, 8)  # a row's key, time and sequence
 _PREFIXED = ("earn", "propagate", "spillover", "warm")  # decays and spends keep their reasons
 
@@ -46,7 +50,8 @@ def describe_sources(row_type: str, sources: str | dict[str, float]) -> str:
 
 class PendingRows:
     def __init__(self):
-        # (key, type, detail) → [amount, n, lo, hi, at, seq, source or {source: amount}]
+        # (key, type) → [amount, n, lo, hi, at, seq, source or {source: amount},
+        #                kind or {kind: n}]
         self.groups: dict[tuple, list] = {}
         self.singles: list[tuple] = []    # (id, key, type, amount, detail, source, run, at, seq)
         self.activity: dict[str, str] = {}  # key → newest earn time in this batch
@@ -61,13 +66,19 @@ class PendingRows:
 
     def group(self, key: str, row_type: str, detail: str, amount: float, n: int,
               lo: int | None, hi: int | None, at: str, source: str | None = None) -> None:
-        gkey = (key, row_type, detail)
+        gkey = (key, row_type)
         g = self.groups.get(gkey)
         if g is None:
             self.seq += 1
-            # The sources: one source's key (most rows have one), a dict once there are more.
-            self.groups[gkey] = [amount, n, lo, hi, at, self.seq, source]
+            # The sources and the kinds: one key or kind (most rows have one), a dict once
+            # there are more.
+            self.groups[gkey] = [amount, n, lo, hi, at, self.seq, source, detail]
             return
+        kinds = g[7]
+        if type(kinds) is dict:
+            kinds[detail] = kinds.get(detail, 0) + n
+        elif kinds != detail:
+            g[7] = {kinds: g[1], detail: n}
         if source:
             sources = g[6]
             if type(sources) is dict:
@@ -97,7 +108,7 @@ class PendingRows:
         append = rows.append
         groups = self.groups
         while groups:  # emptied as the rows are made: the two are not in memory together
-            (key, row_type, detail), (amount, n, lo, hi, at, seq, sources) = groups.popitem()
+            (key, row_type), (amount, n, lo, hi, at, seq, sources, detail) = groups.popitem()
             source = sources if type(sources) is str else None  # source_topic: one or none
             append([None, key, row_type, amount, (reason, row_type, detail, n, sources, lo, hi),
                     source, None, at, seq])
@@ -116,12 +127,18 @@ class PendingRows:
 
 def reason_text(reason) -> str:
     """A row's reason: as given, or an aggregated row's text from its parts — "<batch>: 3 ×
-    message (messages 11..15)", "<batch>: 2 × propagate from <source> (message 15)"."""
+    message (messages 11..15)", "<batch>: 2 × reply, 1 × mention (messages 12..14)",
+    "<batch>: 2 × propagate from <source> (message 15)"."""
     if type(reason) is not tuple:
         return reason
     batch_reason, row_type, detail, n, sources, lo, hi = reason
-    what = describe_sources(row_type, sources) if sources else detail
-    return f"{batch_reason}: {n} × {what}{message_range(lo, hi)}"
+    if sources:
+        what = f"{n} × {describe_sources(row_type, sources)}"
+    elif type(detail) is dict:
+        what = ", ".join(f"{count} × {kind}" for kind, count in detail.items())
+    else:
+        what = f"{n} × {detail}"
+    return f"{batch_reason}: {what}{message_range(lo, hi)}"
 
 
 def exact_balances(rows: list[list], base: dict[str, float], target: dict[str, float]) -> None:
@@ -143,26 +160,45 @@ def exact_balances(rows: list[list], base: dict[str, float], target: dict[str, f
             running[key] += row[3]
 
 
-def write(db, topic_rows: list[tuple], rows: list[list], activity: dict[str, str]) -> int:
-    """Insert the batch (the caller holds the write transaction); returns rows written.
+def write_topics(db, topic_rows: list[tuple]) -> list[tuple[str, int]]:
+    """Insert the batch's new topics, numbered by the engine (the caller holds the write
+    transaction). Returns [] — or, when another writer made some of them since the engine
+    looked, the (key, id) each of them has in the database."""
+    if not topic_rows:
+        return []
+    with triggers_suspended(db, "topics_id_ai"):  # the ids are given
+        inserted = db.conn.executemany(INSERT_TOPIC, topic_rows).rowcount
+    if inserted == len(topic_rows):
+        return []
+    keys = [row[0] for row in topic_rows]
+    found = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        found += db.execute(f"SELECT key, id FROM topics WHERE key IN ({', '.join('?' * len(chunk))})",
+                            chunk).fetchall()
+    return found
 
-    The ledger rows are inserted with the per-row balance trigger switched off (see
-    salience_bulk_write in the schema), and each touched topic is then updated once: its
-    balance plus its rows' amounts one by one in insertion order — SQL evaluates
-    `balance + ? + ?` from the left, so this is exactly the value the trigger would have left,
-    for a fraction of the cost — and its last-activity time, in the same statement."""
+
+def write(db, rows: list[list], activity: dict[str, str], topic_id) -> int:
+    """Insert the batch's ledger rows (the caller holds the write transaction); returns rows
+    written. `topic_id(key)` is a topic's topics.id.
+
+    Rows go in by topic id, so that each batch walks the ledger's (topic_id, created_at) index
+    from one end to the other instead of jumping about in it. The ledger's insert triggers
+    are suspended meanwhile (they cost more than the insert itself): the rows carry their
+    topic ids, and each touched topic is then updated once: its balance plus its rows' amounts
+    one by one in insertion order — SQL evaluates `balance + ? + ?` from the left, so this is
+    exactly the value the balance trigger would have left — and its last-activity time, in the
+    same statement."""
     fresh = iter_new_ids(sum(1 for r in rows if r[0] is None))
     conn = db.conn
-    if topic_rows:
-        conn.executemany(INSERT_TOPIC, topic_rows)
     if rows:
-        conn.execute(BULK_ON)
-        try:
+        rows.sort(key=lambda r: topic_id(r[1]))  # stable: each topic keeps its rows' order
+        with triggers_suspended(db, *INSERT_TRIGGERS):
             conn.executemany(INSERT_ROW, ((r[0] or next(fresh), r[1], r[2], r[3],
-                                           reason_text(r[4]), r[5], r[6], r[7]) for r in rows))
-        finally:
-            conn.execute(BULK_OFF)
-    for arity, params in _topic_updates(rows, activity):
+                                           reason_text(r[4]), r[5], r[6], r[7], topic_id(r[1]))
+                                          for r in rows))
+    for arity, params in _topic_updates(rows, activity, topic_id):
         conn.executemany(_update_sql(arity), params)
     return len(rows)
 
@@ -172,27 +208,29 @@ _MAX_TERMS = 32  # amounts per UPDATE (SQLite bounds expression depth); more tak
 
 @lru_cache(maxsize=None)
 def _update_sql(arity: int) -> str:
-    at, key = f"?{arity + 1}", f"?{arity + 2}"
+    at, topic_id = f"?{arity + 1}", f"?{arity + 2}"
     return (f"UPDATE topics SET balance = balance{' + ?' * arity}, last_activity_at = CASE "
             f"WHEN {at} > coalesce(last_activity_at, '') THEN {at} ELSE last_activity_at END "
-            f"WHERE key = {key}")
+            f"WHERE id = {topic_id}")
 
 
-def _topic_updates(rows: list[list], activity: dict[str, str]) -> list[tuple[int, list]]:
+def _topic_updates(rows: list[list], activity: dict[str, str], topic_id) -> list[tuple[int, list]]:
     """The UPDATEs of `write`, grouped by their number of amounts, in rounds: a topic with
     more than _MAX_TERMS rows has its later amounts in a later round, so they are still
-    added in insertion order."""
-    amounts: dict[str, list[float]] = {key: [] for key in activity}
-    for r in rows:
-        amounts.setdefault(r[1], []).append(r[3])
+    added in insertion order. Each group is in topic-id order (the topics' own order on disk)."""
+    activity = {topic_id(key): at for key, at in activity.items()}
+    amounts: dict[int, list[float]] = {tid: [] for tid in sorted(activity)}
+    for r in rows:  # (by topic id: see `write`)
+        amounts.setdefault(topic_id(r[1]), []).append(r[3])
+    amounts = dict(sorted(amounts.items()))
     updates = []
     start = 0
     while amounts:
         by_arity: dict[int, list[tuple]] = {}
-        for key, values in amounts.items():
+        for tid, values in amounts.items():
             chunk = values[start:start + _MAX_TERMS]
-            at = activity.get(key) if start == 0 else None
-            by_arity.setdefault(len(chunk), []).append((*chunk, at, key))
+            at = activity.get(tid) if start == 0 else None
+            by_arity.setdefault(len(chunk), []).append((*chunk, at, tid))
         updates.extend(sorted(by_arity.items()))
         start += _MAX_TERMS
         amounts = {k: v for k, v in amounts.items() if len(v) > start}

@@ -45,7 +45,7 @@ def plan_decay(db, config, as_of: str) -> list[dict]:
     candidates = db.execute(
         "SELECT t.key, t.balance, coalesce(t.last_activity_at, t.created_at), "
         " (SELECT max(l.created_at) FROM salience_ledger l "
-        "   WHERE l.topic_key = t.key AND l.transaction_type = 'decay') "
+        "   WHERE l.topic_id = t.id AND l.transaction_type = 'decay') "
         "FROM topics t WHERE t.balance > ? AND coalesce(t.last_activity_at, t.created_at) < ? "
         "ORDER BY t.key",
         [max(s.decay_min_balance, 0.0), cutoff],
@@ -77,7 +77,8 @@ def decay(db, config, as_of: str, *, dry_run: bool = False) -> dict:
             plan = plan_decay(db, config, as_of)
             db.conn.executemany(
                 "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, "
-                "created_at) VALUES (?, ?, 'decay', ?, ?, ?)",
+                "created_at, topic_id) "
+                "VALUES (?, ?, 'decay', ?, ?, ?, (SELECT id FROM topics WHERE key = ?2))",
                 [(new_id(), p["topic_key"], amount, f"decay {day.isoformat()} (as of {as_of})",
                   _stamp(day))
                  for p in plan for day, amount in p["rows"]],

@@ -142,7 +142,7 @@ class SalienceEngine:
             meta = {"parent_channel_id": earn.parent_channel_id} if earn.parent_channel_id else None
             idx.create(key, at, meta)
             info = idx.info[key]
-        kind, cap, _owners, owner = info
+        kind, cap, _owners, owner, _id = info
         is_global = not key.startswith("server:")
         if kind == "dyad" and not is_global:
             a, b = idx.topic(key).ids
@@ -237,13 +237,18 @@ class SalienceEngine:
         idx = self.index
         idx.fold_all()
         topic_rows = []
-        for key, (created_at, metadata) in idx.new.items():
+        # New topics are numbered here, under the write lock, after the highest stored id.
+        last_id = self.db.execute("SELECT coalesce(max(id), 0) FROM topics").fetchone()[0]
+        for topic_id, (key, (created_at, metadata)) in enumerate(idx.new.items(), last_id + 1):
             topic = idx.topic(key)
+            idx.number(key, topic_id)
             topic_rows.append((key, topic.category, topic.group, topic.server_id,
-                               int(topic.is_global), created_at, metadata))
+                               int(topic.is_global), created_at, metadata, topic_id))
+        for key, topic_id in batch.write_topics(self.db, topic_rows):
+            idx.number(key, topic_id)  # another writer made it meanwhile: its id, not ours
         rows = self.pending.rows(reason)
         batch.exact_balances(rows, idx.base, idx.balance)
-        written = batch.write(self.db, topic_rows, rows, self.pending.activity)
+        written = batch.write(self.db, rows, self.pending.activity, idx.topic_id)
         self.pending.clear()
         idx.flushed()
         self._in_batch = False

@@ -107,9 +107,10 @@ class TopicIndex:
     def _reset_state(self) -> None:
         self.balance: dict[str, float] = {}
         self.active: set[str] = set()               # keys that have had an earn
-        # key → (kind, cap, the owners whose sets it joins, whether it is an owner itself);
-        # the parsed key is not kept (`topic(key)` splits it again): memory is per topic.
-        self.info: dict[str, tuple[str, float, tuple[str, ...], bool]] = {}
+        # key → (kind, cap, the owners whose sets it joins, whether it is an owner itself, its
+        # topics.id — None until a new topic is numbered at the flush); the parsed key is not
+        # kept (`topic(key)` splits it again): memory is per topic.
+        self.info: dict[str, tuple[str, float, tuple[str, ...], bool, int | None]] = {}
         self._exact: dict[str, list[str]] = {}      # exact related keys, built once per key
         self._complete: set[str] = set()            # owners whose scope is loaded
         self.new: dict[str, tuple[str, str | None]] = {}  # created here: created_at, metadata
@@ -142,7 +143,7 @@ class TopicIndex:
         if scope is None:
             self._load(None)
             return
-        row = self.db.execute("SELECT balance, last_activity_at, metadata FROM topics "
+        row = self.db.execute("SELECT balance, last_activity_at, metadata, id FROM topics "
                               "WHERE key = ?", [key]).fetchone()
         if row is None:
             self._missing.add(key)
@@ -179,13 +180,14 @@ class TopicIndex:
             ranges = [(f"server:{scope}:", f"server:{scope};")]
         for lo, hi in ranges:
             rows = self.db.execute(
-                "SELECT key, balance, last_activity_at, metadata FROM topics "
+                "SELECT key, balance, last_activity_at, metadata, id FROM topics "
                 "WHERE key >= ? AND key < ?", [lo, hi])
-            for key, balance, last, metadata in rows:
+            for key, balance, last, metadata, topic_id in rows:
                 if key not in self.info:
-                    self._register(key, balance, last, metadata)
+                    self._register(key, balance, last, metadata, topic_id)
 
-    def _register(self, key: str, balance: float, last: str | None, metadata: str | None) -> None:
+    def _register(self, key: str, balance: float, last: str | None, metadata: str | None,
+                  topic_id: int | None) -> None:
         key = _intern(key)
         topic = _fast_parse(key)
         parent = None
@@ -193,7 +195,7 @@ class TopicIndex:
             parent = json.loads(metadata).get("parent_channel_id")
         owners = _owners(topic, parent)
         cap = getattr(self.caps, topic.cap_field)
-        self.info[key] = (_intern(topic.kind), cap, owners, is_owner(topic))
+        self.info[key] = (_intern(topic.kind), cap, owners, is_owner(topic), topic_id)
         self.balance[key] = balance
         if owners and self.threshold < balance < cap:
             self._join(key)  # stored before this event: receptive from its start
@@ -351,13 +353,20 @@ class TopicIndex:
             return
         text = json.dumps(metadata, sort_keys=True) if metadata else None
         self._missing.discard(key)
-        self._register(key, 0.0, None, text)
+        self._register(key, 0.0, None, text, None)
         self.new[key] = (at, text)
+
+    def number(self, key: str, topic_id: int) -> None:
+        """A new topic's topics.id, given when the flush inserts it."""
+        self.info[key] = self.info[key][:4] + (topic_id,)
+
+    def topic_id(self, key: str) -> int:
+        return self.info[key][4]
 
     def set(self, key: str, value: float, *, record: bool = True) -> None:
         """Change a balance (offers already folded in). `record=False` for warm rows, which
         count as there before the event, and for values re-read from the database."""
-        _topic, cap, owners, _owner = self.info[key]
+        _topic, cap, owners, _owner, _id = self.info[key]
         old = self.balance[key]
         if record:
             if key not in self.base:
@@ -392,16 +401,16 @@ class TopicIndex:
             self._reset_state()  # rows disappeared (a rollback, a rebuild): start over
             return
         rows = self.db.execute(
-            "SELECT key, balance, last_activity_at, metadata FROM topics WHERE key IN "
+            "SELECT key, balance, last_activity_at, metadata, id FROM topics WHERE key IN "
             "(SELECT topic_key FROM salience_ledger WHERE rowid > ?)", [self.rowid_mark])
-        for key, balance, last, metadata in rows:
+        for key, balance, last, metadata, topic_id in rows:
             if key in self.info:
                 self.set(key, balance, record=False)
                 if last is not None:
                     self.mark_active(key, last)
             elif _scope(key) in self._loaded or key in self._missing:
                 self._missing.discard(key)
-                self._register(key, balance, last, metadata)
+                self._register(key, balance, last, metadata, topic_id)
         self.begin_event()
         self.rowid_mark = mark
 

@@ -12,6 +12,8 @@ TOP_KEYS = ("topic_key", "category", "group", "balance", "last_activity_at")
 LEDGER_KEYS = ("id", "created_at", "transaction_type", "amount", "reason", "source_topic",
                "layer_run_id")
 CHECK_TOLERANCE = 1e-6
+# A topic's ledger rows are found by its integer id (schema 0002: the index is on topic_id).
+OF_TOPIC = "topic_id = (SELECT id FROM topics WHERE key = ?)"
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -51,7 +53,7 @@ def ledger(db, key: str, *, limit: int | None = 50) -> list[dict]:
     """The ledger rows of one topic, newest first."""
     _topic_row(db, key)
     sql = ("SELECT id, created_at, transaction_type, amount, reason, source_topic, layer_run_id "
-           "FROM salience_ledger WHERE topic_key = ? ORDER BY created_at DESC, rowid DESC")
+           f"FROM salience_ledger WHERE {OF_TOPIC} ORDER BY created_at DESC, rowid DESC")
     params: list = [key]
     if limit is not None:
         sql += " LIMIT ?"
@@ -64,7 +66,7 @@ def daily_balances(db, key: str) -> list[dict]:
     running, out = 0.0, []
     for day, total in db.execute(
             "SELECT substr(created_at, 1, 10) AS day, sum(amount) FROM salience_ledger "
-            "WHERE topic_key = ? GROUP BY day ORDER BY day", [key]):
+            f"WHERE {OF_TOPIC} GROUP BY day ORDER BY day", [key]):
         running += total
         out.append({"day": day, "balance": running})
     return out
@@ -95,7 +97,7 @@ def show(db, config, key: str, *, days: int = 30) -> dict:
         "is_global": bool(doc["is_global"]),
         "cap": topics.cap_of(topic, config.salience.caps),
         "warm": doc["balance"] > config.salience.warm_threshold,
-        "ledger_rows": db.execute("SELECT count(*) FROM salience_ledger WHERE topic_key = ?",
+        "ledger_rows": db.execute(f"SELECT count(*) FROM salience_ledger WHERE {OF_TOPIC}",
                                   [key]).fetchone()[0],
         "related": [{"topic_key": r, "balance": index.value(r)} for r in related],
         "sparkline": sparkline([h["balance"] for h in recent]),
@@ -112,7 +114,7 @@ def _related(index: TopicIndex, key: str) -> list[str]:
         index.ensure_all_servers()  # a global topic relates to server topics anywhere
     index.ensure_global()
     found = []
-    for other, (_topic, _cap, owners, _owner) in index.info.items():
+    for other, (_topic, _cap, owners, _owner, _id) in index.info.items():
         if key in owners:
             found.append(other)  # topics that list this one as their owner relate to it
     if s is None and kind == "dyad":
@@ -138,15 +140,20 @@ def _related(index: TopicIndex, key: str) -> list[str]:
 
 
 def check(db, *, tolerance: float = CHECK_TOLERANCE) -> dict:
-    """Prove that every topic's maintained balance equals the sum of its ledger rows."""
+    """Prove that every topic's maintained balance equals the sum of its ledger rows, and
+    that every ledger row's topic_key and topic_id name the same topic."""
     checked = db.execute("SELECT count(*) FROM topics").fetchone()[0]
     rows = db.execute(
         "SELECT t.key, t.balance, coalesce(s.total, 0.0) FROM topics t LEFT JOIN "
-        "(SELECT topic_key, sum(amount) AS total FROM salience_ledger GROUP BY topic_key) s "
-        "ON s.topic_key = t.key WHERE abs(t.balance - coalesce(s.total, 0.0)) > ? "
+        "(SELECT topic_id, sum(amount) AS total FROM salience_ledger GROUP BY topic_id) s "
+        "ON s.topic_id = t.id WHERE abs(t.balance - coalesce(s.total, 0.0)) > ? "
         "ORDER BY t.key", [tolerance]).fetchall()
     mismatches = [{"topic_key": k, "balance": b, "ledger_sum": total, "difference": b - total}
                   for k, b, total in rows]
-    return {"ok": not mismatches, "topics_checked": checked,
+    misfiled = [{"ledger_id": i, "topic_key": k, "topic_id": t} for i, k, t in db.execute(
+        "SELECT l.id, l.topic_key, l.topic_id FROM salience_ledger l "
+        "LEFT JOIN topics t ON t.id = l.topic_id "
+        "WHERE t.key IS NULL OR t.key <> l.topic_key ORDER BY l.rowid LIMIT 100")]
+    return {"ok": not mismatches and not misfiled, "topics_checked": checked,
             "ledger_rows": db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0],
-            "tolerance": tolerance, "mismatches": mismatches}
+            "tolerance": tolerance, "mismatches": mismatches, "misfiled_rows": misfiled}

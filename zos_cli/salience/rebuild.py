@@ -79,14 +79,8 @@ def _empty_ledger(db) -> None:
     per deleted row; it is dropped for the delete and recreated from its own stored SQL in the
     same transaction, and the balances are then set to 0 — exactly the sum of an empty ledger
     (subtracting row by row would leave float dust)."""
-    trigger = db.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'salience_ledger_ad'"
-    ).fetchone()
-    if trigger:
-        db.execute("DROP TRIGGER salience_ledger_ad")
-    db.execute("DELETE FROM salience_ledger")
-    if trigger:
-        db.execute(trigger[0])
+    with db_module.triggers_suspended(db, "salience_ledger_ad"):
+        db.execute("DELETE FROM salience_ledger")
     db.execute("UPDATE topics SET balance = 0.0, last_activity_at = NULL")
 
 

@@ -46,7 +46,8 @@ def after_reflection(db, config, topic_key: str, tokens: int, as_of: str,
     reason = f"reflection {layer_run_id or '-'}: tokens={tokens} cost={cost:.6g}"
     db.conn.executemany(
         "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, "
-        "layer_run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "layer_run_id, created_at, topic_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT id FROM topics WHERE key = ?2))",
         [(new_id(), topic_key, "spend", -spent, reason, layer_run_id, at),
          (new_id(), topic_key, "reset", -reset, reason, layer_run_id, at),
          (new_id(), topic_key, "retain", retain, reason, layer_run_id, at)],

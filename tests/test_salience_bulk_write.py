@@ -24,7 +24,9 @@ def write(db, topic_rows: list[tuple], rows: list[list], activity: dict[str, str
     assert write_topics(db, numbered) == []
     ids = {t[0]: t[-1] for t in numbered}
     ids.update(db.execute("SELECT key, id FROM topics").fetchall())
-    write_rows(db, rows, activity, lambda key: ids.get(key, 404))  # 404: no such topic
+    topic_id = lambda key: ids.get(key, 404)  # noqa: E731 (404: no such topic)
+    rows = sorted(([*r, topic_id(r[1])] for r in rows), key=lambda r: (r[9], r[7], r[8]))
+    write_rows(db, rows, activity, topic_id)
 
 
 ALL_TRIGGERS = ["salience_ledger_ad", "salience_ledger_ai", "salience_ledger_au",

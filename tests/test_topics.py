@@ -67,6 +67,12 @@ def test_builders_produce_the_documented_keys():
                         "(digits, no leading zero)"),
     ("server:1:subject:Board", "invalid topic key 'server:1:subject:Board': subject name "
                                "'Board' must match [a-z_][a-z0-9_]* (≤ 64 chars)"),
+    ("user:12\n", "invalid topic key 'user:12\\n': id '12\\n' is not a Discord id "
+                  "(digits, no leading zero)"),
+    ("server:1:subject:kilns\n", "invalid topic key 'server:1:subject:kilns\\n': subject name "
+                                  "'kilns\\n' must match [a-z_][a-z0-9_]* (≤ 64 chars)"),
+    ("user:１２", "invalid topic key 'user:１２': id '１２' is not a Discord id "
+                "(digits, no leading zero)"),
     ("self:me", "invalid topic key 'self:me': the self topic is self:zos"),
     ("user:1:2", "invalid topic key 'user:1:2': a user key has 1 part(s) after 'user', not 2"),
     ("server:1", "invalid topic key 'server:1': server-scoped keys are server:<id>:<kind>:…"),

@@ -53,8 +53,7 @@ _SERVER_CAP = {
 }
 _GLOBAL_CAP = {"user": "global_user", "dyad": "global_dyad", "self": "global_self"}
 
-_SNOWFLAKE = re.compile(r"^[1-9][0-9]{0,19}$")
-_SUBJECT = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+_SUBJECT = re.compile(r"[a-z_][a-z0-9_]{0,63}")  # fullmatch: no trailing newline either
 SELF_NAME = "zos"
 
 KEY_HELP = (
@@ -106,13 +105,21 @@ def _bad(key: str, why: str) -> InvalidTopicKey:
 
 
 def _check_id(key: str, value: str, what: str) -> str:
-    if not isinstance(value, str) or not _SNOWFLAKE.match(value):
+    # Digits, no leading zero, at most 20 (string methods: keys are built several times per
+    # message, and a regex's `$` would also accept a trailing newline).
+    if not (isinstance(value, str) and value.isdigit() and value.isascii()
+            and value[0] != "0" and len(value) <= 20):
         raise _bad(key, f"{what} {value!r} is not a Discord id (digits, no leading zero)")
     return value
 
 
 def _make(kind: str, server_id: str | None, ids: tuple[str, ...], key: str) -> Topic:
     """Validate the parts of a key; `key` is what to name in an error."""
+    _validate(kind, server_id, ids, key)
+    return Topic(kind, server_id, ids)
+
+
+def _validate(kind: str, server_id: str | None, ids: tuple[str, ...], key: str) -> None:
     if kind not in _KINDS:
         raise _bad(key, f"unknown kind {kind!r}")
     if server_id is None and kind not in GLOBAL_KINDS:
@@ -125,19 +132,17 @@ def _make(kind: str, server_id: str | None, ids: tuple[str, ...], key: str) -> T
         if ids != (SELF_NAME,):
             raise _bad(key, "the self topic is self:zos")
     elif kind == "subject":
-        if not _SUBJECT.match(ids[0]):
+        if not _SUBJECT.fullmatch(ids[0]):
             raise _bad(key, f"subject name {ids[0]!r} must match [a-z_][a-z0-9_]* (≤ 64 chars)")
     else:
         for value in ids:
             _check_id(key, value, "id")
-    pair = {"dyad": ids[0:2], "dyad_in_channel": ids[1:3]}.get(kind)
-    if pair is not None:
-        a, b = pair
+    if kind == "dyad" or kind == "dyad_in_channel":
+        a, b = ids[-2:]
         if a == b:
             raise _bad(key, "a dyad is two different users")
         if int(a) > int(b):
             raise _bad(key, f"dyad ids must be sorted ascending: {b}:{a}")
-    return Topic(kind, server_id, ids)
 
 
 def parse(key: str) -> Topic:
@@ -167,8 +172,10 @@ def sorted_pair(a: str, b: str) -> tuple[str, str]:
 
 # ---------------------------------------------------------------- builders
 def _build(kind: str, server_id: str | None, *ids: str) -> str:
-    topic = Topic(kind, server_id, tuple(ids))
-    return _make(kind, server_id, tuple(ids), topic.key).key
+    tail = ":".join((kind, *ids))
+    key = tail if server_id is None else f"server:{server_id}:{tail}"
+    _validate(kind, server_id, ids, key)
+    return key
 
 
 def user(user_id: str, server_id: str | None = None) -> str:

@@ -28,7 +28,7 @@ INSERT_ROW = (
 )
 # The ledger's insert triggers, which the bulk insert does the work of (schema 0002).
 INSERT_TRIGGERS = ("salience_ledger_ai", "salience_ledger_topic_id")
-_BY_TOPIC_TIME_SEQ = itemgetter(1, 7, 8)  # a row's key, time and sequence
+_BY_TOPIC_TIME_SEQ = itemgetter(9, 7, 8)  # a row's topic id, time and sequence
 _PREFIXED = ("earn", "propagate", "spillover", "warm")  # decays and spends keep their reasons
 
 
@@ -98,9 +98,10 @@ class PendingRows:
         if self.activity.get(key, "") < at:
             self.activity[key] = at
 
-    def rows(self, reason: str) -> list[list]:
-        """Every pending row as [id or None, key, type, amount, reason, source, run, at, seq],
-        by topic (index locality for the inserts), then in the order the changes happened.
+    def rows(self, reason: str, topic_id) -> list[list]:
+        """Every pending row as [id or None, key, type, amount, reason, source, run, at, seq,
+        topic id] (`topic_id(key)`), by topic id (see `write`), then in the order the changes
+        happened.
         An aggregated row's reason is left as its parts (see reason_text): the text is made
         while the row is inserted, so a transaction's tens of thousands of reasons are never
         all in memory at once."""
@@ -111,12 +112,13 @@ class PendingRows:
             (key, row_type), (amount, n, lo, hi, at, seq, sources, detail) = groups.popitem()
             source = sources if type(sources) is str else None  # source_topic: one or none
             append([None, key, row_type, amount, (reason, row_type, detail, n, sources, lo, hi),
-                    source, None, at, seq])
+                    source, None, at, seq, topic_id(key)])
         for row_id, key, row_type, amount, detail, source, run_id, at, seq in self.singles:
             if row_type in _PREFIXED:
                 detail = f"{reason}: {detail}"
-            rows.append([row_id, key, row_type, amount, detail, source, run_id, at, seq])
-        rows.sort(key=_BY_TOPIC_TIME_SEQ)  # by topic: index locality
+            rows.append([row_id, key, row_type, amount, detail, source, run_id, at, seq,
+                         topic_id(key)])
+        rows.sort(key=_BY_TOPIC_TIME_SEQ)
         return rows
 
     def clear(self) -> None:
@@ -180,10 +182,10 @@ def write_topics(db, topic_rows: list[tuple]) -> list[tuple[str, int]]:
 
 
 def write(db, rows: list[list], activity: dict[str, str], topic_id) -> int:
-    """Insert the batch's ledger rows (the caller holds the write transaction); returns rows
-    written. `topic_id(key)` is a topic's topics.id.
+    """Insert the batch's ledger rows, as PendingRows.rows gives them (the caller holds the
+    write transaction); returns rows written. `topic_id(key)` is a topic's topics.id.
 
-    Rows go in by topic id, so that each batch walks the ledger's (topic_id, created_at) index
+    Rows come by topic id, so that each batch walks the ledger's (topic_id, created_at) index
     from one end to the other instead of jumping about in it. The ledger's insert triggers
     are suspended meanwhile (they cost more than the insert itself): the rows carry their
     topic ids, and each touched topic is then updated once: its balance plus its rows' amounts
@@ -193,10 +195,9 @@ def write(db, rows: list[list], activity: dict[str, str], topic_id) -> int:
     fresh = iter_new_ids(sum(1 for r in rows if r[0] is None))
     conn = db.conn
     if rows:
-        rows.sort(key=lambda r: topic_id(r[1]))  # stable: each topic keeps its rows' order
         with triggers_suspended(db, *INSERT_TRIGGERS):
             conn.executemany(INSERT_ROW, ((r[0] or next(fresh), r[1], r[2], r[3],
-                                           reason_text(r[4]), r[5], r[6], r[7], topic_id(r[1]))
+                                           reason_text(r[4]), r[5], r[6], r[7], r[9])
                                           for r in rows))
     for arity, params in _topic_updates(rows, activity, topic_id):
         conn.executemany(_update_sql(arity), params)
@@ -219,10 +220,14 @@ def _topic_updates(rows: list[list], activity: dict[str, str], topic_id) -> list
     more than _MAX_TERMS rows has its later amounts in a later round, so they are still
     added in insertion order. Each group is in topic-id order (the topics' own order on disk)."""
     activity = {topic_id(key): at for key, at in activity.items()}
-    amounts: dict[int, list[float]] = {tid: [] for tid in sorted(activity)}
+    amounts: dict[int, list[float]] = {}
     for r in rows:  # (by topic id: see `write`)
-        amounts.setdefault(topic_id(r[1]), []).append(r[3])
-    amounts = dict(sorted(amounts.items()))
+        values = amounts.get(r[9])
+        if values is None:
+            values = amounts[r[9]] = []
+        values.append(r[3])
+    if not activity.keys() <= amounts.keys():  # (every earn writes a row: not in practice)
+        amounts = dict(sorted({**{tid: [] for tid in activity}, **amounts}.items()))
     updates = []
     start = 0
     while amounts:

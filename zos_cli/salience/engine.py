@@ -246,7 +246,7 @@ class SalienceEngine:
                                int(topic.is_global), created_at, metadata, topic_id))
         for key, topic_id in batch.write_topics(self.db, topic_rows):
             idx.number(key, topic_id)  # another writer made it meanwhile: its id, not ours
-        rows = self.pending.rows(reason)
+        rows = self.pending.rows(reason, idx.topic_id)
         batch.exact_balances(rows, idx.base, idx.balance)
         written = batch.write(self.db, rows, self.pending.activity, idx.topic_id)
         self.pending.clear()

@@ -97,8 +97,8 @@ class SalienceEngine:
             return
         s = event.server_id
         here = f"server:{s}:user:{actor}"
-        if not any(e.topic == here for e in earns) or self.index.is_active(here):
-            return
+        if self.index.is_active(here) or not any(e.topic == here for e in earns):
+            return  # (already active: the usual case, so asked first)
         if any(self.index.is_active(f"server:{other}:user:{actor}")
                for other in sorted(self.index.servers) if other != s):
             self._warm_global_user(actor, at, f"warm: first active in a second server ({s})")
@@ -116,8 +116,9 @@ class SalienceEngine:
         for partner in sorted(self.index.dyad_partners.get(user_id, ()), key=int):
             self._maybe_warm_global_dyad(user_id, partner, at)
 
-    def _maybe_warm_global_dyad(self, a: str, b: str, at: str) -> None:
-        a, b = sorted_pair(a, b)
+    def _maybe_warm_global_dyad(self, a: str, b: str, at: str, *, in_order: bool = False) -> None:
+        if not in_order:
+            a, b = sorted_pair(a, b)
         key = f"dyad:{a}:{b}"
         if self.index.value(key) > ZERO:
             return
@@ -145,8 +146,8 @@ class SalienceEngine:
         kind, cap, _owners, owner, _id = info
         is_global = not key.startswith("server:")
         if kind == "dyad" and not is_global:
-            a, b = idx.topic(key).ids
-            self._maybe_warm_global_dyad(a, b, at)
+            a, b = idx.topic(key).ids  # (a dyad key's ids are in order)
+            self._maybe_warm_global_dyad(a, b, at, in_order=True)
         if owner:
             idx.ensure_scope(key)  # its receptive set must be complete
         receptive_now = idx.receptive_now
@@ -164,7 +165,8 @@ class SalienceEngine:
         else:
             self.pending.group(key, "earn", earn.kind, credited, 1, ref, ref, at)
         idx.set(key, balance + credited)
-        idx.mark_active(key, at)
+        if key not in idx.active:
+            idx.mark_active(key, at)
         self.pending.touch(key, at)
         share = self.propagation * requested
         spill = self.spillover * overflow if overflow > 0 else 0.0

@@ -337,11 +337,18 @@ class TopicIndex:
         return []  # channels relate through their set; subjects, roles and self to nothing
 
     def receptive_now(self, key: str) -> bool:
-        """Warm at the start of this event and below its cap now."""
-        value = self.value(key)
-        if key not in self.info:
-            return False
-        return value < self.info[key][1] and self.warm_at_event_start(key)
+        """Warm at the start of this event and below its cap now (value() and
+        warm_at_event_start() in one: asked for every related topic of every earn)."""
+        info = self.info.get(key)
+        if info is None:
+            self.ensure(key)
+            info = self.info.get(key)
+            if info is None:
+                return False
+        if key in self.seen:
+            self._fold(key)
+        value = self.balance[key]
+        return value < info[1] and self.event_start.get(key, value) > self.threshold
 
     # ------------------------------------------------------------ changing
     def create(self, key: str, at: str, metadata: dict | None = None) -> None:

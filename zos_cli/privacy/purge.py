@@ -88,8 +88,8 @@ def erase_user(db: sqlite_utils.Database, user_id: str, *, db_path: Path | None 
             "DELETE FROM mentions WHERE user_id = ?", [user_id]).rowcount
         for topic in topics:
             report.ledger_rows += db.execute(
-                "DELETE FROM salience_ledger WHERE topic_id = (SELECT id FROM topics WHERE key = ?)",
-                [topic]).rowcount
+                "DELETE FROM salience_ledger WHERE topic_id = "
+                "(SELECT id FROM topics WHERE key = ?)", [topic]).rowcount
             db.execute("DELETE FROM reflection_marks WHERE topic_key = ?", [topic])
             db.execute("DELETE FROM topics WHERE key = ?", [topic])
             _tombstone(db, report, "topic", topic, "erase")

@@ -176,8 +176,8 @@ def write_topics(db, topic_rows: list[tuple]) -> list[tuple[str, int]]:
     found = []
     for start in range(0, len(keys), 500):
         chunk = keys[start:start + 500]
-        found += db.execute(f"SELECT key, id FROM topics WHERE key IN ({', '.join('?' * len(chunk))})",
-                            chunk).fetchall()
+        marks = ", ".join("?" * len(chunk))
+        found += db.execute(f"SELECT key, id FROM topics WHERE key IN ({marks})", chunk).fetchall()
     return found
 
 
@@ -226,8 +226,8 @@ def _topic_updates(rows: list[list], activity: dict[str, str], topic_id) -> list
         if values is None:
             values = amounts[r[9]] = []
         values.append(r[3])
-    if not activity.keys() <= amounts.keys():  # (every earn writes a row: not in practice)
-        amounts = dict(sorted({**{tid: [] for tid in activity}, **amounts}.items()))
+    for tid in activity:
+        amounts.setdefault(tid, [])  # (none in practice: every earn writes a row)
     updates = []
     start = 0
     while amounts:

@@ -184,7 +184,9 @@ class SalienceEngine:
     def _give(self, key: str, row_type: str, amount: float, source: str, at: str,
               ref: int | None) -> None:
         idx = self.index
-        balance = idx.value(key)
+        # The balance as receptive_now() just read it, offers folded in: nothing is offered
+        # between that and the transfers of the same earn (offers come after them).
+        balance = idx.balance[key]
         given = min(amount, idx.info[key][1] - balance)
         if given <= 0:
             return  # what a cap refuses evaporates

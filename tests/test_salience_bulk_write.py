@@ -143,3 +143,19 @@ def test_a_topic_another_writer_made_meanwhile_keeps_its_id(db):
     assert doc["ok"] and doc["misfiled_rows"] == []
     assert dict(db.execute("SELECT key, balance FROM topics")) == {
         "server:1:channel:7": 0.0, "server:1:subject:kilns": 3.0, "server:1:channel:8": 2.0}
+
+
+def test_suspended_triggers_are_made_again_before_the_transaction_ends(db):
+    """Inside the caller's transaction: gone in the block, back after it — even when the block
+    fails — so nothing that commits later can commit them missing."""
+    with database.write_transaction(db):
+        with database.triggers_suspended(db, "salience_ledger_ai", "salience_ledger_topic_id"):
+            assert ledger_triggers(db) == ["salience_ledger_ad", "salience_ledger_au",
+                                           "salience_ledger_topic_key_au"]
+        assert ledger_triggers(db) == ALL_TRIGGERS
+        with pytest.raises(RuntimeError):
+            with database.triggers_suspended(db, "salience_ledger_ai"):
+                raise RuntimeError("the bulk insert failed")
+        assert ledger_triggers(db) == ALL_TRIGGERS  # still in the transaction
+    sql = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+    assert "UPDATE topics SET balance = balance + NEW.amount" in sql["salience_ledger_ai"]

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 import sqlite_utils
 
-from zos_cli.audit import record_event
 from zos_cli import db as db_module
+from zos_cli.audit import record_event
 from zos_cli.errors import UsageProblem
 from zos_cli.ids import new_id
 from zos_cli.privacy import erase_user, forget_dm, lift_dm_quarantine, quarantine_dm_insights
@@ -118,8 +118,8 @@ def grant(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read"
             [row[c] for c in _COLUMNS],
         )
         record_event(db, "consent_granted",
-               {"consent_id": row["id"], "user_id": user_id, "consent_type": consent_type,
-                "server_id": server_id}, when)
+                     {"consent_id": row["id"], "user_id": user_id, "consent_type": consent_type,
+                      "server_id": server_id}, when)
         # What an earlier revoke quarantined comes back (insights held for other reasons stay).
         restored = lift_dm_quarantine(db, user_id)
     return {**row, "active": True, "changed": True, "insights_restored": restored}
@@ -143,8 +143,8 @@ def revoke(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read
         db.execute("UPDATE consents SET revoked_at = ? WHERE id = ?", [when, active["id"]])
         quarantined = quarantine_dm_insights(db, user_id)
         record_event(db, "consent_revoked",
-               {"consent_id": active["id"], "user_id": user_id, "consent_type": consent_type,
-                "insights_quarantined": quarantined}, when)
+                     {"consent_id": active["id"], "user_id": user_id, "consent_type": consent_type,
+                      "insights_quarantined": quarantined}, when)
     return {"user_id": user_id, "consent_type": consent_type, "consent_id": active["id"],
             "revoked_at": when, "active": False, "changed": True,
             "insights_quarantined": quarantined}

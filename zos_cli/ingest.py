@@ -32,9 +32,9 @@ from typing import BinaryIO
 
 import sqlite_utils
 
-from zos_cli.audit import counts_of, record_event
 from zos_cli import consent
 from zos_cli import db as db_module
+from zos_cli.audit import counts_of, record_event
 from zos_cli.ids import new_id
 from zos_cli.ingest_files import STDIN, discover, sha256_of, spool
 from zos_cli.observe import COUNT_KEYS, Observation, ObservationWriter

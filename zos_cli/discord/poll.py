@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from zos_cli.audit import counts_of, record_event
 from zos_cli import db as db_module
+from zos_cli.audit import counts_of, record_event
 from zos_cli.config import discord_api_base
 from zos_cli.consent import dm_may_be_stored
 from zos_cli.discord import api, discovery, roles, store

@@ -22,9 +22,9 @@ from datetime import timedelta
 
 import sqlite_utils
 
-from zos_cli.audit import record_event
 from zos_cli import db as db_module
 from zos_cli import timeutil
+from zos_cli.audit import record_event
 from zos_cli.discord import api
 from zos_cli.discord.client import DiscordClient
 from zos_cli.discord.errors import DiscordForbidden

@@ -7,7 +7,6 @@ regained, a consent granted again) never releases an insight held for another.
 
 from __future__ import annotations
 
-
 import sqlite_utils
 
 from zos_cli.audit import record_event
@@ -78,7 +77,7 @@ def apply_gate_change(
                               _topic_insights(db, user_topic_patterns(user_id)[3:]), reason)
     if changed:
         record_event(db, "gate_quarantine" if not has_gate_role else "gate_restore",
-               {"server_id": server_id, "user_id": user_id, "insights": changed})
+                     {"server_id": server_id, "user_id": user_id, "insights": changed})
     return changed
 
 

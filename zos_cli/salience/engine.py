@@ -137,44 +137,50 @@ class SalienceEngine:
     # ------------------------------------------------------------ earn(topic, a)
     def _earn(self, earn: Earn, at: str, ref: int | None, single: bool, run_id: str | None) -> None:
         idx = self.index
-        key, requested = earn.topic, earn.amount
+        key, requested, earn_kind, user_id, parent_channel_id = earn
         info = idx.info.get(key)
         if info is None:
-            meta = {"parent_channel_id": earn.parent_channel_id} if earn.parent_channel_id else None
+            meta = {"parent_channel_id": parent_channel_id} if parent_channel_id else None
             idx.create(key, at, meta)
             info = idx.info[key]
         kind, cap, _owners, owner, _id = info
         is_global = not key.startswith("server:")
         if kind == "dyad" and not is_global:
-            a, b = idx.topic(key).ids  # (a dyad key's ids are in order)
+            _, _, _, a, b = key.split(":")  # (a dyad key's ids are in order)
             self._maybe_warm_global_dyad(a, b, at, in_order=True)
         if owner:
             idx.ensure_scope(key)  # its receptive set must be complete
-        receptive_now = idx.receptive_now
-        related = [r for r in idx.exact_related(key, earn.user_id) if receptive_now(r)]
+        related = idx.receptive_among(idx.exact_related(key, user_id))
         if owner and not self.aggregate:
-            related += [r for r in list(idx.receptive.get(key, ())) if receptive_now(r)]
-        balance = idx.value(key)
+            related += idx.receptive_among(list(idx.receptive.get(key, ())))
+        if key in idx.seen:
+            idx.fold(key)
+        balance = idx.balance[key]
         credited = max(0.0, min(requested, cap - balance))
         overflow = requested - credited
+        pending = self.pending
         if single or not self.aggregate:
-            detail = earn.kind + batch.message_range(ref, ref)
+            detail = earn_kind + batch.message_range(ref, ref)
             if run_id:
                 detail += f" (layer run {run_id})"
-            self.pending.single(None, key, "earn", credited, detail, None, run_id, at)
+            pending.single(None, key, "earn", credited, detail, None, run_id, at)
         else:
-            self.pending.group(key, "earn", earn.kind, credited, 1, ref, ref, at)
-        idx.set(key, balance + credited)
+            pending.group(key, "earn", earn_kind, credited, 1, ref, ref, at)
+        if credited:  # (most earns meet a full topic: its balance and sets stay as they are)
+            idx.set(key, balance + credited)
         if key not in idx.active:
             idx.mark_active(key, at)
-        self.pending.touch(key, at)
+        activity = pending.activity
+        if activity.get(key, "") < at:
+            activity[key] = at
         share = self.propagation * requested
         spill = self.spillover * overflow if overflow > 0 else 0.0
-        for other in related:
-            self._give(other, "propagate", share, key, at, ref)
-        if spill:
-            for other in related:  # spilled amounts never spill again
-                self._give(other, "spillover", spill, key, at, ref)
+        if related:
+            for other in related:
+                self._give(other, "propagate", share, key, at, ref)
+            if spill:
+                for other in related:  # spilled amounts never spill again
+                    self._give(other, "spillover", spill, key, at, ref)
         if owner and self.aggregate:
             idx.offer(key, share, spill, ref, at)
         if (kind == "user" and is_global
@@ -184,7 +190,7 @@ class SalienceEngine:
     def _give(self, key: str, row_type: str, amount: float, source: str, at: str,
               ref: int | None) -> None:
         idx = self.index
-        # The balance as receptive_now() just read it, offers folded in: nothing is offered
+        # The balance as receptive_among() just read it, offers folded in: nothing is offered
         # between that and the transfers of the same earn (offers come after them).
         balance = idx.balance[key]
         given = min(amount, idx.info[key][1] - balance)

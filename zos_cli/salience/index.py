@@ -243,7 +243,8 @@ class TopicIndex:
         self.offer_seq += 1
         log.add(self.offer_seq, prop, spill, ref, at)
 
-    def _fold(self, key: str) -> None:
+    def fold(self, key: str) -> None:
+        """Fold into `key` the offers made to it since it last looked (it is a member)."""
         seen = self.seen.get(key)
         if not seen:
             return
@@ -262,7 +263,7 @@ class TopicIndex:
         for owner, log in list(self.offers.items()):
             if log.seqs:
                 for member in list(self.receptive.get(owner, ())):
-                    self._fold(member)
+                    self.fold(member)
         self.offers = {owner: log.cleared() for owner, log in self.offers.items()}
 
     # ------------------------------------------------------------ reading
@@ -273,7 +274,7 @@ class TopicIndex:
             if key not in self.info:
                 return 0.0
         if key in self.seen:
-            self._fold(key)
+            self.fold(key)
         return self.balance[key]
 
     def topic(self, key: str) -> TopicParts:
@@ -336,19 +337,25 @@ class TopicIndex:
             return [f"server:{s}:user:{user_id}"]
         return []  # channels relate through their set; subjects, roles and self to nothing
 
-    def receptive_now(self, key: str) -> bool:
-        """Warm at the start of this event and below its cap now (value() and
-        warm_at_event_start() in one: asked for every related topic of every earn)."""
-        info = self.info.get(key)
-        if info is None:
-            self.ensure(key)
-            info = self.info.get(key)
+    def receptive_among(self, keys: list[str]) -> list[str]:
+        """The keys that are warm at the start of this event and below their cap now (offers
+        folded in), in their order: asked for the related topics of every earn."""
+        found = []
+        info_get, seen, balance = self.info.get, self.seen, self.balance
+        start, threshold = self.event_start, self.threshold
+        for key in keys:
+            info = info_get(key)
             if info is None:
-                return False
-        if key in self.seen:
-            self._fold(key)
-        value = self.balance[key]
-        return value < info[1] and self.event_start.get(key, value) > self.threshold
+                self.ensure(key)
+                info = info_get(key)
+                if info is None:
+                    continue
+            if key in seen:
+                self.fold(key)
+            value = balance[key]
+            if value < info[1] and start.get(key, value) > threshold:
+                found.append(key)
+        return found
 
     # ------------------------------------------------------------ changing
     def create(self, key: str, at: str, metadata: dict | None = None) -> None:

@@ -143,25 +143,6 @@ def reason_text(reason) -> str:
     return f"{batch_reason}: {what}{message_range(lo, hi)}"
 
 
-def exact_balances(rows: list[list], base: dict[str, float], target: dict[str, float]) -> None:
-    """Aggregated amounts are sums in another order than the per-event arithmetic, so the
-    trigger's running balance could end a few ulps away from the engine's (100 shown as
-    100.00000000000011). The last row of each topic absorbs that float noise, in place — only
-    when the correction is below 1e-9, so it never hides a real difference."""
-    last_index = {row[1]: i for i, row in enumerate(rows)}
-    running = dict(base)
-    for i, row in enumerate(rows):
-        key = row[1]
-        if key not in running:
-            continue
-        if last_index[key] == i:
-            exact = target[key] - running[key]
-            if abs(exact - row[3]) < 1e-9 and running[key] + exact == target[key]:
-                row[3] = exact
-        else:
-            running[key] += row[3]
-
-
 def write_topics(db, topic_rows: list[tuple]) -> list[tuple[str, int]]:
     """Insert the batch's new topics, numbered by the engine (the caller holds the write
     transaction). Returns [] — or, when another writer made some of them since the engine
@@ -181,7 +162,8 @@ def write_topics(db, topic_rows: list[tuple]) -> list[tuple[str, int]]:
     return found
 
 
-def write(db, rows: list[list], activity: dict[str, str], topic_id) -> int:
+def write(db, rows: list[list], activity: dict[str, str], topic_id,
+          base: dict[str, float] | None = None, target: dict[str, float] | None = None) -> int:
     """Insert the batch's ledger rows, as PendingRows.rows gives them (the caller holds the
     write transaction); returns rows written. `topic_id(key)` is a topic's topics.id.
 
@@ -191,17 +173,49 @@ def write(db, rows: list[list], activity: dict[str, str], topic_id) -> int:
     topic ids, and each touched topic is then updated once: its balance plus its rows' amounts
     one by one in insertion order — SQL evaluates `balance + ? + ?` from the left, so this is
     exactly the value the balance trigger would have left — and its last-activity time, in the
-    same statement."""
-    fresh = iter_new_ids(sum(1 for r in rows if r[0] is None))
+    same statement.
+
+    `base` and `target` (key → balance before the batch, and the engine's balance after it)
+    make the amounts exact: aggregated amounts are sums in another order than the per-event
+    arithmetic, so the running balance could end a few ulps away from the engine's (100 shown
+    as 100.00000000000011). The last row of each topic in `base` absorbs that float noise —
+    only when the correction is below 1e-9, so it never hides a real difference. All of this
+    is one pass over the rows, made while they are inserted."""
+    amounts: dict[int, list[float]] = {}
     conn = db.conn
     if rows:
         with triggers_suspended(db, *INSERT_TRIGGERS):
-            conn.executemany(INSERT_ROW, ((r[0] or next(fresh), r[1], r[2], r[3],
-                                           reason_text(r[4]), r[5], r[6], r[7], r[9])
-                                          for r in rows))
-    for arity, params in _topic_updates(rows, activity, topic_id):
+            conn.executemany(INSERT_ROW, _insert_params(rows, amounts, base or {}, target or {}))
+    for arity, params in _topic_updates(amounts, activity, topic_id):
         conn.executemany(_update_sql(arity), params)
     return len(rows)
+
+
+def _insert_params(rows: list[list], amounts: dict[int, list[float]], base: dict[str, float],
+                   target: dict[str, float]):
+    """The INSERT parameters of `write`, row by row; on the way, each topic's amounts in
+    order (its rows are consecutive), the last one made exact."""
+    fresh = iter_new_ids(sum(1 for r in rows if r[0] is None))
+    last = len(rows) - 1
+    values: list[float] = []
+    for i, r in enumerate(rows):
+        tid = r[9]
+        if not values:
+            amounts[tid] = values
+        if i == last or rows[i + 1][9] != tid:  # the topic's last row of the batch
+            key = r[1]
+            running = base.get(key)
+            if running is not None:
+                for amount in values:
+                    running += amount
+                exact = target[key] - running
+                if abs(exact - r[3]) < 1e-9 and running + exact == target[key]:
+                    r[3] = exact
+            values.append(r[3])
+            values = []
+        else:
+            values.append(r[3])
+        yield (r[0] or next(fresh), r[1], r[2], r[3], reason_text(r[4]), r[5], r[6], r[7], tid)
 
 
 _MAX_TERMS = 32  # amounts per UPDATE (SQLite bounds expression depth); more take several
@@ -215,19 +229,16 @@ def _update_sql(arity: int) -> str:
             f"WHERE id = {topic_id}")
 
 
-def _topic_updates(rows: list[list], activity: dict[str, str], topic_id) -> list[tuple[int, list]]:
-    """The UPDATEs of `write`, grouped by their number of amounts, in rounds: a topic with
-    more than _MAX_TERMS rows has its later amounts in a later round, so they are still
-    added in insertion order. Each group is in topic-id order (the topics' own order on disk)."""
+def _topic_updates(amounts: dict[int, list[float]], activity: dict[str, str],
+                   topic_id) -> list[tuple[int, list]]:
+    """The UPDATEs of `write` (`amounts`: topic id → its rows' amounts in order), grouped by
+    their number of amounts, in rounds: a topic with more than _MAX_TERMS rows has its later
+    amounts in a later round, so they are still added in insertion order. Each group is in
+    topic-id order (the topics' own order on disk)."""
     activity = {topic_id(key): at for key, at in activity.items()}
-    amounts: dict[int, list[float]] = {}
-    for r in rows:  # (by topic id: see `write`)
-        values = amounts.get(r[9])
-        if values is None:
-            values = amounts[r[9]] = []
-        values.append(r[3])
     for tid in activity:
-        amounts.setdefault(tid, [])  # (none in practice: every earn writes a row)
+        if tid not in amounts:
+            amounts[tid] = []  # (none in practice: every earn writes a row)
     updates = []
     start = 0
     while amounts:

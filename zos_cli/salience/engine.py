@@ -257,8 +257,8 @@ class SalienceEngine:
         for key, topic_id in batch.write_topics(self.db, topic_rows):
             idx.number(key, topic_id)  # another writer made it meanwhile: its id, not ours
         rows = self.pending.rows(reason, idx.topic_id)
-        batch.exact_balances(rows, idx.base, idx.balance)
-        written = batch.write(self.db, rows, self.pending.activity, idx.topic_id)
+        written = batch.write(self.db, rows, self.pending.activity, idx.topic_id, idx.base,
+                              idx.balance)
         self.pending.clear()
         idx.flushed()
         self._in_batch = False

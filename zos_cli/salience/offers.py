@@ -169,4 +169,4 @@ def _fold_to_cap(member: str, balance: float, cap: float,
     given.sort(key=lambda g: (g[0], g[1]))  # the order a walk would have met them
     for _seq, _order, row_type, owner, amount, n, first_ref, last_ref, at in given:
         sink(member, row_type, row_type, amount, n, first_ref, last_ref, at, owner)
-    return cap  # (the rows' amounts add up to it but for float noise; see exact_balances)
+    return cap  # (the rows' amounts add up to it but for float noise; see batch.write)

@@ -53,12 +53,15 @@ class PendingRows:
         # (key, type) → [amount, n, lo, hi, at, seq, source or {source: amount},
         #                kind or {kind: n}]
         self.groups: dict[tuple, list] = {}
+        # key → [amount, n, lo, hi, at, seq, kind or {kind: n}]: the earn rows, apart (an
+        # earn is the most frequent change: no (key, type) tuple, no source to look at)
+        self.earns: dict[str, list] = {}
         self.singles: list[tuple] = []    # (id, key, type, amount, detail, source, run, at, seq)
         self.activity: dict[str, str] = {}  # key → newest earn time in this batch
         self.seq = 0                      # keeps the rows in the order they arose
 
     def __len__(self) -> int:
-        return len(self.groups) + len(self.singles)
+        return len(self.earns) + len(self.groups) + len(self.singles)
 
     def single(self, row_id, key, row_type, amount, detail, source, run_id, at) -> None:
         self.seq += 1
@@ -94,6 +97,28 @@ class PendingRows:
         if at > g[4]:
             g[4] = at
 
+    def earned(self, key: str, kind: str, amount: float, ref: int | None, at: str) -> None:
+        """One earn on `key` (what group(key, "earn", kind, amount, 1, ref, ref, at) does)."""
+        g = self.earns.get(key)
+        if g is None:
+            self.seq += 1
+            self.earns[key] = [amount, 1, ref, ref, at, self.seq, kind]
+            return
+        kinds = g[6]
+        if type(kinds) is dict:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        elif kinds != kind:
+            g[6] = {kinds: g[1], kind: 1}
+        g[0] += amount
+        g[1] += 1
+        if ref is not None:
+            if g[2] is None or ref < g[2]:
+                g[2] = ref
+            if g[3] is None or ref > g[3]:
+                g[3] = ref
+        if at > g[4]:
+            g[4] = at
+
     def touch(self, key: str, at: str) -> None:
         if self.activity.get(key, "") < at:
             self.activity[key] = at
@@ -113,6 +138,11 @@ class PendingRows:
             source = sources if type(sources) is str else None  # source_topic: one or none
             append([None, key, row_type, amount, (reason, row_type, detail, n, sources, lo, hi),
                     source, None, at, seq, topic_id(key)])
+        earns = self.earns
+        while earns:
+            key, (amount, n, lo, hi, at, seq, kinds) = earns.popitem()
+            append([None, key, "earn", amount, (reason, "earn", kinds, n, None, lo, hi), None,
+                    None, at, seq, topic_id(key)])
         for row_id, key, row_type, amount, detail, source, run_id, at, seq in self.singles:
             if row_type in _PREFIXED:
                 detail = f"{reason}: {detail}"
@@ -122,6 +152,7 @@ class PendingRows:
         return rows
 
     def clear(self) -> None:
+        self.earns.clear()
         self.groups.clear()
         self.singles.clear()
         self.activity.clear()

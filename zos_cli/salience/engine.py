@@ -165,7 +165,7 @@ class SalienceEngine:
                 detail += f" (layer run {run_id})"
             pending.single(None, key, "earn", credited, detail, None, run_id, at)
         else:
-            pending.group(key, "earn", earn_kind, credited, 1, ref, ref, at)
+            pending.earned(key, earn_kind, credited, ref, at)
         if credited:  # (most earns meet a full topic: its balance and sets stay as they are)
             idx.set(key, balance + credited)
         if key not in idx.active:

@@ -51,7 +51,7 @@ def test_fold_equals_giving_each_offer_in_order(offers, balance, cap, already):
                   lambda *args: rows.append(args))
     expected_balance, expected = one_by_one(balance, cap, made)
     assert folded == pytest.approx(expected_balance, abs=1e-9)
-    got = {(r[1], r[8]): (r[3], r[4], r[5], r[6], r[7]) for r in rows}
+    got = {(r[1], r[7]): (r[2], r[3], r[4], r[5], r[6]) for r in rows}
     want = {(t, o): (amount, n, first, last, at) for t, o, amount, n, first, last, at in expected}
     assert set(got) == set(want)
     for key, (amount, n, first, last, at) in want.items():
@@ -65,4 +65,4 @@ def test_a_member_filled_half_way_gets_nothing_after():
         log.add(seq, 1.0, 0.0, 100 + seq, f"t{seq:02d}")
     rows = []
     assert fold("m", 35.5, 40.0, [("owner", log, 0)], lambda *a: rows.append(a)) == 40.0
-    assert rows == [("m", "propagate", "propagate", 4.5, 5, 101, 105, "t05", "owner")]
+    assert rows == [("m", "propagate", 4.5, 5, 101, 105, "t05", "owner")]

@@ -50,11 +50,10 @@ def describe_sources(row_type: str, sources: str | dict[str, float]) -> str:
 
 class PendingRows:
     def __init__(self):
-        # (key, type) → [amount, n, lo, hi, at, seq, source or {source: amount},
-        #                kind or {kind: n}]
+        # (key, propagate or spillover) → [amount, n, lo, hi, at, seq, source or
+        # {source: amount}]: the transfer rows
         self.groups: dict[tuple, list] = {}
-        # key → [amount, n, lo, hi, at, seq, kind or {kind: n}]: the earn rows, apart (an
-        # earn is the most frequent change: no (key, type) tuple, no source to look at)
+        # key → [amount, n, lo, hi, at, seq, kind or {kind: n}]: the earn rows
         self.earns: dict[str, list] = {}
         self.singles: list[tuple] = []    # (id, key, type, amount, detail, source, run, at, seq)
         self.activity: dict[str, str] = {}  # key → newest earn time in this batch
@@ -67,27 +66,21 @@ class PendingRows:
         self.seq += 1
         self.singles.append((row_id, key, row_type, amount, detail, source, run_id, at, self.seq))
 
-    def group(self, key: str, row_type: str, detail: str, amount: float, n: int,
-              lo: int | None, hi: int | None, at: str, source: str | None = None) -> None:
+    def transfer(self, key: str, row_type: str, amount: float, n: int, lo: int | None,
+                 hi: int | None, at: str, source: str) -> None:
+        """`n` transfers of `row_type` (propagate or spillover) from `source` into `key`."""
         gkey = (key, row_type)
         g = self.groups.get(gkey)
         if g is None:
             self.seq += 1
-            # The sources and the kinds: one key or kind (most rows have one), a dict once
-            # there are more.
-            self.groups[gkey] = [amount, n, lo, hi, at, self.seq, source, detail]
+            # The source: one key (most rows have one), a dict once there are more.
+            self.groups[gkey] = [amount, n, lo, hi, at, self.seq, source]
             return
-        kinds = g[7]
-        if type(kinds) is dict:
-            kinds[detail] = kinds.get(detail, 0) + n
-        elif kinds != detail:
-            g[7] = {kinds: g[1], detail: n}
-        if source:
-            sources = g[6]
-            if type(sources) is dict:
-                sources[source] = sources.get(source, 0.0) + amount
-            elif sources != source:
-                g[6] = {sources: g[0], source: amount}
+        sources = g[6]
+        if type(sources) is dict:
+            sources[source] = sources.get(source, 0.0) + amount
+        elif sources != source:
+            g[6] = {sources: g[0], source: amount}
         g[0] += amount
         g[1] += n
         if lo is not None and (g[2] is None or lo < g[2]):
@@ -98,7 +91,7 @@ class PendingRows:
             g[4] = at
 
     def earned(self, key: str, kind: str, amount: float, ref: int | None, at: str) -> None:
-        """One earn on `key` (what group(key, "earn", kind, amount, 1, ref, ref, at) does)."""
+        """One earn of `kind` on `key` (counted per kind in the row's reason)."""
         g = self.earns.get(key)
         if g is None:
             self.seq += 1
@@ -134,9 +127,9 @@ class PendingRows:
         append = rows.append
         groups = self.groups
         while groups:  # emptied as the rows are made: the two are not in memory together
-            (key, row_type), (amount, n, lo, hi, at, seq, sources, detail) = groups.popitem()
+            (key, row_type), (amount, n, lo, hi, at, seq, sources) = groups.popitem()
             source = sources if type(sources) is str else None  # source_topic: one or none
-            append([None, key, row_type, amount, (reason, row_type, detail, n, sources, lo, hi),
+            append([None, key, row_type, amount, (reason, row_type, row_type, n, sources, lo, hi),
                     source, None, at, seq, topic_id(key)])
         earns = self.earns
         while earns:

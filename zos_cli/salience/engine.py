@@ -39,7 +39,7 @@ class SalienceEngine:
         self.aggregate = aggregate
         self.index = TopicIndex(db, config)
         self.pending = batch.PendingRows()
-        self.index.sink = self.pending.group  # what lazily offered transfers gave
+        self.index.sink = self.pending.transfer  # what lazily offered transfers gave
         self.gate = PrivacyGate(db, config)
         self.self_user_id = (self_user_id or config.discord.self_user_id
                              or get_state(db, "discord.self_user_id"))
@@ -197,7 +197,7 @@ class SalienceEngine:
         if given <= 0:
             return  # what a cap refuses evaporates
         if self.aggregate:
-            self.pending.group(key, row_type, row_type, given, 1, ref, ref, at, source)
+            self.pending.transfer(key, row_type, given, 1, ref, ref, at, source)
         else:
             detail = f"{row_type} from {source}{batch.message_range(ref, ref)}"
             self.pending.single(None, key, row_type, given, detail, source, None, at)

@@ -76,8 +76,8 @@ class OfferLog:
 def fold(member: str, balance: float, cap: float, pending: list[tuple[str, OfferLog, int]],
          sink) -> float:
     """Fold the offers `pending` ([(owner, log, first unseen absolute index)]) into a member
-    holding `balance`; report each (row type, owner) amount to `sink(member, row_type,
-    row_type, amount, count, first_ref, last_ref, last_at, owner)` (PendingRows.group).
+    holding `balance`; report each (row type, owner) amount to `sink(member, row_type, amount,
+    count, first_ref, last_ref, last_at, owner)` (PendingRows.transfer).
     Returns the new balance."""
     total = 0.0
     for _owner, log, seen in pending:
@@ -88,12 +88,12 @@ def fold(member: str, balance: float, cap: float, pending: list[tuple[str, Offer
             i, k = seen - log.start, len(log.seqs)
             prop = log.sum_props[k] - log.sum_props[i]
             if prop > 0:
-                sink(member, "propagate", "propagate", prop, k - i, log.ref(i), log.ref(k - 1),
+                sink(member, "propagate", prop, k - i, log.ref(i), log.ref(k - 1),
                      log.ats[k - 1], owner)
             spill = log.sum_spills[k] - log.sum_spills[i]
             if spill > 0:
                 first, last = log.spill_span(i, k)
-                sink(member, "spillover", "spillover", spill,
+                sink(member, "spillover", spill,
                      log.spill_counts[k] - log.spill_counts[i], log.ref(first), log.ref(last),
                      log.ats[last], owner)
         return balance + total
@@ -168,5 +168,5 @@ def _fold_to_cap(member: str, balance: float, cap: float,
         break
     given.sort(key=lambda g: (g[0], g[1]))  # the order a walk would have met them
     for _seq, _order, row_type, owner, amount, n, first_ref, last_ref, at in given:
-        sink(member, row_type, row_type, amount, n, first_ref, last_ref, at, owner)
+        sink(member, row_type, amount, n, first_ref, last_ref, at, owner)
     return cap  # (the rows' amounts add up to it but for float noise; see batch.write)

@@ -1,15 +1,15 @@
 """The engine's in-memory view of topics: balances, last earns, and who is related to whom.
 
 Topics are loaded lazily: a server's topics one key at a time where a key is all that is
-needed (a subject earn reads one topic), and a whole scope (a server's topics by a primary-key range scan of
-`server:<s>:`, or all global topics) before an owner (below) earns, since its receptive set
-must then be complete.
+needed (a subject earn reads one topic), and a whole scope (a server's topics by a primary-key
+range scan of `server:<s>:`, or all global topics) before an owner (below) earns, since its
+receptive set must then be complete.
 
 Propagation only ever reaches *receptive* related topics — warm (balance above the warm
 threshold) and still below their cap; everything else would receive nothing. Topics with many
 relations (server users → their dyads and user_in_channel topics, channels → their
 user_in_channel topics and threads, global users → their server users and global dyads,
-global dyads → their server dyads) are *owners*: the index keeps, for each, the set of its
+global dyads → their server dyads) are *owners* (relations.py): the index keeps, for each, the set of its
 related topics that were receptive at the start of the current event, and (see offers.py)
 their transfers are offered lazily. Every other relation is a handful of exact keys.
 
@@ -24,10 +24,16 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
-from typing import NamedTuple
 
 from zos_cli.salience.offers import OfferLog, fold
-from zos_cli.topics import Topic
+from zos_cli.salience.relations import (
+    UNCACHED_KINDS,
+    TopicParts,
+    exact_related_keys,
+    is_owner,
+    owners_of,
+    parse_stored,
+)
 
 # Memory is per topic (a long export has ~90k of them, mostly dyads), so every key and id the
 # index keeps is interned: a key, the owners and related keys naming it, and the ids inside
@@ -38,62 +44,6 @@ _intern = sys.intern
 def _scope(key: str) -> str | None:
     """The server id of a server-scoped key; None for a global key."""
     return key.split(":", 2)[1] if key.startswith("server:") else None
-
-
-class TopicParts(NamedTuple):
-    """A parsed key as the index keeps it: a Topic's fields and properties in a plain tuple
-    (a frozen dataclass costs a __dict__ per topic)."""
-
-    kind: str
-    server_id: str | None
-    ids: tuple[str, ...]
-
-    key = Topic.key
-    is_global = Topic.is_global
-    category = Topic.category
-    group = Topic.group
-    cap_field = Topic.cap_field
-
-
-def _fast_parse(key: str) -> TopicParts:
-    """Keys read back from the database were validated when built: split, do not re-check."""
-    parts = key.split(":")
-    if parts[0] == "server":
-        return TopicParts(parts[2], parts[1], tuple(parts[3:]))
-    return TopicParts(parts[0], None, tuple(parts[1:]))
-
-
-def _owners(topic: TopicParts, parent_channel_id: str | None) -> tuple[str, ...]:
-    """The owners whose receptive sets this topic belongs to (when receptive)."""
-    return tuple(_intern(k) for k in _owner_keys(topic, parent_channel_id))
-
-
-def _owner_keys(topic: TopicParts, parent_channel_id: str | None) -> tuple[str, ...]:
-    s, kind, ids = topic.server_id, topic.kind, topic.ids
-    if s is None:
-        if kind == "dyad":
-            return (f"user:{ids[0]}", f"user:{ids[1]}")
-        return ()
-    if kind == "dyad":
-        return (f"server:{s}:user:{ids[0]}", f"server:{s}:user:{ids[1]}", f"dyad:{ids[0]}:{ids[1]}")
-    if kind == "user_in_channel":
-        return (f"server:{s}:user:{ids[1]}", f"server:{s}:channel:{ids[0]}")
-    if kind == "user":
-        return (f"user:{ids[0]}",)
-    if kind == "thread" and parent_channel_id:
-        return (f"server:{s}:channel:{parent_channel_id}",)
-    return ()
-
-
-# Relations rebuilt on every call instead of kept: dyads are most of a community's topics
-# (memory), and an emoji's relation depends on who used it.
-_UNCACHED = frozenset({"dyad", "dyad_in_channel", "emoji"})
-
-OWNER_KINDS = frozenset({("user", False), ("channel", False), ("user", True), ("dyad", True)})
-
-
-def is_owner(topic: TopicParts) -> bool:
-    return (topic.kind, topic.server_id is None) in OWNER_KINDS
 
 
 class TopicIndex:
@@ -189,11 +139,11 @@ class TopicIndex:
     def _register(self, key: str, balance: float, last: str | None, metadata: str | None,
                   topic_id: int | None) -> None:
         key = _intern(key)
-        topic = _fast_parse(key)
+        topic = parse_stored(key)
         parent = None
         if topic.kind == "thread" and metadata:
             parent = json.loads(metadata).get("parent_channel_id")
-        owners = _owners(topic, parent)
+        owners = owners_of(topic, parent)
         cap = getattr(self.caps, topic.cap_field)
         self.info[key] = (_intern(topic.kind), cap, owners, is_owner(topic), topic_id)
         self.balance[key] = balance
@@ -279,7 +229,7 @@ class TopicIndex:
 
     def topic(self, key: str) -> TopicParts:
         """The parts of a key the index knows (kind, server id, ids)."""
-        return _fast_parse(key)
+        return parse_stored(key)
 
     def exists(self, key: str) -> bool:
         if key not in self.info:
@@ -306,36 +256,12 @@ class TopicIndex:
         cached = self._exact.get(key)
         if cached is not None:
             return cached
-        kind = self.info[key][0]
-        if kind in _UNCACHED:
-            return self._exact_related(key, user_id)
-        related = [_intern(k) for k in self._exact_related(key, user_id)]
+        kind, _cap, owners, _owner, _id = self.info[key]
+        if kind in UNCACHED_KINDS:
+            return exact_related_keys(self.topic(key), owners, user_id)
+        related = [_intern(k) for k in exact_related_keys(self.topic(key), owners, user_id)]
         self._exact[key] = related
         return related
-
-    def _exact_related(self, key: str, user_id: str | None) -> list[str]:
-        topic, owners = self.topic(key), self.info[key][2]
-        s, kind, ids = topic.server_id, topic.kind, topic.ids
-        if s is None:
-            if kind == "dyad":
-                return [f"user:{ids[0]}", f"user:{ids[1]}"]
-            return []
-        if kind == "user":
-            return [f"user:{ids[0]}"]
-        if kind == "dyad":
-            a, b = ids
-            return [f"server:{s}:user:{a}", f"server:{s}:user:{b}", f"dyad:{a}:{b}"]
-        if kind == "thread":
-            return list(owners)
-        if kind == "user_in_channel":
-            return [f"server:{s}:user:{ids[1]}", f"server:{s}:channel:{ids[0]}"]
-        if kind == "dyad_in_channel":
-            c, a, b = ids
-            return [f"server:{s}:dyad:{a}:{b}", f"server:{s}:channel:{c}",
-                    f"server:{s}:user:{a}", f"server:{s}:user:{b}"]
-        if kind == "emoji" and user_id:
-            return [f"server:{s}:user:{user_id}"]
-        return []  # channels relate through their set; subjects, roles and self to nothing
 
     def receptive_among(self, keys: list[str]) -> list[str]:
         """The keys that are warm at the start of this event and below their cap now (offers

@@ -89,6 +89,13 @@ def test_users_are_ids_or_known_names(cli, people):
                                           "dm_read\n")
     r = cli("consent", "grant", "733", "--at", "soon")
     assert (r.exit_code, r.stderr) == (2, "Error: --at 'soon' is not an ISO-8601 time\n")
+    r = cli("consent", "grant", "733", "--at", "0001-01-01T00:00:00+01:00")
+    assert (r.exit_code, r.stderr) == (2, "Error: --at '0001-01-01T00:00:00+01:00' is outside "
+                                          "the years 1–9999 once in UTC\n")
+    # str.isdigit() takes '²' and full-width digits: not Discord ids, nor known names.
+    for odd in ("²", "１２３"):
+        r = cli("consent", "grant", odd)
+        assert r.exit_code == 2 and r.stderr.startswith(f"Error: no known user named @{odd}:")
     # A consent may precede anything zos has seen of the user.
     assert cli("consent", "grant", "555000111").exit_code == 0
 

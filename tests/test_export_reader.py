@@ -85,6 +85,13 @@ def test_times_with_any_offset_and_precision(tmp_path, offset, digits):
     assert msg.created_at == "2024-03-01T13:30:00.000000+00:00"
 
 
+def test_a_time_past_the_calendar_in_utc_is_a_record_error(tmp_path):
+    ex = Export(messages=[message(snowflake(0), ALICE, "x", timestamp="9999-12-31T23:59:59-14:00")])
+    with pytest.raises(ExportError, match="`timestamp` '9999-12-31T23:59:59-14:00' is outside "
+                                          "the years 1–9999 once in UTC, at message index 0"):
+        read(ex.write(tmp_path / "t.json"))
+
+
 def test_seven_fraction_digits_are_truncated_to_microseconds(tmp_path):
     ex = Export(messages=[message(snowflake(0), ALICE, "x",
                                   timestamp="2024-03-01T08:00:00.9876549-04:00")])

@@ -25,3 +25,12 @@ def test_ids_made_as_used_are_the_same_kind():
 
     ids = list(iter_new_ids(2500))
     assert len(set(ids)) == 2500 and ids == sorted(ids)
+
+
+def test_discord_ids_are_ascii_digits_within_64_bits():
+    from zos_cli.ids import is_discord_id
+
+    assert is_discord_id("175928847299117063") and is_discord_id("18446744073709551615")
+    for bad in ("", "0", "0123", "²", "１２３", "12a", " 12", "18446744073709551616",
+                "123456789012345678901", None, 123):
+        assert not is_discord_id(bad), bad

@@ -25,6 +25,13 @@ def test_bad_times(bad):
         parse_time(bad)
 
 
+def test_times_past_the_calendar_are_value_errors():
+    # In range where they are written, out of range in UTC (datetime raises OverflowError).
+    for text in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+01:00"):
+        with pytest.raises(ValueError, match="outside the years 1–9999 once in UTC"):
+            normalize(text)
+
+
 def test_snowflake_time():
     assert to_stored(snowflake_time("175928847299117063")) == "2016-04-30T11:18:25.796000+00:00"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from zos_cli.errors import ConfigError
+from zos_cli.ids import is_discord_id
 
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 
@@ -112,7 +113,7 @@ class Discord(Strict):
     @field_validator("self_user_id")
     @classmethod
     def _snowflake(cls, value: str | None) -> str | None:
-        if value is not None and not value.isdigit():
+        if value is not None and not is_discord_id(value):
             raise ValueError("must be a Discord id (digits only)")
         return value
 
@@ -144,7 +145,7 @@ class Config(Strict):
     @classmethod
     def _server_ids(cls, value: dict[str, Server]) -> dict[str, Server]:
         for key in value:
-            if not key.isdigit():
+            if not is_discord_id(key):
                 raise ValueError(f"server key {key!r} must be a Discord server id (digits only)")
         return value
 

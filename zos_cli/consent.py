@@ -16,9 +16,9 @@ import sqlite_utils
 from zos_cli import db as db_module
 from zos_cli.audit import record_event
 from zos_cli.errors import UsageProblem
-from zos_cli.ids import new_id
+from zos_cli.ids import is_discord_id, new_id
 from zos_cli.privacy import erase_user, forget_dm, lift_dm_quarantine, quarantine_dm_insights
-from zos_cli.timeutil import normalize, now_stored
+from zos_cli.timeutil import now_stored, parse_time, to_stored
 
 CONSENT_TYPES = ("dm_read",)
 _COLUMNS = ("id", "user_id", "consent_type", "granted_at", "revoked_at", "server_id", "note")
@@ -50,7 +50,7 @@ def dm_may_be_stored(db: sqlite_utils.Database, participant_ids: Iterable[str]) 
 def resolve_user(db: sqlite_utils.Database, user: str) -> str:
     """A Discord id as is, or a known `@name` (user name or display name) to its id."""
     text = user.strip()
-    if text.isdigit():
+    if is_discord_id(text):
         return text
     name = text[1:] if text.startswith("@") else text
     if not name:
@@ -93,9 +93,13 @@ def _when(at: str | None) -> str:
     if at is None:
         return now_stored()
     try:
-        return normalize(at)
+        when = parse_time(at)
     except ValueError:
         raise UsageProblem(f"--at {at!r} is not an ISO-8601 time") from None
+    try:
+        return to_stored(when)
+    except ValueError as exc:
+        raise UsageProblem(f"--at {at!r} is {exc}") from None
 
 
 def grant(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read",
@@ -103,7 +107,7 @@ def grant(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read"
     """Record a grant (a new row) unless one is already active. Returns the active row with
     `changed` saying whether a row was written."""
     _check_type(consent_type)
-    if server_id is not None and not server_id.isdigit():
+    if server_id is not None and not is_discord_id(server_id):
         raise UsageProblem(f"--server {server_id!r} is not a Discord server id (digits)")
     user_id = resolve_user(db, user)
     when = _when(at)

@@ -1,4 +1,5 @@
-"""Ids for everything zos creates: ULIDs, which sort by creation time."""
+"""Ids: the ULIDs of everything zos creates (they sort by creation time), and the check of
+Discord's own ids."""
 
 from __future__ import annotations
 
@@ -6,6 +7,15 @@ import os
 from collections.abc import Iterator
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # the ULID alphabet
+MAX_SNOWFLAKE = 2**64 - 1  # Discord ids are unsigned 64-bit numbers
+
+
+def is_discord_id(value: object) -> bool:
+    """A Discord id (snowflake) as text: ASCII digits (`str.isdigit` alone also takes '²' and
+    full-width digits), no leading zero, at most 2^64 - 1."""
+    return (isinstance(value, str) and value.isdigit() and value.isascii() and value[0] != "0"
+            and (len(value) < 20 or (len(value) == 20 and int(value) <= MAX_SNOWFLAKE)))
+  # the ULID alphabet
 # The last two characters of an id, for every value of its low 10 bits.
 _LOW_PAIRS = [CROCKFORD[i >> 5] + CROCKFORD[i & 31] for i in range(1024)]
 

@@ -17,7 +17,11 @@ def to_stored(dt: datetime) -> str:
     """The stored form of a datetime: `2024-03-01T12:00:00.000000+00:00`."""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    try:
+        utc = dt.astimezone(timezone.utc)
+    except OverflowError:  # (9999-12-31T23:00-05:00 is in year 10000 in UTC)
+        raise ValueError("outside the years 1–9999 once in UTC") from None
+    return utc.isoformat(timespec="microseconds")
 
 
 def parse_time(text: str) -> datetime:

@@ -12,6 +12,7 @@ import typer
 from zos_cli import locks, output
 from zos_cli.app_state import state
 from zos_cli.errors import JobFailed, UsageProblem
+from zos_cli.ids import is_discord_id
 from zos_cli.output import JsonFlag
 
 
@@ -92,7 +93,7 @@ def _raise_failures(report, job: str) -> None:
 
 def _ids(values: list[str] | None, flag: str) -> list[str]:
     for value in values or []:
-        if not value.isdigit():
+        if not is_discord_id(value):
             raise UsageProblem(f"{flag} {value!r} is not a Discord id (digits only)")
     return list(dict.fromkeys(values or []))
 

@@ -16,6 +16,7 @@ from zos_cli.consent import list_consents
 from zos_cli.discord import api, convert
 from zos_cli.discord.client import DiscordClient
 from zos_cli.discord.errors import DiscordForbidden, DiscordNotFound, DiscordRequestFailed
+from zos_cli.ids import is_discord_id
 from zos_cli.records import THREAD_TYPES, ChannelRecord
 
 # Channels that hold messages themselves; forum and media channels only hold threads.
@@ -137,8 +138,9 @@ def dm_channels(db: sqlite_utils.Database, client: DiscordClient, self_user_id: 
     """The DM channel of every user with an active `dm_read` consent (nobody else's). The
     channel id is remembered, so `POST /users/@me/channels` is sent once per user."""
     found = Discovery()
+    # (A grant recorded before ids were checked as ASCII digits is no Discord user: skipped.)
     users = sorted({c["user_id"] for c in list_consents(db, active_only=True)
-                    if c["consent_type"] == "dm_read"}, key=int)
+                    if c["consent_type"] == "dm_read" and is_discord_id(c["user_id"])}, key=int)
     for user_id in users:
         if user_id == self_user_id:
             continue

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from zos_cli import records, timeutil
+from zos_cli.ids import MAX_SNOWFLAKE
 from zos_cli.records import (
     AttachmentRecord,
     MessageRecord,
@@ -192,10 +193,10 @@ def _stored_time_of_any(text: str, field: str) -> str:
             return timeutil.normalize(text)
         except (AttributeError, ValueError):
             raise RecordError(f"`{field}` is not an ISO-8601 time: {text!r}") from None
-    return timeutil.to_stored(dt)  # (the common shapes take stored_time's cached path)
-
-
-MAX_SNOWFLAKE = 2**64 - 1  # Discord ids are unsigned 64-bit numbers
+    try:
+        return timeutil.to_stored(dt)  # (the common shapes take stored_time's cached path)
+    except ValueError as exc:
+        raise RecordError(f"`{field}` {text!r} is {exc}") from None
 
 
 def check_snowflake(value: str | None, field: str) -> str:

@@ -198,6 +198,8 @@ def test_synthesis_folds_server_insights_into_the_global_topic(db, tmp_path, cli
     world = build_world(db, tmp_path, users=2, messages_each=12)
     assert cli("reflect", "--layer", "user").exit_code == 0
     server_ids = {r[0]: r[1] for r in db.execute("SELECT topic_key, id FROM insights")}
+    none = cli("reflect", "--layer", "synthesis", "--max-targets", "0", "--dry-run", "--json")
+    assert json.loads(none.stdout)["targets"] == []
     result = cli("reflect", "--layer", "synthesis", "--json")
     summary = json.loads(result.stdout)
     assert result.exit_code == 0, result.stderr

@@ -126,6 +126,30 @@ def test_gated_user_is_never_a_target(db, db_path, tmp_path, cli):
         f"{GUILD} is never analysed\n")
 
 
+def test_a_gated_user_takes_no_place_under_the_target_limit(db, tmp_path):
+    # Bob earned before the gate was configured (as when someone loses the role), and has
+    # the highest balance: the limit counts the others, not him.
+    from zos_cli import db as db_module
+    from zos_cli.reflect.targets import choose_targets
+    from zos_cli.salience import SalienceEngine
+
+    world = build_world(db, tmp_path, users=3, messages_each=12)
+    engine = SalienceEngine(db, config_for())
+    with db_module.write_transaction(db):
+        engine.earn(world.user_key("bob"), 50.0, "2024-03-05T00:00:00.000000+00:00")
+        engine.flush("test: bob is the busiest")
+    gated = Config.model_validate({"discord": {"self_user_id": SELF_ID},
+                                   "servers": {GUILD: {"privacy_gate_role": GATE_ROLE}}})
+    with db_module.write_transaction(db):  # Bob loses the role
+        db.execute("DELETE FROM user_roles WHERE user_id = ?", [world.ids["bob"]])
+    layer = get_layer("user")
+    assert [t.key for t in choose_targets(db, config_for(), layer, max_targets=1)] == [
+        world.user_key("bob")]
+    for limit in (1, 2):
+        keys = [t.key for t in choose_targets(db, gated, layer, max_targets=limit)]
+        assert len(keys) == limit and world.user_key("bob") not in keys
+
+
 def test_mentions_and_markup_become_names(db, tmp_path):
     texts = {"alice": "hey <@102> look at <#2002> <:party:5001> <@&7001>"}
     world = build_world(db, tmp_path, users=2, messages_each=2, texts=texts)

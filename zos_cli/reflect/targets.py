@@ -81,11 +81,11 @@ def synthesis_targets(db: sqlite_utils.Database, layer: Layer, limit: int) -> li
     ranked = sorted(counts, key=lambda k: (-counts[k], newest[k], k))
     targets = []
     for key in ranked:
+        if len(targets) >= limit:
+            break
         target = target_from_key(key)
         if target.category in wanted:
             targets.append(Target(**{**target.__dict__, "balance": _balance(db, key) or 0.0}))
-        if len(targets) >= limit:
-            break
     return targets
 
 
@@ -104,11 +104,7 @@ def choose_targets(db: sqlite_utils.Database, config: Config, layer: Layer, *,
     rows = select_targets(
         db, config, categories=layer.categories, layer_max_targets=layer.spec.max_targets,
         max_targets=max_targets, min_salience=layer.spec.min_salience,
+        exclude=lambda key: gated_out(db, config, target_from_key(key)),
     )
-    targets = []
-    for row in rows:
-        target = Target(**{**target_from_key(row["topic_key"]).__dict__,
-                           "balance": float(row["balance"])})
-        if not gated_out(db, config, target):
-            targets.append(target)
-    return targets
+    return [Target(**{**target_from_key(row["topic_key"]).__dict__,
+                      "balance": float(row["balance"])}) for row in rows]

@@ -13,6 +13,7 @@ min(layer max_targets, --max-targets) in all.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from zos_cli import topics
 
@@ -72,10 +73,13 @@ def group_demand(db, min_salience: float) -> dict[str, int]:
 
 def select_targets(db, config, *, categories: list[str], layer_max_targets: int,
                    max_targets: int | None = None, min_salience: float | None = None,
-                   topic_key: str | None = None) -> list[dict]:
+                   topic_key: str | None = None,
+                   exclude: Callable[[str], bool] | None = None) -> list[dict]:
     """The targets of one layer run: rows {topic_key, category, group, balance,
     last_activity_at} in descending balance (see the module docstring for the limits).
-    With `topic_key`, only that topic is considered (same filters)."""
+    With `topic_key`, only that topic is considered (same filters). `exclude(key)`: topics
+    that may not be reflected on (a person outside a server's privacy gate) are passed over
+    before the limits count them."""
     unknown = [c for c in categories if c not in topics.CATEGORIES]
     if unknown:
         raise ValueError(f"unknown topic categories: {', '.join(unknown)}")
@@ -97,6 +101,8 @@ def select_targets(db, config, *, categories: list[str], layer_max_targets: int,
     out = []
     for key, category, group, balance, last in db.execute(sql, params):
         if taken.get(group, 0) >= plan[group]["allocated"]:
+            continue
+        if exclude is not None and exclude(key):
             continue
         taken[group] = taken.get(group, 0) + 1
         out.append({"topic_key": key, "category": category, "group": group,

@@ -74,3 +74,15 @@ def test_response_format_is_strict_and_closed():
     assert schema["properties"]["insights"]["minItems"] == 1
     assert schema["properties"]["insights"]["maxItems"] == 5
     assert "maxLength" not in json.dumps(schema) and "$ref" not in json.dumps(schema)
+
+
+def test_json_nested_too_deeply_is_an_invalid_answer_not_a_crash():
+    # json.loads recurses per level: a hostile or broken model must fail its target only.
+    for text in ("[" * 50000 + "]" * 50000,
+                 '{"insights": [{"content": ' + "[" * 5000 + "]" * 5000 + "}]}"):
+        try:
+            parse_answer(text)
+        except InvalidAnswer as exc:
+            assert exc.reason == "the answer is not a reflection: JSON nested too deeply"
+        else:
+            raise AssertionError("a deeply nested answer was accepted")

@@ -116,8 +116,12 @@ def parse_answer(text: str | None) -> ReflectionOut:
         data = json.loads(_strip_fences(text))
     except ValueError as exc:
         raise InvalidAnswer(f"the answer is not JSON ({exc})")
+    except RecursionError:  # ('[' * 50000: the decoder recurses per level)
+        raise InvalidAnswer("the answer is not a reflection: JSON nested too deeply")
     try:
         return ReflectionOut.model_validate(data)
+    except RecursionError:
+        raise InvalidAnswer("the answer is not a reflection: JSON nested too deeply")
     except ValidationError as exc:
         problems = []
         for error in exc.errors()[:10]:

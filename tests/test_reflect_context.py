@@ -255,3 +255,21 @@ def test_list_layers_json(cli):
     user = rows[-1]
     assert user["category"] == "users" and user["origin"] == "shipped"
     assert len(user["hash"]) == 64
+
+
+def test_the_emoji_layer_reads_messages_using_the_emoji_in_their_text(db, tmp_path):
+    # Exports write a custom emoji as :party: in the text (its id only in inlineEmojis), so
+    # the messages are found through custom_emoji_ids, as well as through reactions.
+    from tests.exports import Export, emoji, message, reaction, snowflake, user
+    from zos_cli.ingest import ingest_exports
+
+    alice, bob = user("101", "alice"), user("102", "bob")
+    party = emoji("party", "5001")
+    ex = Export(channel_id="2001", channel_name="general", guild_id=GUILD)
+    ex.add(message(snowflake(1), alice, "kiln day :party:", inline_emojis=[party]))
+    ex.add(message(snowflake(2), bob, "glaze test", reactions=[reaction(party, [alice])]))
+    ex.add(message(snowflake(3), bob, "nothing festive here"))
+    assert not ingest_exports(db, config_for(), [str(ex.write(tmp_path / "g.json"))])["errors"]
+    prompt = context_for(db, config_for(), f"server:{GUILD}:emoji:5001", layer="emoji").prompt
+    assert '"kiln day :party:"' in prompt and '"glaze test"' in prompt
+    assert "nothing festive" not in prompt

@@ -156,9 +156,11 @@ def message_filter(db: sqlite_utils.Database, config: Config,
         return (f"m.server_id = ? AND ({likes})",
                 [s, *(f"%{_escape_like(w)}%" for w in sorted(words))])
     if k == "emoji":
-        return ("m.server_id = ? AND (m.content LIKE ? OR m.id IN "
+        # Used in the text (custom_emoji_ids, a JSON array of quoted ids: exports write the
+        # emoji as :name:, the API as <:name:id>) or as a reaction.
+        return ("m.server_id = ? AND (instr(m.custom_emoji_ids, ?) > 0 OR m.id IN "
                 "(SELECT message_id FROM reactions WHERE emoji_id = ?))",
-                [s, f"%:{target.emoji_id}>%", target.emoji_id])
+                [s, f'"{target.emoji_id}"', target.emoji_id])
     if k == "role":
         return ("m.server_id = ? AND m.id IN (SELECT message_id FROM role_mentions "
                 "WHERE role_id = ?)", [s, target.role_id])

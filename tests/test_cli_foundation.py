@@ -13,7 +13,7 @@ from tests.conftest import Cli, run_zos
 from zos_cli import __version__, locks
 from zos_cli.cli import app
 
-ALL_MIGRATIONS = ["0001_initial", "0002_ledger_topic_id"]
+ALL_MIGRATIONS = ["0001_initial", "0002_ledger_topic_id", "0003_llm_call_sources"]
 
 
 def test_init_db_creates_folder_and_is_rerunnable(tmp_path):
@@ -25,7 +25,7 @@ def test_init_db_creates_folder_and_is_rerunnable(tmp_path):
     assert doc["created"] is True and doc["applied"] == ALL_MIGRATIONS
     again = cli("init-db", "--json")
     assert json.loads(again.stdout)["applied"] == []
-    assert cli("init-db").stdout == f"{path} is up to date (schema version 2).\n"
+    assert cli("init-db").stdout == f"{path} is up to date (schema version 3).\n"
 
 
 def test_missing_database_is_66_with_hint(tmp_path):
@@ -84,12 +84,14 @@ def test_pending_migrations_reported_by_status_and_applied_by_migrate(tmp_path):
     listing = json.loads(cli("migrate", "--status", "--json").stdout)
     assert listing == [{"version": 1, "name": "initial", "state": "pending", "applied_at": None},
                        {"version": 2, "name": "ledger_topic_id", "state": "pending",
+                        "applied_at": None},
+                       {"version": 3, "name": "llm_call_sources", "state": "pending",
                         "applied_at": None}]
     dry = json.loads(cli("migrate", "--dry-run", "--json").stdout)
     assert dry["applied"] == ALL_MIGRATIONS and dry["dry_run"] is True
     assert json.loads(cli("migrate", "--status", "--json").stdout)[0]["state"] == "pending"
     done = cli("migrate", "--json")
-    assert done.exit_code == 0 and json.loads(done.stdout)["to_version"] == 2
+    assert done.exit_code == 0 and json.loads(done.stdout)["to_version"] == 3
     assert json.loads(cli("status", "--json").stdout)["pending_migrations"] == []
 
 
@@ -192,7 +194,7 @@ def test_commands_refuse_pending_migrations_with_78(tmp_path, args):
     r = Cli(path)(*args)
     assert r.exit_code == 78, r.stderr
     assert r.stderr == (f"Error: {path} has pending migrations (0001_initial, "
-                        "0002_ledger_topic_id): "
+                        "0002_ledger_topic_id, 0003_llm_call_sources): "
                         "run `zos migrate`\n")
 
 

@@ -124,7 +124,8 @@ def test_changed_checksum_is_refused(tmp_path):
 def test_pending_migrations_are_refused_by_open_database(tmp_path):
     path = tmp_path / "a.db"
     database.connect(path, create=True).close()  # a file with no schema at all
-    with pytest.raises(MigrationError, match=r"has pending migrations \(0001_initial, 0002_ledger_topic_id\): run `zos migrate`"):
+    with pytest.raises(MigrationError, match=r"has pending migrations \(0001_initial, "
+                       r"0002_ledger_topic_id, 0003_llm_call_sources\): run `zos migrate`"):
         database.open_database(path)
 
 

@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from tests.conftest import Cli
 from tests.conftest import scan_files as scan
 from tests.exports import dm_export, message, snowflake, user
-from tests.fake_openai import FakeOpenAI, echo_reply
+from tests.fake_openai import FakeOpenAI, Reply, echo_reply
 from tests.reflect_world import DM_CHANNEL, SELF_ID, build_world, config_for
 from zos_cli import consent
 from zos_cli import db as database
@@ -78,6 +78,25 @@ def test_forget_leaves_no_byte_of_a_consenting_users_dms(db, db_path, tmp_path, 
     # Re-ingesting the same export while consent stays revoked brings nothing back.
     summary = ingest_exports(db, config, [str(tmp_path / "dm.json")])
     assert summary["messages_new"] == 0
+    assert scan(db_path, DM_CANARY) == NOTHING
+
+
+def test_forget_scrubs_the_prompts_of_calls_that_failed(db, db_path, tmp_path, model):
+    # Every DM has a quote or a newline, so its text is escaped twice in a stored prompt and
+    # a search for it finds nothing: the calls are found by what their prompt carried.
+    dm_texts = (f'she said "{DM_CANARY}" twice', f"first line\nsecond {DM_CANARY}",
+                f'{DM_CANARY} and a backslash \\ "quoted"')
+    world = build_world(db, tmp_path, users=2, messages_each=2, dm_with="bob", dm_texts=dm_texts)
+    model.default = lambda request: Reply(content={"insights": "nope"})
+    summary = run_layer(db, model_config(model), db_path,
+                        RunOptions(layer="user", topic=world.global_key("bob")))
+    assert summary["status"] == "failed" and summary["insights_created"] == 0
+    calls = db.execute("SELECT count(*) FROM llm_calls WHERE prompt IS NOT NULL").fetchone()[0]
+    assert calls >= 1 and scan(db_path, DM_CANARY) != NOTHING
+
+    r = Cli(db_path)("consent", "revoke", "bob", "--forget", "--yes", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["purge"]["llm_calls_scrubbed"] == calls
     assert scan(db_path, DM_CANARY) == NOTHING
 
 

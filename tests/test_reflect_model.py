@@ -169,7 +169,7 @@ def test_failed_run_spends_nothing_and_writes_only_audit(db, db_path, world, ser
     assert balances(db) == before_balances
     after = counts(db)
     changed = {t for t in after if after[t] != before_counts[t]}
-    assert changed == {"layer_runs", "llm_calls"}
+    assert changed == {"layer_runs", "llm_calls", "llm_call_sources"}
     status, error = db.execute("SELECT status, error FROM layer_runs").fetchone()
     assert status == "failed" and len(json.loads(error)) == 4
 
@@ -213,7 +213,8 @@ def test_injected_answers_store_nothing(db, db_path, world, server, answer):
     assert summary["status"] == "failed"
     assert summary["errors"][0]["error"].startswith("invalid answer: ")
     after = counts(db)
-    assert {t for t in after if after[t] != before_counts[t]} == {"layer_runs", "llm_calls"}
+    assert {t for t in after if after[t] != before_counts[t]} == {"layer_runs", "llm_calls",
+                                                                  "llm_call_sources"}
 
 
 def test_harmless_text_is_stored_as_text_and_checked(db, db_path, world, server):

@@ -113,7 +113,7 @@ def _purge(db, report: PurgeReport, message_ids: list[str], *, topic_keys: list[
             "SELECT id FROM insights WHERE topic_key = ?", [topic]))
     insights = insights_derived_from(db, message_ids, topic_insights)
     texts = _texts(db, "messages", message_ids) + _texts(db, "insights", sorted(insights))
-    _scrub_model_traces(db, report, sorted(insights), texts)
+    _scrub_model_traces(db, report, message_ids, sorted(insights), texts)
     for insight in sorted(insights):
         db.execute("UPDATE insights SET supersedes = NULL WHERE supersedes = ?", [insight])
         db.execute("DELETE FROM insights WHERE id = ?", [insight])
@@ -146,11 +146,26 @@ def _variants(text: str) -> set[str]:
     return {text, json.dumps(text, ensure_ascii=False)[1:-1], json.dumps(text)[1:-1]}
 
 
-def _scrub_model_traces(db, report: PurgeReport, insight_ids: list[str], texts: list[str]) -> None:
-    """Model calls that produced these insights, or whose prompt or response carries any of
-    these texts, lose their prompt and response. Cache entries for the same topics, or
-    carrying the texts, are deleted (a cache entry only saves a model call)."""
+def _calls_that_read(db, message_ids: list[str], insight_ids: list[str]) -> set[str]:
+    """The model calls whose prompt carried any of these messages or insights."""
     calls: set[str] = set()
+    for source_type, ids in (("message", message_ids), ("insight", insight_ids)):
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            calls.update(r[0] for r in db.execute(
+                f"SELECT call_id FROM llm_call_sources WHERE source_id IN ({marks}) "
+                "AND source_type = ?", [*chunk, source_type]))
+    return calls
+
+
+def _scrub_model_traces(db, report: PurgeReport, message_ids: list[str], insight_ids: list[str],
+                        texts: list[str]) -> None:
+    """Model calls that read these messages or insights (llm_call_sources), that produced
+    these insights, or whose prompt or response carries any of these texts (calls recorded
+    before llm_call_sources existed) lose their prompt and response. Cache entries for the
+    same topics, or carrying the texts, are deleted (a cache entry only saves a model call)."""
+    calls = _calls_that_read(db, message_ids, insight_ids)
     topics: set[str] = set()
     for insight in insight_ids:
         for call, topic in db.execute(

@@ -221,7 +221,7 @@ def _store(db, config, run_id, context: Context, outcome: ModelOutcome, totals: 
 
 def _fail(db, run_id, context: Context, calls: list[CallRecord], error: str,
           totals: RunTotals) -> None:
-    store.record_calls(db, run_id, calls)
+    store.record_calls(db, run_id, calls, context)
     totals.add_calls(calls)
     totals.errors.append({"target": context.target.key, "error": error})
 

@@ -60,12 +60,31 @@ def call_rows(run_id: str | None, calls: list[CallRecord]) -> list[dict]:
     return [{"id": new_id(), "layer_run_id": run_id, **vars(c)} for c in calls]
 
 
-def record_calls(db: sqlite_utils.Database, run_id: str, calls: list[CallRecord]) -> None:
+def context_sources(context: Context) -> list[tuple[str, str]]:
+    """What a target's prompt carries: (source_type, id) of its messages and insights."""
+    return ([("message", m["id"]) for m in context.messages]
+            + [("insight", i["id"]) for i in context.provenance_insights])
+
+
+def _insert_calls(db: sqlite_utils.Database, run_id: str | None, calls: list[CallRecord],
+                  context: Context) -> None:
+    """The calls' llm_calls rows, and for each what its prompt carried (llm_call_sources:
+    how forgetting finds every call that read a message, whatever became of it)."""
+    rows = call_rows(run_id, calls)
+    _insert(db, "llm_calls", CALL_COLUMNS, rows)
+    sources = sorted(set(context_sources(context)))
+    db.conn.executemany(
+        "INSERT INTO llm_call_sources (call_id, source_type, source_id) VALUES (?, ?, ?)",
+        [(row["id"], kind, source) for row in rows for kind, source in sources])
+
+
+def record_calls(db: sqlite_utils.Database, run_id: str, calls: list[CallRecord],
+                 context: Context) -> None:
     """The audit of a target that produced nothing: its calls, in their own transaction."""
     if not calls:
         return
     with db_module.write_transaction(db):
-        _insert(db, "llm_calls", CALL_COLUMNS, call_rows(run_id, calls))
+        _insert_calls(db, run_id, calls, context)
 
 
 def _context_place(db: sqlite_utils.Database, context: Context) -> tuple[str | None, str | None]:
@@ -189,7 +208,7 @@ def store_target(
             "INSERT INTO insight_sources (insight_id, source_type, source_id) VALUES (?, ?, ?)",
             sources,
         )
-        _insert(db, "llm_calls", CALL_COLUMNS, call_rows(run_id, calls))
+        _insert_calls(db, run_id, calls, context)
         subjects = sorted({i.subject for i in answer.insights if i.subject})
         if subjects and target.server_id is not None:
             new_keys = _missing_subject_topics(db, target.server_id, subjects)

@@ -116,3 +116,37 @@ def test_a_dm_and_a_public_channel_in_one_run(cli, db, config_file, tmp_path):
     summary = ingest(cli, config_file, dm_file(tmp_path), public.write(tmp_path / "p.json"))
     assert (summary["messages_new"], summary["dm_skipped_without_consent"]) == (1, 2)
     assert db.execute("SELECT content FROM messages").fetchall() == [("public words",)]
+
+
+def test_a_grant_after_forget_reads_the_unchanged_file_again(cli, db, config_file, tmp_path):
+    path = dm_file(tmp_path)
+    cli("consent", "grant", "733")
+    assert ingest(cli, config_file, path)["messages_new"] == 2
+    forget = cli("consent", "revoke", "733", "--forget", "--yes")
+    assert forget.exit_code == 0, forget.stderr
+    assert db.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+    # Revoked: the unchanged file is skipped at once; granted again: read again.
+    assert ingest(cli, config_file, path)["files_skipped_unchanged"] == 1
+    cli("consent", "grant", "733")
+    summary = ingest(cli, config_file, path)
+    assert (summary["files_skipped_unchanged"], summary["messages_new"]) == (0, 2)
+    assert ingest(cli, config_file, path)["files_skipped_unchanged"] == 1
+
+
+def test_a_group_dm_in_several_files_needs_everyone_in_any_of_them(cli, db, config_file,
+                                                                  tmp_path):
+    # One group DM exported in two parts: Jun speaks only in the second.
+    first = dm_export("4003", "studio", group=True, messages=[
+        message(snowflake(0), PRIYA, f"part one {CANARY}"), message(snowflake(1), ZOS, "hi")])
+    second = dm_export("4003", "studio", group=True, messages=[
+        message(snowflake(2), JUN, f"part two {CANARY}")])
+    paths = [first.write(tmp_path / "studio 1.json"), second.write(tmp_path / "studio 2.json")]
+    cli("consent", "grant", "733")
+    summary = ingest(cli, config_file, *paths)
+    assert (summary["messages_new"], summary["dm_skipped_without_consent"]) == (0, 3)
+    assert db.execute("SELECT dm_participant_ids FROM ingest_log").fetchall() == [
+        ('["733", "894"]',), ('["733", "894"]',)]
+    cli("consent", "grant", "894")
+    summary = ingest(cli, config_file, *paths)
+    assert (summary["messages_new"], summary["dm_skipped_without_consent"]) == (3, 0)
+    assert db.execute("SELECT participant_ids FROM channels").fetchall() == [('["733", "894"]',)]

@@ -47,6 +47,18 @@ def dm_may_be_stored(db: sqlite_utils.Database, participant_ids: Iterable[str]) 
     return granted == wanted
 
 
+def granted_since(db: sqlite_utils.Database, participant_ids: Iterable[str], mark: str) -> bool:
+    """Whether a `dm_read` grant of any of these users was recorded after `mark`, the id of
+    another row (ids are ULIDs: they sort by the time they were made, whatever `--at` says)."""
+    wanted = sorted({p for p in participant_ids if p})
+    if not wanted:
+        return False
+    return db.execute(
+        f"SELECT 1 FROM consents WHERE consent_type = 'dm_read' AND id > ? "
+        f"AND user_id IN ({','.join('?' * len(wanted))}) LIMIT 1", [mark, *wanted]
+    ).fetchone() is not None
+
+
 def resolve_user(db: sqlite_utils.Database, user: str) -> str:
     """A Discord id as is, or a known `@name` (user name or display name) to its id."""
     text = user.strip()

@@ -65,6 +65,7 @@ class FilePlan:
     error: str | None = None
     dm_skipped: int = 0
     dm_participants: list[str] | None = None
+    dm_messages: int = 0           # a DM file's messages (counted when its participants are read)
     started_at: str = field(default_factory=now_stored)
 
 
@@ -90,6 +91,7 @@ class IngestRun:
         self._close_interrupted()
         for label in files:
             self._plan(label)
+        self._gate_dms()
         active = [p for p in self.plans if p.status == "running"]
         from zos_cli.salience import SalienceEngine
 
@@ -159,20 +161,20 @@ class IngestRun:
             header = plan.export.open()
             plan.channel = header.channel
             if plan.channel.is_dm:
-                self._check_dm(plan)
+                self._read_dm_participants(plan)
         except ExportError as exc:
             plan.status, plan.error = "failed", exc.detail
             self._log_final(plan)
             return
-        if plan.status == "running":
-            plan.export.release_handle()
+        plan.export.release_handle()
+        if not plan.channel.is_dm:  # (a DM is logged once every file is read: _gate_dms)
             self._log_start(plan)
 
     def _unchanged(self, plan: FilePlan) -> bool:
         """Same size and sha256 as a completed ingest: skip, unless a DM it skipped may now
         be stored. The file is hashed only when a completed ingest of its size exists."""
         rows = self.db.execute(
-            "SELECT sha256, dm_skipped_without_consent, dm_participant_ids FROM ingest_log "
+            "SELECT sha256, dm_skipped_without_consent, dm_participant_ids, id FROM ingest_log "
             "WHERE kind = 'export' AND status = 'completed' AND size = ? AND sha256 IS NOT NULL "
             "ORDER BY started_at DESC", [plan.size]).fetchall()
         if not rows:
@@ -181,14 +183,19 @@ class IngestRun:
         match = next((r for r in rows if r[0] == plan.sha256), None)
         if match is None:
             return False
-        if match[1] and consent.dm_may_be_stored(self.db, json.loads(match[2] or "[]")):
-            return False  # consent gained since: read it again
+        _sha, skipped, participants, log_id = match
+        participants = json.loads(participants or "[]")
+        if participants and consent.dm_may_be_stored(self.db, participants) and (
+                skipped or consent.granted_since(self.db, participants, log_id)):
+            # Consent gained since: read it again. (A grant after that ingest also covers a
+            # DM stored then forgotten: what a file adds when nothing was forgotten is 0.)
+            return False
         plan.status = "skipped"
         self.skipped_unchanged += 1
         self._log_final(plan)
         return True
 
-    def _check_dm(self, plan: FilePlan) -> None:
+    def _read_dm_participants(self, plan: FilePlan) -> None:
         """Read a DM export once for its participants: every author and reactor, and for a
         1:1 DM the user the channel is named after, except zos itself."""
         names: dict[str, set[str | None]] = {}
@@ -214,11 +221,26 @@ class IngestRun:
         acted.discard(self.self_user_id)
         acted.discard(None)
         plan.dm_participants = sorted(acted, key=int)
-        channel.participant_ids = plan.dm_participants
-        if not consent.dm_may_be_stored(self.db, plan.dm_participants):
-            plan.dm_skipped = count
-            plan.status = "completed"
-            self._log_final(plan)
+        plan.dm_messages = count
+
+    def _gate_dms(self) -> None:
+        """The consent gate (DESIGN §7), once every file is read: a DM channel may come in
+        several files (an export split by date), and is stored only when everyone seen in
+        any of them consents. Then each file is logged as read or skipped."""
+        by_channel: dict[str, list[FilePlan]] = {}
+        for plan in self.plans:
+            if plan.status == "running" and plan.channel is not None and plan.channel.is_dm:
+                by_channel.setdefault(plan.channel.id, []).append(plan)
+        for plans in by_channel.values():
+            everyone = sorted(set().union(*(p.dm_participants for p in plans)), key=int)
+            allowed = consent.dm_may_be_stored(self.db, everyone)
+            for plan in plans:
+                plan.dm_participants = plan.channel.participant_ids = everyone
+                if allowed:
+                    self._log_start(plan)
+                else:
+                    plan.dm_skipped, plan.status = plan.dm_messages, "completed"
+                    self._log_final(plan)
 
     def _named(self, name: str, names: dict[str, set[str | None]]) -> set[str]:
         """The one user a 1:1 DM is named after: seen in the file, else already stored."""

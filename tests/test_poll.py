@@ -152,6 +152,42 @@ def test_edit_deletion_and_reactions_on_polled_messages(db, fake):
     assert (again["messages_edited"], again["messages_deleted"], again["reactions_new"]) == (0, 0, 0)
 
 
+def test_deleting_the_oldest_message_of_a_short_channel_is_noticed(db, fake):
+    # A page shorter than 100 is the whole channel: a stored message missing from it is gone.
+    small_world(fake)
+    posted = _post_many(fake, "200", 10)
+    poll_with(db, fake, channel_ids=["200"])
+    fake.delete("200", posted[0]["id"])
+    assert poll_with(db, fake, channel_ids=["200"]).summary["messages_deleted"] == 1
+    assert db.execute("SELECT deleted_at FROM messages WHERE id = ?",
+                      [posted[0]["id"]]).fetchone()[0] is not None
+
+
+def test_a_message_stored_by_another_job_meanwhile_is_not_deleted(db, fake, monkeypatch):
+    # Another poll (or a backfill) stores a message posted after this poll read its newest
+    # page: it is newer than that page, not missing from it.
+    from zos_cli.discord import api
+
+    small_world(fake)
+    _post_many(fake, "200", 10)
+    poll_with(db, fake, channel_ids=["200"])
+    real, late = api.messages, []
+
+    def newest_page_then_another_job(client, channel_id, **kw):
+        page = real(client, channel_id, **kw)
+        if channel_id == "200" and not late:
+            late.append(fake.post("200", "501", "posted just after the page was read"))
+            monkeypatch.setattr(api, "messages", real)
+            poll_with(db, fake, channel_ids=["200"])  # the other job, while this one runs
+            monkeypatch.setattr(api, "messages", newest_page_then_another_job)
+        return page
+
+    monkeypatch.setattr(api, "messages", newest_page_then_another_job)
+    assert poll_with(db, fake, channel_ids=["200"]).summary["messages_deleted"] == 0
+    assert db.execute("SELECT deleted_at FROM messages WHERE id = ?",
+                      [late[0]["id"]]).fetchone() == (None,)
+
+
 def test_idle_poll_costs_one_request_per_channel(db, fake):
     small_world(fake)
     fake.add_guild("101", "Other")

@@ -211,8 +211,15 @@ class PollRun:
         """New messages plus what changed among the stored ones of the newest page."""
         changed, reactions_changed, deleted = [], set(), []
         if window:
-            oldest = window[-1]
-            stored = store.stored_window(self.db, channel.id, str(oldest["id"]), normalize(oldest["timestamp"]))
+            # Compared with the stored messages in the page's span only: a newer one may have
+            # been stored meanwhile by another job (it is not deleted), and a page shorter
+            # than PAGE is the whole channel (an older stored one missing from it is).
+            oldest = min(window, key=lambda m: int(m["id"]))
+            newest = max(window, key=lambda m: int(m["id"]))
+            span_start = (None if len(window) < PAGE
+                          else (str(oldest["id"]), normalize(oldest["timestamp"])))
+            stored = store.stored_window(self.db, channel.id, span_start,
+                                         (str(newest["id"]), normalize(newest["timestamp"])))
             ids = {str(m["id"]) for m in window}
             deleted = sorted((mid for mid in stored if mid not in ids), key=int)
             for m in window:

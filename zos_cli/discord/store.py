@@ -98,16 +98,20 @@ class StoredMessage:
     reactions: dict[tuple[str, str], int]
 
 
-def stored_window(db: sqlite_utils.Database, channel_id: str, oldest_id: str,
-                  oldest_at: str) -> dict[str, StoredMessage]:
-    """Stored, not deleted messages of the channel from `oldest_id` on, with their edit time
-    and their current reactor count per emoji."""
+def stored_window(db: sqlite_utils.Database, channel_id: str, oldest: tuple[str, str] | None,
+                  newest: tuple[str, str]) -> dict[str, StoredMessage]:
+    """Stored, not deleted messages of the channel between `oldest` and `newest` (id, stored
+    time; `oldest` None: from the channel's start), with their edit time and their current
+    reactor count per emoji."""
     out: dict[str, StoredMessage] = {}
+    lo = int(oldest[0]) if oldest else 0
+    hi = int(newest[0])
     for mid, edited in db.execute(
         "SELECT id, edited_at FROM messages WHERE channel_id = ? AND created_at >= ? "
-        "AND deleted_at IS NULL", [channel_id, oldest_at],
+        "AND created_at <= ? AND deleted_at IS NULL",
+        [channel_id, oldest[1] if oldest else "", newest[1]],
     ):
-        if int(mid) >= int(oldest_id):
+        if lo <= int(mid) <= hi:
             out[mid] = StoredMessage(edited, {})
     if out:
         for mid, emoji, emoji_id, n in db.execute(

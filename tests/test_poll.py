@@ -262,6 +262,20 @@ def test_5xx_storm_on_one_channel_is_a_partial_failure(db, fake):
     assert len(_ids(db, "201")) == 4
 
 
+def test_a_guild_whose_channels_cannot_be_listed_does_not_stop_the_others(db, fake):
+    small_world(fake)
+    fake.add_guild("101", "Other")
+    fake.add_channel("101", "300", "elsewhere")
+    _post_many(fake, "200", 3)
+    _post_many(fake, "300", 2)
+    fake.inject("guild_channels", "status", times=5, status=503)  # guild 100 is listed first
+    report = poll_with(db, fake)
+    assert report.fatal is None
+    assert report.summary["errors"] == [{"channel": "guild:100", "error":
+        "GET /guilds/100/channels: Discord answered 503 5 times in a row; try again later"}]
+    assert _ids(db, "300") == _fake_ids(fake, "300") and _ids(db, "200") == []
+
+
 def test_missing_message_content_intent_stores_nothing(db, fake, capsys):
     small_world(fake)
     _post_many(fake, "200", 5)

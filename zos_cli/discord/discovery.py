@@ -64,6 +64,11 @@ def _guild_channels(client: DiscordClient, found: Discovery, guild: dict, archiv
     except DiscordForbidden as exc:
         found.skipped.append({"channel": f"guild:{guild_id}", "reason": exc.message})
         return
+    except DiscordRequestFailed as exc:  # (a 5xx storm, the bot removed meanwhile: 404)
+        # This guild's failure; the other guilds are still read. (Auth failures, bans and
+        # rate-limit waits are not DiscordRequestFailed: they end the whole run.)
+        found.errors.append({"channel": f"guild:{guild_id}", "error": exc.message})
+        return
     categories = {str(c["id"]): c.get("name") for c in raw if c.get("type") == 4}
     parents = []
     for data in sorted(raw, key=lambda c: (c.get("position", 0), int(c["id"]))):

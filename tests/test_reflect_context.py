@@ -273,3 +273,22 @@ def test_the_emoji_layer_reads_messages_using_the_emoji_in_their_text(db, tmp_pa
     prompt = context_for(db, config_for(), f"server:{GUILD}:emoji:5001", layer="emoji").prompt
     assert '"kiln day :party:"' in prompt and '"glaze test"' in prompt
     assert "nothing festive" not in prompt
+
+
+def test_a_mention_of_someone_outside_the_gate_is_chat_n_in_the_text(db, tmp_path):
+    # Exports write mentions as @Name in the text; the mentions list says who they are.
+    from tests.exports import Export, message, role, snowflake, user
+    from zos_cli.ingest import ingest_exports
+
+    member = role(GATE_ROLE, "member")
+    alice = user("101", "alice", nickname="Alice", roles=[member])
+    bob = user("102", "bob_user", nickname="Bobby B", roles=[])
+    ex = Export(channel_id="2001", channel_name="general", guild_id=GUILD)
+    ex.add(message(snowflake(1), alice, "@Bobby B and @bob_user, see the kiln", mentions=[bob]))
+    ex.add(message(snowflake(2), bob, "thanks"))
+    config = Config.model_validate({"discord": {"self_user_id": SELF_ID},
+                                    "servers": {GUILD: {"privacy_gate_role": GATE_ROLE}}})
+    assert not ingest_exports(db, config, [str(ex.write(tmp_path / "g.json"))])["errors"]
+    prompt = context_for(db, config, f"server:{GUILD}:channel:2001", layer="channel").prompt
+    assert '"@<chat_1> and @<chat_1>, see the kiln"' in prompt
+    assert "Bobby" not in prompt and "bob_user" not in prompt

@@ -118,7 +118,8 @@ def message_line(namer: Namer, message: dict, as_of: str, reactions: list[tuple]
     if reactions:
         extras.append("reactions " + ", ".join(f"{e}×{n}" for e, n in reactions[:6]))
     tail = f" [{'; '.join(extras)}]" if extras else ""
-    text = _clip(namer.readable(message["content"] or "", server), MAX_MESSAGE_CHARS)
+    text = _clip(namer.readable(message["content"] or "", server, message["id"]),
+                 MAX_MESSAGE_CHARS)
     where = namer.channel_name(message["channel_id"])
     when = relative(message["created_at"], as_of)
     return f"[{when} · {where}] {who}{reply}: {json.dumps(text, ensure_ascii=False)}{tail}"

@@ -91,6 +91,21 @@ class Namer:
         label = nickname or display or name or f"user {user_id}"
         return f"{label} (bot)" if is_bot else label
 
+    def _hide_gated_mentions(self, text: str, message_id: str, server_id: str) -> str:
+        for (user_id,) in self.db.execute(
+                "SELECT user_id FROM mentions WHERE message_id = ?", [message_id]):
+            if not self.is_gated(user_id, server_id):
+                continue
+            alias = "@" + self.label(user_id, server_id)
+            row = self.db.execute(
+                "SELECT u.name, u.display_name, t.nickname FROM users u LEFT JOIN "
+                "user_server_tracking t ON t.user_id = u.id AND t.server_id = ? WHERE u.id = ?",
+                [server_id, user_id]).fetchone()
+            # Longest first: "@Jun Park" before "@Jun".
+            for name in sorted({n for n in row or () if n}, key=len, reverse=True):
+                text = text.replace("@" + name, alias)
+        return text
+
     def channel_name(self, channel_id: str) -> str:
         if channel_id not in self._channels:
             row = self.db.execute(
@@ -110,8 +125,13 @@ class Namer:
             self._roles[role_id] = (row[0] if row and row[0] else f"role {role_id}")
         return self._roles[role_id]
 
-    def readable(self, text: str, server_id: str | None) -> str:
-        """Discord markup to names: mentions, role mentions, channel links, custom emoji."""
+    def readable(self, text: str, server_id: str | None, message_id: str | None = None) -> str:
+        """Discord markup to names: mentions, role mentions, channel links, custom emoji.
+        With `message_id`, the people it mentions who are outside the server's privacy gate
+        are `<chat_N>` in its text too: exports write a mention as `@Name`, not as markup."""
+        if message_id is not None and server_id is not None and gate_role(
+                self.db, self.config, server_id) is not None:
+            text = self._hide_gated_mentions(text, message_id, server_id)
         text = _USER_MENTION.sub(lambda m: "@" + self.label(m.group(1), server_id), text)
         text = _ROLE_MENTION.sub(lambda m: "@" + self.role_name(m.group(1)), text)
         text = _CHANNEL_MENTION.sub(lambda m: self.channel_name(m.group(1)), text)

@@ -52,6 +52,7 @@ class Namer:
         self._aliases: dict[str, str] = {}
         self._names: dict[tuple[str, str | None], str] = {}
         self._gate: dict[tuple[str, str | None], bool] = {}
+        self._gated_servers: dict[str, bool] = {}  # server id → has a privacy-gate role
         self._roles: dict[str, str] = {}
         self._channels: dict[str, str] = {}
 
@@ -91,6 +92,11 @@ class Namer:
         label = nickname or display or name or f"user {user_id}"
         return f"{label} (bot)" if is_bot else label
 
+    def _has_gate(self, server_id: str) -> bool:
+        if server_id not in self._gated_servers:
+            self._gated_servers[server_id] = gate_role(self.db, self.config, server_id) is not None
+        return self._gated_servers[server_id]
+
     def _hide_gated_mentions(self, text: str, message_id: str, server_id: str) -> str:
         for (user_id,) in self.db.execute(
                 "SELECT user_id FROM mentions WHERE message_id = ?", [message_id]):
@@ -129,8 +135,7 @@ class Namer:
         """Discord markup to names: mentions, role mentions, channel links, custom emoji.
         With `message_id`, the people it mentions who are outside the server's privacy gate
         are `<chat_N>` in its text too: exports write a mention as `@Name`, not as markup."""
-        if message_id is not None and server_id is not None and gate_role(
-                self.db, self.config, server_id) is not None:
+        if message_id is not None and server_id is not None and self._has_gate(server_id):
             text = self._hide_gated_mentions(text, message_id, server_id)
         text = _USER_MENTION.sub(lambda m: "@" + self.label(m.group(1), server_id), text)
         text = _ROLE_MENTION.sub(lambda m: "@" + self.role_name(m.group(1)), text)

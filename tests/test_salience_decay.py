@@ -61,6 +61,18 @@ def test_small_balances_are_left_alone(db):
     assert decay(db, config, day(30))["rows"] == 0
 
 
+def test_a_balance_stops_decaying_once_it_falls_to_the_minimum(db):
+    # Years idle: the rows stop on the day the balance reaches decay_min_balance, instead of
+    # one row a day down to 1e-20 (a first decay after importing old history).
+    config = Config.model_validate({"salience": {"decay_idle_days": 0, "decay_rate": 0.5,
+                                                 "decay_min_balance": 1.0}})
+    earn_all(db, config, [(SUBJECT, 8.0)])
+    result = decay(db, config, "2030-01-01T00:00:00+00:00")
+    assert result["rows"] == 3 and result["topics"][0]["last_day"] == "2024-03-04"
+    assert balances(db)[SUBJECT] == pytest.approx(1.0)
+    assert decay(db, config, "2031-01-01T00:00:00+00:00")["rows"] == 0
+
+
 def test_idle_days_and_rate_are_configurable(db):
     config = Config.model_validate({"salience": {"decay_idle_days": 0, "decay_rate": 0.5}})
     earn_all(db, config, [(SUBJECT, 8.0)])

@@ -6,16 +6,20 @@ that never earned counts from its creation). Days L+1 … L+7 are the idle days;
 every later day D up to the as-of date decay, each row stamped D 00:00:00 UTC. A topic's
 decayed days are remembered by its decay rows, so running decay again for the same as-of day
 writes nothing. Propagation, spillover, warming, spends and decay are not activity.
-Balances below `decay_min_balance` are left alone (rows that small would change nothing).
+Balances at or below `decay_min_balance` are left alone (rows that small would change nothing):
+a balance that falls that low stops decaying on that day.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 
 from zos_cli import db as db_module
 from zos_cli import timeutil
-from zos_cli.ids import new_id
+from zos_cli.ids import new_ids
+from zos_cli.salience.batch import INSERT_TRIGGERS
 
 
 def _day(stored: str) -> date:
@@ -29,66 +33,86 @@ def _stamp(day: date) -> str:
 def decay_days(last_earn: str, last_decay: str | None, as_of: str, idle_days: int) -> list[date]:
     """The days on which a topic decays now: after its idle days, after its last decay row,
     up to and including the as-of date."""
-    first = _day(last_earn) + timedelta(days=idle_days + 1)
+    return list(_decay_days(last_earn, last_decay, as_of, idle_days))
+
+
+def _decay_days(last_earn: str, last_decay: str | None, as_of: str,
+                idle_days: int) -> Iterator[date]:
+    day = _day(last_earn) + timedelta(days=idle_days + 1)
     if last_decay is not None:
-        first = max(first, _day(last_decay) + timedelta(days=1))
+        day = max(day, _day(last_decay) + timedelta(days=1))
     last = _day(as_of)
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
 
 
-def plan_decay(db, config, as_of: str) -> list[dict]:
-    """Per topic that decays at `as_of`: its rows (day, amount) and balances before/after."""
+def _topic_decays(db, config, as_of: str) -> Iterator[tuple[dict, list[tuple[date, float]]]]:
+    """Per topic that decays at `as_of`: its summary entry and its rows (day, amount), one
+    topic at a time (a first decay after importing years of history is many rows: they are
+    never all in memory). A balance that falls to `decay_min_balance` stops decaying there."""
     s = config.salience
-    as_of = timeutil.normalize(as_of)
+    floor = max(s.decay_min_balance, 0.0)
     # A topic can only decay when its last earn is on or before this day.
     cutoff = _stamp(_day(as_of) - timedelta(days=s.decay_idle_days))
     candidates = db.execute(
-        "SELECT t.key, t.balance, coalesce(t.last_activity_at, t.created_at), "
+        "SELECT t.key, t.id, t.balance, coalesce(t.last_activity_at, t.created_at), "
         " (SELECT max(l.created_at) FROM salience_ledger l "
         "   WHERE l.topic_id = t.id AND l.transaction_type = 'decay') "
         "FROM topics t WHERE t.balance > ? AND coalesce(t.last_activity_at, t.created_at) < ? "
         "ORDER BY t.key",
-        [max(s.decay_min_balance, 0.0), cutoff],
-    )
-    plan = []
-    for key, balance, last_earn, last_decay in candidates:
-        days = decay_days(last_earn, last_decay, as_of, s.decay_idle_days)
-        if not days:
-            continue
+        [floor, cutoff],
+    ).fetchall()  # (read before the first insert: the rows change balances)
+    for key, topic_id, balance, last_earn, last_decay in candidates:
         rows, current = [], balance
-        for day in days:
+        for day in _decay_days(last_earn, last_decay, as_of, s.decay_idle_days):
+            if current <= floor:
+                break
             amount = -s.decay_rate * current
             rows.append((day, amount))
             current += amount
-        plan.append({"topic_key": key, "balance_before": balance, "balance_after": current,
-                     "days": len(days), "first_day": days[0].isoformat(),
-                     "last_day": days[-1].isoformat(), "rows": rows})
-    return plan
+        if rows:
+            yield ({"topic_key": key, "balance_before": balance, "balance_after": current,
+                    "days": len(rows), "first_day": rows[0][0].isoformat(),
+                    "last_day": rows[-1][0].isoformat()}, topic_id, rows)
+
+
+_INSERT_DECAY = (
+    "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, created_at, "
+    "topic_id) VALUES (?, ?, 'decay', ?, ?, ?, ?)"
+)
 
 
 def decay(db, config, as_of: str, *, dry_run: bool = False) -> dict:
     """Apply (or with `dry_run` only compute) the decay due at `as_of`, in its own write
     transaction. Returns a summary with one entry per decayed topic."""
     as_of = timeutil.normalize(as_of)
-    if dry_run:
-        plan = plan_decay(db, config, as_of)
-    else:
-        with db_module.write_transaction(db):
-            plan = plan_decay(db, config, as_of)
-            db.conn.executemany(
-                "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, "
-                "created_at, topic_id) "
-                "VALUES (?, ?, 'decay', ?, ?, ?, (SELECT id FROM topics WHERE key = ?2))",
-                [(new_id(), p["topic_key"], amount, f"decay {day.isoformat()} (as of {as_of})",
-                  _stamp(day))
-                 for p in plan for day, amount in p["rows"]],
-            )
-    topics = [{k: v for k, v in p.items() if k != "rows"} for p in plan]
+    topics, rows_written, total = [], 0, 0.0
+    with contextlib.ExitStack() as stack:
+        if not dry_run:
+            stack.enter_context(db_module.write_transaction(db))
+            # The ledger's insert triggers cost more than the insert (a sub-program per row;
+            # a first decay after importing old history is millions of rows). Their work is
+            # done here: each row carries its topic id, and the topic's balance is set once to
+            # the running sum of its rows from the stored balance — the same additions, in
+            # the same order, as the balance trigger's.
+            stack.enter_context(db_module.triggers_suspended(db, *INSERT_TRIGGERS))
+        for entry, topic_id, rows in _topic_decays(db, config, as_of):
+            topics.append(entry)
+            rows_written += len(rows)
+            total += sum(amount for _day_, amount in rows)
+            if not dry_run:
+                db.conn.executemany(_INSERT_DECAY, [
+                    (row_id, entry["topic_key"], amount,
+                     f"decay {day.isoformat()} (as of {as_of})", _stamp(day), topic_id)
+                    for row_id, (day, amount) in zip(new_ids(len(rows)), rows)])
+                db.execute("UPDATE topics SET balance = ? WHERE id = ?",
+                           [entry["balance_after"], topic_id])
     return {
         "as_of": as_of,
         "dry_run": dry_run,
-        "topics_decayed": len(plan),
-        "rows": sum(p["days"] for p in plan),
-        "amount": sum(a for p in plan for _d, a in p["rows"]),
+        "topics_decayed": len(topics),
+        "rows": rows_written,
+        "amount": total,
         "topics": topics,
     }

@@ -68,6 +68,10 @@ def test_bad_scope_is_a_usage_error(stored, cli):
     result = cli("insights", "list", "--scope", "secret")
     assert result.exit_code == 2
     assert result.stderr == "Error: --scope 'secret': choose public, dm or derived\n"
+    # With --json too: nothing on stdout (it was a lone "[", not JSON).
+    for bad in (["--scope", "secret"], ["--since", "garbage"], ["--limit", "-1"]):
+        result = cli("insights", "list", *bad, "--json")
+        assert (result.exit_code, result.stdout) == (2, ""), bad
 
 
 def test_show(stored, cli, db):

@@ -75,10 +75,17 @@ def print_rows(
 ) -> None:
     """A listing: a JSON array (`[]` when empty), one JSON object per line, or a table."""
     if fmt is Format.JSON:
-        sys.stdout.write("[")
-        for i, row in enumerate(rows):
-            sys.stdout.write(("," if i else "") + "\n  " + to_json(row))
-        sys.stdout.write("\n]\n" if "i" in locals() else "]\n")
+        # The first row is asked for before anything is written: a listing that refuses its
+        # arguments (raised when its generator starts) leaves stdout empty, not a lone "[".
+        rows = iter(rows)
+        first = next(rows, None)
+        if first is None:
+            sys.stdout.write("[]\n")
+        else:
+            sys.stdout.write("[\n  " + to_json(first))
+            for row in rows:
+                sys.stdout.write(",\n  " + to_json(row))
+            sys.stdout.write("\n]\n")
         sys.stdout.flush()
         return
     if fmt is Format.NL:

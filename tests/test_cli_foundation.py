@@ -37,6 +37,21 @@ def test_missing_database_is_66_with_hint(tmp_path):
         assert r.stdout == ""
 
 
+def test_a_file_that_is_not_a_database_or_a_path_that_cannot_be_one_is_66(tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_text("not sqlite at all\n")
+    r = Cli(junk)("status")
+    assert r.exit_code == 66 and r.stdout == ""
+    assert r.stderr == (f"Error: {junk} is not a zos database (file is not a database): give "
+                        "--db the right file, or a new path for `zos init-db`\n")
+    blocked = tmp_path / "a-file" / "zos.db"  # its folder would have to be inside a file
+    (tmp_path / "a-file").write_text("")
+    r = Cli(blocked)("init-db")
+    assert r.exit_code == 66
+    assert r.stderr == (f"Error: cannot make the folder {tmp_path / 'a-file'} (File exists): "
+                        "give --db a path zos may write\n")
+
+
 def test_bad_config_key_is_78_naming_the_key(cli, tmp_path):
     cfg = tmp_path / "zos.toml"
     cfg.write_text("[salience.weights]\nmesage = 2.0\n")
@@ -61,6 +76,9 @@ def test_config_not_toml_and_missing_explicit_config(cli, tmp_path):
     r = cli("--config", str(tmp_path / "gone.toml"), "status")
     assert r.exit_code == 78
     assert r.stderr == f"Error: config file {tmp_path / 'gone.toml'} does not exist\n"
+    r = cli("--config", str(tmp_path), "status")  # a folder
+    assert (r.exit_code, r.stderr) == (78, f"Error: config file {tmp_path} cannot be read "
+                                           "(Is a directory)\n")
 
 
 def test_config_precedence_for_db_path(tmp_path, monkeypatch):

@@ -179,6 +179,8 @@ def load_config(path: str | Path | None, *, explicit: bool = False) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}")
+    except OSError as exc:  # a folder, no permission
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror})")
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -21,6 +21,7 @@ import sqlite_utils
 
 from zos_cli import migrations
 from zos_cli.errors import MigrationError, NoDatabase
+from zos_cli.paths import make_folder_of
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -31,13 +32,22 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite_utils.Database:
     if str(path) != ":memory:":
         if not create:
             ensure_not_missing(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    if str(path) != ":memory:":
-        conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+        make_folder_of(path)
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if str(path) != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise  # (the busy path of the one error path: exit 75)
+        raise NoDatabase(f"cannot open {path} as a database ({exc}): give --db a SQLite file "
+                         "zos may write, or a new path for `zos init-db`") from None
+    except sqlite3.DatabaseError as exc:  # a file that is not SQLite
+        raise NoDatabase(f"{path} is not a zos database ({exc}): give --db the right file, "
+                         "or a new path for `zos init-db`") from None
     return sqlite_utils.Database(conn)
 
 

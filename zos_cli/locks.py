@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from zos_cli.errors import JobBusy
+from zos_cli.errors import JobBusy, NoDatabase
+from zos_cli.paths import make_folder_of
 
 MIGRATE = "migrate"
 
@@ -24,8 +25,12 @@ def lock_path(db_path: str | Path, job: str) -> Path:
 
 
 def _take(path: Path, mode: int):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")
+    make_folder_of(path)
+    try:
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise NoDatabase(f"cannot make the lock file {path} ({exc.strerror}): give --db a path "
+                         "zos may write") from None
     try:
         fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
     except BlockingIOError:

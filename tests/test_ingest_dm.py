@@ -16,11 +16,15 @@ JUN = user("894", "junbug", nickname="Jun")
 CANARY = "canary-7f3a-dm-text"
 
 
-@pytest.fixture
-def config_file(tmp_path) -> Path:
-    path = tmp_path / "zos.toml"
+def config_file_of(folder: Path) -> Path:
+    path = folder / "zos.toml"
     path.write_text('[discord]\nself_user_id = "900"\n')
     return path
+
+
+@pytest.fixture
+def config_file(tmp_path) -> Path:
+    return config_file_of(tmp_path)
 
 
 def ingest(cli, config_file, *paths):
@@ -98,6 +102,11 @@ def test_without_a_self_id_the_exporting_account_is_a_participant_too(cli, db, t
     result = cli("ingest", str(path), "--json")
     assert json.loads(result.stdout)["dm_skipped_without_consent"] == 2
     assert db.execute("SELECT dm_participant_ids FROM ingest_log").fetchone() == ('["733", "900"]',)
+    # Once zos's own id is known (zos.toml here; a poll learns it too), the unchanged file is
+    # read again: 900 was never a participant to ask.
+    summary = json.loads(cli("--config", str(config_file_of(tmp_path)), "ingest", str(path),
+                             "--json").stdout)
+    assert (summary["files_skipped_unchanged"], summary["messages_new"]) == (0, 2)
 
 
 def test_a_one_to_one_dm_is_named_after_its_other_participant(cli, db, config_file, tmp_path):

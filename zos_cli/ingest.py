@@ -184,7 +184,8 @@ class IngestRun:
         if match is None:
             return False
         _sha, skipped, participants, log_id = match
-        participants = json.loads(participants or "[]")
+        # (zos's own account counts as a participant while it is not known: not once it is.)
+        participants = [p for p in json.loads(participants or "[]") if p != self.self_user_id]
         if participants and consent.dm_may_be_stored(self.db, participants) and (
                 skipped or consent.granted_since(self.db, participants, log_id)):
             # Consent gained since: read it again. (A grant after that ingest also covers a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -200,6 +201,15 @@ def test_commands_without_models_do_not_import_litellm(db_path, args):
     r = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, "--db", str(db_path), *args],
                        capture_output=True, text=True, timeout=60)
     assert r.stderr.strip().endswith("litellm not imported"), r.stderr
+
+
+def test_a_reflection_with_nothing_to_do_does_not_import_litellm(db_path):
+    # A real model is configured (its key too), but nothing is salient: no model is called.
+    env = {**os.environ, "ZOS_MODEL": "openai/gpt-4o-mini", "OPENAI_API_KEY": "x",
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    r = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, "--db", str(db_path), "reflect",
+                        "--layer", "self"], capture_output=True, text=True, timeout=60, env=env)
+    assert "nothing salient" in r.stderr and r.stderr.strip().endswith("litellm not imported")
 
 
 @pytest.mark.parametrize("args", [["salience", "top"], ["insights", "list"], ["consent", "list"],

@@ -113,7 +113,6 @@ def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
     """Run one layer; returns the summary of DESIGN §1 (`reflect --json`)."""
     layer = get_layer(options.layer, options.layers_dir)
     choice = llm.resolve_model(config, layer.spec.model, options.model)
-    llm.check_credentials(choice)
     concurrency = (config.reflection.concurrency if options.concurrency is None
                    else options.concurrency)
     if concurrency < 1:
@@ -128,6 +127,9 @@ def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
             return _summary(layer, choice, as_of, note=(
                 f"nothing salient for layer {layer.name}: no {'/'.join(layer.categories)} topic "
                 f"has a balance of {layer.spec.min_salience:g} or more"))
+        # Checked once there is something to reflect on: litellm (4 s, 170 MB to import)
+        # is not loaded by a run that has nothing to do.
+        llm.check_credentials(choice)
         contexts, skipped = [], []
         for target in targets:
             context = build_context(db, config, layer, target, as_of)

@@ -109,6 +109,11 @@ def test_newer_database_is_refused(tmp_path):
         database.open_database(path)
     with pytest.raises(MigrationError, match="upgrade zos"):
         migrations.apply(database.connect(path), path)
+    # `zos status` still opens it (to say so), and its table says so too, not only --json.
+    from tests.conftest import Cli
+
+    table = Cli(path)("status").stdout
+    assert "999 (newer than this zos, which knows up to 3: upgrade zos)" in table
 
 
 def test_changed_checksum_is_refused(tmp_path):

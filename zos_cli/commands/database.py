@@ -132,7 +132,9 @@ def _print_status(doc: dict) -> None:
     summary = {
         "database": doc["database"],
         "size": f"{doc['size_bytes'] / 1024:.1f} KiB",
-        "schema version": doc["schema_version"],
+        "schema version": (f"{doc['schema_version']} (newer than this zos, which knows up to "
+                           f"{doc['latest_schema_version']}: upgrade zos)"
+                           if doc["newer_than_code"] else doc["schema_version"]),
         "pending migrations": ", ".join(doc["pending_migrations"]) or "none",
         **{k: v for k, v in doc["counts"].items()},
         "last ingest": _describe_ingest(doc["last_ingest"]),

@@ -122,7 +122,7 @@ def test_max_targets_and_as_of(db, tmp_path, cli):
     (["--layer", "user", "--topic", "server:1001:channel:2001"], 2,
      "Error: --topic server:1001:channel:2001 is a channels topic; layer user reflects on "
      "users topics\n"),
-    (["--layer", "user", "--topic", "server:1001:user:55"], 2,
+    (["--layer", "user", "--topic", "server:1001:user:55"], 1,  # not found
      "Error: no topic server:1001:user:55 in the database: see `zos salience top` for topics\n"),
     (["--layer", "synthesis", "--topic", "server:1001:user:101"], 2,
      "Error: --topic server:1001:user:101 is server-scoped; layer synthesis folds server "

@@ -30,6 +30,12 @@ class JobFailed(ZosError):
     exit_code = EXIT_FAILED
 
 
+class NotFound(ZosError):
+    """A well-formed id or key that names nothing stored (exit 1; a malformed one is usage)."""
+
+    exit_code = EXIT_FAILED
+
+
 class UsageProblem(ZosError):
     """Bad flags, or a destructive command without --yes and no terminal (exit 2)."""
 

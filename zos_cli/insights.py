@@ -11,7 +11,7 @@ import sqlite_utils
 
 from zos_cli import db as db_module
 from zos_cli.audit import record_event, record_tombstone
-from zos_cli.errors import UsageProblem
+from zos_cli.errors import NotFound, UsageProblem
 from zos_cli.timeutil import normalize, now_stored
 
 SCOPES = ("public", "dm", "derived")
@@ -99,7 +99,7 @@ def get_insight(db: sqlite_utils.Database, insight_id: str) -> dict:
     """One insight with its provenance, run, calls and supersedes chain."""
     values = db.execute(f"SELECT {_SELECT} FROM insights i WHERE i.id = ?", [insight_id]).fetchone()
     if values is None:
-        raise UsageProblem(f"no insight {insight_id}: see `zos insights list` for ids")
+        raise NotFound(f"no insight {insight_id}: see `zos insights list` for ids")
     doc = _row(values)
     extra = db.execute(
         "SELECT supersedes, subject, participants, conflicts_with, open_questions, "
@@ -286,7 +286,7 @@ def delete_insight(db: sqlite_utils.Database, insight_id: str,
     """Operator correction: the insight, its provenance rows and its full-text row go (the
     bytes overwritten: secure_delete); a tombstone (ids only) and an event remain."""
     if db.execute("SELECT 1 FROM insights WHERE id = ?", [insight_id]).fetchone() is None:
-        raise UsageProblem(f"no insight {insight_id}: see `zos insights list` for ids")
+        raise NotFound(f"no insight {insight_id}: see `zos insights list` for ids")
     deleted_at = now_stored()
     with db_module.secure_delete(db):
         with db_module.write_transaction(db):

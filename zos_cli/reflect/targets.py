@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite_utils
 
 from zos_cli.config import Config
-from zos_cli.errors import UsageProblem
+from zos_cli.errors import NotFound, UsageProblem
 from zos_cli.reflect import material
 from zos_cli.reflect.layers import Layer
 from zos_cli.reflect.material import Target, target_from_key
@@ -47,7 +47,7 @@ def named_target(db: sqlite_utils.Database, config: Config, layer: Layer, key: s
         )
     balance = _balance(db, key)
     if balance is None and layer.spec.source != "server_insights":
-        raise UsageProblem(f"no topic {key} in the database: see `zos salience top` for topics")
+        raise NotFound(f"no topic {key} in the database: see `zos salience top` for topics")
     if gated_out(db, config, target):
         raise UsageProblem(
             f"{key}: a user without the privacy-gate role of server {target.server_id} is never "

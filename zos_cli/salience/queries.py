@@ -5,7 +5,7 @@ balance equals the sum of its ledger rows."""
 from __future__ import annotations
 
 from zos_cli import topics
-from zos_cli.errors import ZosError
+from zos_cli.errors import NotFound
 from zos_cli.salience.index import TopicIndex
 
 TOP_KEYS = ("topic_key", "category", "group", "balance", "last_activity_at")
@@ -17,7 +17,7 @@ OF_TOPIC = "topic_id = (SELECT id FROM topics WHERE key = ?)"
 SPARK = "▁▂▃▄▅▆▇█"
 
 
-class TopicNotFound(ZosError):
+class TopicNotFound(NotFound):
     """A well-formed key that names no stored topic (exit 1)."""
 
 

@@ -255,6 +255,11 @@ def test_list_layers_json(cli):
     user = rows[-1]
     assert user["category"] == "users" and user["origin"] == "shipped"
     assert len(user["hash"]) == 64
+    lines = cli("reflect", "--list", "--nl").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == rows
+    # One document with --nl is one line too.
+    summary = cli("reflect", "--layer", "user", "--dry-run", "--nl").stdout
+    assert summary.count("\n") == 1 and json.loads(summary)["targets"] == []
 
 
 def test_the_emoji_layer_reads_messages_using_the_emoji_in_their_text(db, tmp_path):

@@ -109,9 +109,11 @@ def print_rows(
 def print_document(
     doc: dict, fmt: Format, *, human: Callable[[dict], None] | None = None, title: str | None = None
 ) -> None:
-    """One object: JSON (also for --nl), or a human rendering (by default a key/value table)."""
+    """One object: JSON (--nl: on one line), or a human rendering (by default a key/value
+    table)."""
     if fmt in (Format.JSON, Format.NL):
-        sys.stdout.write(json.dumps(doc, ensure_ascii=False, default=str, indent=2) + "\n")
+        indent = 2 if fmt is Format.JSON else None
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, default=str, indent=indent) + "\n")
         sys.stdout.flush()
         return
     if human is not None:

@@ -9,7 +9,7 @@ import typer
 from zos_cli import output
 from zos_cli.app_state import state
 from zos_cli.errors import JobFailed, UsageProblem
-from zos_cli.output import JsonFlag
+from zos_cli.output import JsonFlag, NlFlag
 
 # Library modules are imported inside the command so that `zos --help` stays fast.
 
@@ -52,12 +52,13 @@ def reflect(
     cache: Annotated[bool, typer.Option(
         "--cache", help="Reuse a stored answer for the same model and prompt.")] = False,
     json_: JsonFlag = False,
+    nl: NlFlag = False,
 ) -> None:
     """Run one reflection layer: salient topics become validated, stored insights.
 
     Exits 1 when the run is partial or failed (its summary is printed first); a run with
     nothing salient says so and exits 0."""
-    fmt = output.choose(json_)
+    fmt = output.choose(json_, nl)
     if list_layers:
         from zos_cli.reflect.layers import load_layers
 

@@ -154,3 +154,9 @@ def test_delete_leaves_a_tombstone_and_an_event(stored, cli, db):
     again = cli("insights", "delete", target, "--yes")
     assert again.exit_code == 1
     assert again.stderr == f"Error: no insight {target}: see `zos insights list` for ids\n"
+
+
+def test_negative_limits_are_usage_errors(stored, cli):
+    for args in (["runs"], ["calls"], ["search", "kiln"]):
+        result = cli("insights", *args, "--limit", "-1")
+        assert result.exit_code == 2 and result.stdout == "", args

@@ -18,7 +18,7 @@ app = typer.Typer(
 UserArg = Annotated[str, typer.Argument(metavar="USER", help="A Discord user id or a known @name.")]
 TypeOpt = Annotated[str, typer.Option("--type", help="Consent type.")]
 AtOpt = Annotated[Optional[str], typer.Option(
-    "--at", metavar="TIME", help="When it was given (ISO-8601; default now).")]
+    "--at", metavar="TIME", help="When it happened (ISO-8601; default now).")]
 LIST_COLUMNS = ["user_id", "user_name", "consent_type", "granted_at", "revoked_at", "server_id",
                 "note"]
 

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -75,10 +76,11 @@ class Bucket:
 @dataclass
 class Injection:
     route: str
-    kind: str                  # 'user' | 'shared' | 'global' | 'cloudflare' | 'status'
+    kind: str                  # 'user' | 'shared' | 'global' | 'cloudflare' | 'status' | 'body'
     times: int
     retry_after: float = 0.05
     status: int = 500
+    payload: Any = None        # 'body': this JSON, with 200, instead of the route's answer
 
 
 @dataclass
@@ -222,9 +224,9 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ faults and checks
     def inject(self, route: str, kind: str, *, times: int = 1, retry_after: float = 0.05,
-               status: int = 500) -> None:
+               status: int = 500, payload: Any = None) -> None:
         with self.lock:
-            self.injections.append(Injection(route, kind, times, retry_after, status))
+            self.injections.append(Injection(route, kind, times, retry_after, status, payload))
 
     def requests(self, route: str | None = None) -> list[Logged]:
         with self.lock:
@@ -295,6 +297,8 @@ class FakeDiscord:
             bucket.told_exhausted_until = bucket.reset_at
         if injected and injected.kind == "status":
             return self._finish(entry, injected.status, {"message": "Server Error", "code": 0}, rl)
+        if injected and injected.kind == "body":
+            return self._finish(entry, 200, injected.payload, rl)
         status, payload = self._route(entry.route, params, query, body)
         return self._finish(entry, status, payload, rl)
 

@@ -345,3 +345,27 @@ def test_a_malformed_answer_is_a_channel_error_not_a_crash(db, fake):
     assert report.summary["errors"] == [{"channel": "200", "error":
         "unexpected answer from Discord (KeyError: 'author'); the channel was left as it was"}]
     assert _ids(db, "200") == [] and len(_ids(db, "201")) == 1
+
+
+@pytest.mark.parametrize("route,payload", [("messages", {"message": "hi"}), ("messages", ["a"]),
+                                           ("guild_channels", {"a": 1})])
+def test_a_200_of_the_wrong_shape_is_an_error_not_a_crash(db, fake, route, payload):
+    small_world(fake)
+    _post_many(fake, "200", 2)
+    fake.inject(route, "body", payload=payload)
+    report = poll_with(db, fake)
+    assert report.fatal is None
+    (error,) = report.summary["errors"]
+    assert "Discord answered 200 with something else than a list of objects with 'id'" in \
+        error["error"]
+
+
+@pytest.mark.parametrize("payload", [None, [], {"username": "no id"}])
+def test_an_odd_current_user_ends_the_poll_with_its_summary(db, fake, payload):
+    small_world(fake)
+    fake.inject("me", "body", payload=payload)
+    report = poll_with(db, fake)
+    assert report.summary["errors"] == [{"channel": None, "error":
+        "GET /users/@me: Discord answered 200 with something else than an object with 'id'; "
+        "try again later"}]
+

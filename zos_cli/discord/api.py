@@ -10,15 +10,42 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from zos_cli.discord.client import DiscordClient
-from zos_cli.discord.errors import DiscordNotFound
+from zos_cli.discord.errors import DiscordNotFound, DiscordRequestFailed
 
 PAGE = 100                  # messages, reactors
 GUILDS_PAGE = 200
 MEMBERS_PAGE = 1000
 
 
+def _unexpected(path: str, expected: str, method: str = "GET") -> DiscordRequestFailed:
+    return DiscordRequestFailed(f"{method} {path}: Discord answered 200 with something else "
+                                f"than {expected}; try again later")
+
+
+def _object(path: str, body, *, key: str = "id", method: str = "GET") -> dict:
+    """A 200 body that must be one object (with `key`): anything else is this request's
+    failure, never a crash further on."""
+    if not isinstance(body, dict) or (key and key not in body):
+        raise _unexpected(path, f"an object with {key!r}" if key else "an object", method)
+    return body
+
+
+def _objects(path: str, body, *, key: str = "id") -> list[dict]:
+    """A 200 body that must be a list of objects (each with `key`); none is an empty list."""
+    if body is None:
+        return []
+    if not isinstance(body, list) or not all(isinstance(o, dict) and key in o for o in body):
+        raise _unexpected(path, f"a list of objects with {key!r}")
+    return body
+
+
+def _body(path: str, body) -> dict:
+    """A 200 body that must be an object of lists (`{"threads": […], …}`); none is {}."""
+    return {} if body is None else _object(path, body, key="")
+
+
 def current_user(client: DiscordClient) -> dict:
-    return client.get("/users/@me")
+    return _object("/users/@me", client.get("/users/@me"))
 
 
 def guilds(client: DiscordClient) -> list[dict]:
@@ -26,7 +53,8 @@ def guilds(client: DiscordClient) -> list[dict]:
     out: list[dict] = []
     after = None
     while True:
-        page = client.get("/users/@me/guilds", {"limit": GUILDS_PAGE, "after": after}) or []
+        page = _objects("/users/@me/guilds",
+                        client.get("/users/@me/guilds", {"limit": GUILDS_PAGE, "after": after}))
         out.extend(page)
         if len(page) < GUILDS_PAGE:
             return out
@@ -34,25 +62,27 @@ def guilds(client: DiscordClient) -> list[dict]:
 
 
 def guild(client: DiscordClient, guild_id: str) -> dict:
-    return client.get(f"/guilds/{guild_id}")
+    path = f"/guilds/{guild_id}"
+    return _object(path, client.get(path))
 
 
 def guild_channels(client: DiscordClient, guild_id: str) -> list[dict]:
-    return client.get(f"/guilds/{guild_id}/channels") or []
+    path = f"/guilds/{guild_id}/channels"
+    return _objects(path, client.get(path))
 
 
 def active_threads(client: DiscordClient, guild_id: str) -> list[dict]:
-    return (client.get(f"/guilds/{guild_id}/threads/active") or {}).get("threads", [])
+    path = f"/guilds/{guild_id}/threads/active"
+    return _objects(path, _body(path, client.get(path)).get("threads"))
 
 
 def archived_public_threads(client: DiscordClient, channel_id: str) -> Iterator[dict]:
     """Archived public threads of a channel, newest archive first (`before=<ISO>`, `has_more`)."""
     before = None
     while True:
-        body = client.get(
-            f"/channels/{channel_id}/threads/archived/public", {"limit": PAGE, "before": before}
-        ) or {}
-        threads = body.get("threads", [])
+        path = f"/channels/{channel_id}/threads/archived/public"
+        body = _body(path, client.get(path, {"limit": PAGE, "before": before}))
+        threads = _objects(path, body.get("threads"))
         yield from threads
         if not body.get("has_more") or not threads:
             return
@@ -60,15 +90,15 @@ def archived_public_threads(client: DiscordClient, channel_id: str) -> Iterator[
 
 
 def channel(client: DiscordClient, channel_id: str) -> dict:
-    return client.get(f"/channels/{channel_id}")
+    path = f"/channels/{channel_id}"
+    return _object(path, client.get(path))
 
 
 def messages(client: DiscordClient, channel_id: str, *, limit: int = PAGE,
              before: str | None = None, after: str | None = None) -> list[dict]:
     """One page, newest first. `before` and `after` are exclusive snowflake bounds."""
-    return client.get(
-        f"/channels/{channel_id}/messages", {"limit": limit, "before": before, "after": after}
-    ) or []
+    path = f"/channels/{channel_id}/messages"
+    return _objects(path, client.get(path, {"limit": limit, "before": before, "after": after}))
 
 
 def emoji_path(emoji: dict) -> str:
@@ -83,7 +113,7 @@ def reactors(client: DiscordClient, channel_id: str, message_id: str, emoji: dic
     after = None
     path = f"/channels/{channel_id}/messages/{message_id}/reactions/{emoji_path(emoji)}"
     while True:
-        page = client.get(path, {"limit": PAGE, "after": after}) or []
+        page = _objects(path, client.get(path, {"limit": PAGE, "after": after}))
         out.extend(page)
         if len(page) < PAGE:
             return out
@@ -91,14 +121,16 @@ def reactors(client: DiscordClient, channel_id: str, message_id: str, emoji: dic
 
 
 def guild_roles(client: DiscordClient, guild_id: str) -> list[dict]:
-    return client.get(f"/guilds/{guild_id}/roles") or []
+    path = f"/guilds/{guild_id}/roles"
+    return _objects(path, client.get(path))
 
 
 def guild_members(client: DiscordClient, guild_id: str) -> Iterator[dict]:
     """Every member (needs the Server Members intent; 403 without it)."""
     after = None
     while True:
-        page = client.get(f"/guilds/{guild_id}/members", {"limit": MEMBERS_PAGE, "after": after}) or []
+        path = f"/guilds/{guild_id}/members"
+        page = _objects(path, client.get(path, {"limit": MEMBERS_PAGE, "after": after}), key="user")
         yield from page
         if len(page) < MEMBERS_PAGE:
             return
@@ -108,11 +140,13 @@ def guild_members(client: DiscordClient, guild_id: str) -> Iterator[dict]:
 def guild_member(client: DiscordClient, guild_id: str, user_id: str) -> dict | None:
     """One member, or None when the user is no longer in the server."""
     try:
-        return client.get(f"/guilds/{guild_id}/members/{user_id}")
+        path = f"/guilds/{guild_id}/members/{user_id}"
+        return _object(path, client.get(path), key="user")
     except DiscordNotFound:
         return None
 
 
 def open_dm(client: DiscordClient, user_id: str) -> dict:
     """The DM channel with a user (created if needed): `POST /users/@me/channels`."""
-    return client.post("/users/@me/channels", {"recipient_id": user_id})
+    path = "/users/@me/channels"
+    return _object(path, client.post(path, {"recipient_id": user_id}), method="POST")

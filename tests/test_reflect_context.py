@@ -64,9 +64,12 @@ def test_user_context_reads_their_messages_with_relative_times(db, tmp_path):
 
 
 def test_budget_keeps_the_newest_messages(db, tmp_path):
-    world = build_world(db, tmp_path, users=2, messages_each=40)
-    full = context_for(db, config_for(), world.user_key("alice"), context_tokens=100_000)
-    small = context_for(db, config_for(), world.user_key("alice"), context_tokens=1500)
+    world = build_world(db, tmp_path, users=2, messages_each=40)  # (runs past AS_OF)
+    after = "2024-03-02T12:00:00.000000+00:00"
+    full = context_for(db, config_for(), world.user_key("alice"), as_of=after,
+                       context_tokens=100_000)
+    small = context_for(db, config_for(), world.user_key("alice"), as_of=after,
+                        context_tokens=1500)
     assert len(full.messages) == 40
     assert 0 < len(small.messages) < 40
     assert small.messages == full.messages[-len(small.messages):]
@@ -297,3 +300,13 @@ def test_a_mention_of_someone_outside_the_gate_is_chat_n_in_the_text(db, tmp_pat
     prompt = context_for(db, config, f"server:{GUILD}:channel:2001", layer="channel").prompt
     assert '"@<chat_1> and @<chat_1>, see the kiln"' in prompt
     assert "Bobby" not in prompt and "bob_user" not in prompt
+
+
+def test_a_run_clock_in_the_past_reads_nothing_after_it(db, tmp_path):
+    world = build_world(db, tmp_path, users=2, messages_each=6)
+    times = sorted(r[0] for r in db.execute("SELECT created_at FROM messages"))
+    as_of = times[len(times) // 2]
+    context = context_for(db, config_for(), world.user_key("alice"), as_of=as_of)
+    assert context.messages and all(m["created_at"] <= as_of for m in context.messages)
+    later = context_for(db, config_for(), world.user_key("alice"), as_of=times[-1])
+    assert len(later.messages) > len(context.messages)

@@ -209,7 +209,7 @@ def _take_messages(db, config, namer: Namer, target: Target, mark: Mark | None, 
                    budget: int, context: Context) -> list[str]:
     chosen: list[dict] = []
     used = 0
-    for message in material.newest_messages(db, config, target, mark):
+    for message in material.newest_messages(db, config, target, mark, as_of):
         # Lines are measured before reactions are known; reactions add a few tokens each,
         # kept inside the budget by a 10% reserve.
         line = message_line(namer, message, as_of, [])

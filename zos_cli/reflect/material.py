@@ -203,13 +203,18 @@ MESSAGE_COLUMNS = ("id", "channel_id", "server_id", "author_id", "content", "cre
 
 
 def newest_messages(db: sqlite_utils.Database, config: Config, target: Target,
-                    mark: Mark | None, page: int = 200) -> Iterator[dict]:
-    """The target's messages past `mark`, newest first, read page by page (the caller stops
+                    mark: Mark | None, as_of: str | None = None,
+                    page: int = 200) -> Iterator[dict]:
+    """The target's messages past `mark` and up to `as_of` (a run's clock set in the past
+    does not read what came after it), newest first, read page by page (the caller stops
     when its token budget is full)."""
     found = message_filter(db, config, target)
     if found is None:
         return
     condition, params = found
+    if as_of is not None:
+        condition += " AND m.created_at <= ?"
+        params = [*params, as_of]
     past = ""
     if mark is not None:
         past = (" AND (m.created_at > ? OR (m.created_at = ? AND "

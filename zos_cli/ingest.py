@@ -36,6 +36,7 @@ from zos_cli import consent
 from zos_cli import db as db_module
 from zos_cli.audit import counts_of, record_event
 from zos_cli.ids import new_id
+from zos_cli.ingest_dm import gate_dms, read_dm_participants
 from zos_cli.ingest_files import STDIN, discover, sha256_of, spool
 from zos_cli.observe import COUNT_KEYS, Observation, ObservationWriter
 from zos_cli.records import ChannelRecord
@@ -91,7 +92,7 @@ class IngestRun:
         self._close_interrupted()
         for label in files:
             self._plan(label)
-        self._gate_dms()
+        gate_dms(self.db, self.plans, self._log_start, self._log_final)
         active = [p for p in self.plans if p.status == "running"]
         from zos_cli.salience import SalienceEngine
 
@@ -161,7 +162,7 @@ class IngestRun:
             header = plan.export.open()
             plan.channel = header.channel
             if plan.channel.is_dm:
-                self._read_dm_participants(plan)
+                read_dm_participants(self.db, plan, self.self_user_id)
         except ExportError as exc:
             plan.status, plan.error = "failed", exc.detail
             self._log_final(plan)
@@ -195,61 +196,6 @@ class IngestRun:
         self.skipped_unchanged += 1
         self._log_final(plan)
         return True
-
-    def _read_dm_participants(self, plan: FilePlan) -> None:
-        """Read a DM export once for its participants: every author and reactor, and for a
-        1:1 DM the user the channel is named after, except zos itself."""
-        names: dict[str, set[str | None]] = {}
-        acted: set[str] = set()
-        count = 0
-        for message in plan.export.messages():
-            count += 1
-            users = [message.author, *message.mentions]
-            acted.add(message.author.id)
-            for reaction in message.reactions or ():
-                users.extend(reaction.users)
-                acted.update(u.id for u in reaction.users)
-            for user in users:
-                names.setdefault(user.id, set()).update({user.name, user.nickname})
-        plan.sha256 = plan.sha256 or plan.export.sha256
-        channel = plan.channel
-        if channel.type == "dm" and channel.name:
-            acted |= self._named(channel.name, names)
-        stored = self.db.execute("SELECT participant_ids FROM channels WHERE id = ?",
-                                 [channel.id]).fetchone()
-        if stored and stored[0]:
-            acted |= set(json.loads(stored[0]))
-        acted.discard(self.self_user_id)
-        acted.discard(None)
-        plan.dm_participants = sorted(acted, key=int)
-        plan.dm_messages = count
-
-    def _gate_dms(self) -> None:
-        """The consent gate (DESIGN §7), once every file is read: a DM channel may come in
-        several files (an export split by date), and is stored only when everyone seen in
-        any of them consents. Then each file is logged as read or skipped."""
-        by_channel: dict[str, list[FilePlan]] = {}
-        for plan in self.plans:
-            if plan.status == "running" and plan.channel is not None and plan.channel.is_dm:
-                by_channel.setdefault(plan.channel.id, []).append(plan)
-        for plans in by_channel.values():
-            everyone = sorted(set().union(*(p.dm_participants for p in plans)), key=int)
-            allowed = consent.dm_may_be_stored(self.db, everyone)
-            for plan in plans:
-                plan.dm_participants = plan.channel.participant_ids = everyone
-                if allowed:
-                    self._log_start(plan)
-                else:
-                    plan.dm_skipped, plan.status = plan.dm_messages, "completed"
-                    self._log_final(plan)
-
-    def _named(self, name: str, names: dict[str, set[str | None]]) -> set[str]:
-        """The one user a 1:1 DM is named after: seen in the file, else already stored."""
-        matches = {uid for uid, known in names.items() if name in known}
-        if not matches:
-            matches = {r[0] for r in self.db.execute(
-                "SELECT id FROM users WHERE name = ? OR display_name = ?", [name, name])}
-        return matches if len(matches) == 1 else set()
 
     # ------------------------------------------------------------------ merge and write
     def _merge_and_write(self, group: list[FilePlan], writer: ObservationWriter) -> None:

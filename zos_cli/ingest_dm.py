@@ -1,0 +1,76 @@
+"""The DM consent gate of an ingest run (DESIGN §7): who is in each DM export, and whether
+its channel may be stored.
+
+A DM export is read once, before anything is written, for its participants. The decision is
+taken once every file of the run is read, per channel: a DM channel may come in several files
+(an export split by date) and is stored only when everyone seen in any of them has an active
+`dm_read` consent. Nothing of a refused DM is written but its ingest-log row (path, counts,
+the participant ids it needs).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import sqlite_utils
+
+from zos_cli import consent
+
+
+def read_dm_participants(db: sqlite_utils.Database, plan, self_user_id: str | None) -> None:
+    """Set `plan.dm_participants` (every author and reactor, and for a 1:1 DM the user the
+    channel is named after, except zos itself) and `plan.dm_messages`."""
+    names: dict[str, set[str | None]] = {}
+    acted: set[str] = set()
+    count = 0
+    for message in plan.export.messages():
+        count += 1
+        users = [message.author, *message.mentions]
+        acted.add(message.author.id)
+        for reaction in message.reactions or ():
+            users.extend(reaction.users)
+            acted.update(u.id for u in reaction.users)
+        for user in users:
+            names.setdefault(user.id, set()).update({user.name, user.nickname})
+    plan.sha256 = plan.sha256 or plan.export.sha256
+    channel = plan.channel
+    if channel.type == "dm" and channel.name:
+        acted |= _named(db, channel.name, names)
+    stored = db.execute("SELECT participant_ids FROM channels WHERE id = ?",
+                        [channel.id]).fetchone()
+    if stored and stored[0]:
+        acted |= set(json.loads(stored[0]))
+    acted.discard(self_user_id)
+    acted.discard(None)
+    plan.dm_participants = sorted(acted, key=int)
+    plan.dm_messages = count
+
+
+def gate_dms(db: sqlite_utils.Database, plans: list, log_start: Callable,
+             log_final: Callable) -> None:
+    """Decide every DM channel of the run, then log each of its files as read
+    (`log_start`) or skipped (`log_final`, its messages counted as skipped)."""
+    by_channel: dict[str, list] = {}
+    for plan in plans:
+        if plan.status == "running" and plan.channel is not None and plan.channel.is_dm:
+            by_channel.setdefault(plan.channel.id, []).append(plan)
+    for group in by_channel.values():
+        everyone = sorted(set().union(*(p.dm_participants for p in group)), key=int)
+        allowed = consent.dm_may_be_stored(db, everyone)
+        for plan in group:
+            plan.dm_participants = plan.channel.participant_ids = everyone
+            if allowed:
+                log_start(plan)
+            else:
+                plan.dm_skipped, plan.status = plan.dm_messages, "completed"
+                log_final(plan)
+
+
+def _named(db: sqlite_utils.Database, name: str, names: dict[str, set[str | None]]) -> set[str]:
+    """The one user a 1:1 DM is named after: seen in the file, else already stored."""
+    matches = {uid for uid, known in names.items() if name in known}
+    if not matches:
+        matches = {r[0] for r in db.execute(
+            "SELECT id FROM users WHERE name = ? OR display_name = ?", [name, name])}
+    return matches if len(matches) == 1 else set()

@@ -81,7 +81,7 @@ def test_idle_days_and_rate_are_configurable(db):
 
 
 def test_decay_days_arithmetic():
-    assert decay_days(day(1, "23:59:59.000000"), None, day(8), 7) == []
+    assert list(decay_days(day(1, "23:59:59.000000"), None, day(8), 7)) == []
     assert [d.isoformat() for d in decay_days(day(1), None, day(10), 7)] == ["2024-03-09", "2024-03-10"]
     assert [d.isoformat() for d in decay_days(day(1), day(9), day(10), 7)] == ["2024-03-10"]
 

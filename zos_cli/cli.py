@@ -93,11 +93,12 @@ def _report(exc: BaseException) -> int | None:
         output.error(exc.message)
         return exc.exit_code
     if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            output.error(f"the database is busy ({text}): another job holds it; try again")
+        from zos_cli.db import is_busy
+
+        if is_busy(exc):
+            output.error(f"the database is busy ({exc}): another job holds it; try again")
             return EXIT_TEMPORARY
-        output.error(f"database error: {text} (set ZOS_DEBUG=1 for details)")
+        output.error(f"database error: {exc} (set ZOS_DEBUG=1 for details)")
         return EXIT_FAILED
     return None
 

@@ -41,7 +41,7 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite_utils.Database:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if is_busy(exc):
             raise  # (the busy path of the one error path: exit 75)
         raise NoDatabase(f"cannot open {path} as a database ({exc}): give --db a SQLite file "
                          "zos may write, or a new path for `zos init-db`") from None
@@ -49,6 +49,12 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite_utils.Database:
         raise NoDatabase(f"{path} is not a zos database ({exc}): give --db the right file, "
                          "or a new path for `zos init-db`") from None
     return sqlite_utils.Database(conn)
+
+
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Another connection holds the database (past the busy timeout)."""
+    text = str(exc)
+    return "locked" in text or "busy" in text
 
 
 def open_database(path: str | Path) -> sqlite_utils.Database:

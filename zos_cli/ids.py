@@ -15,7 +15,8 @@ def is_discord_id(value: object) -> bool:
     full-width digits), no leading zero, at most 2^64 - 1."""
     return (isinstance(value, str) and value.isdigit() and value.isascii() and value[0] != "0"
             and (len(value) < 20 or (len(value) == 20 and int(value) <= MAX_SNOWFLAKE)))
-  # the ULID alphabet
+
+
 # The last two characters of an id, for every value of its low 10 bits.
 _LOW_PAIRS = [CROCKFORD[i >> 5] + CROCKFORD[i & 31] for i in range(1024)]
 

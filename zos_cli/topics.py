@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from zos_cli.errors import UsageProblem
+from zos_cli.ids import is_discord_id
 
 CATEGORIES = (
     "users", "dyads", "channels", "threads", "user_in_channel", "dyad_in_channel",
@@ -105,10 +106,7 @@ def _bad(key: str, why: str) -> InvalidTopicKey:
 
 
 def _check_id(key: str, value: str, what: str) -> str:
-    # Digits, no leading zero, at most 20 (string methods: keys are built several times per
-    # message, and a regex's `$` would also accept a trailing newline).
-    if not (isinstance(value, str) and value.isdigit() and value.isascii()
-            and value[0] != "0" and len(value) <= 20):
+    if not is_discord_id(value):
         raise _bad(key, f"{what} {value!r} is not a Discord id (digits, no leading zero)")
     return value
 

@@ -150,12 +150,9 @@ def _calls_that_read(db, message_ids: list[str], insight_ids: list[str]) -> set[
     """The model calls whose prompt carried any of these messages or insights."""
     calls: set[str] = set()
     for source_type, ids in (("message", message_ids), ("insight", insight_ids)):
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            calls.update(r[0] for r in db.execute(
-                f"SELECT call_id FROM llm_call_sources WHERE source_id IN ({marks}) "
-                "AND source_type = ?", [*chunk, source_type]))
+        calls.update(r[0] for r in db.execute(
+            "SELECT call_id FROM llm_call_sources WHERE source_type = ? AND source_id IN "
+            "(SELECT value FROM json_each(?))", [source_type, json.dumps(list(ids))]))
     return calls
 
 

@@ -30,14 +30,10 @@ def _stamp(day: date) -> str:
     return timeutil.to_stored(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
 
 
-def decay_days(last_earn: str, last_decay: str | None, as_of: str, idle_days: int) -> list[date]:
+def decay_days(last_earn: str, last_decay: str | None, as_of: str,
+               idle_days: int) -> Iterator[date]:
     """The days on which a topic decays now: after its idle days, after its last decay row,
-    up to and including the as-of date."""
-    return list(_decay_days(last_earn, last_decay, as_of, idle_days))
-
-
-def _decay_days(last_earn: str, last_decay: str | None, as_of: str,
-                idle_days: int) -> Iterator[date]:
+    up to and including the as-of date (one at a time: after years idle they are many)."""
     day = _day(last_earn) + timedelta(days=idle_days + 1)
     if last_decay is not None:
         day = max(day, _day(last_decay) + timedelta(days=1))
@@ -65,7 +61,7 @@ def _topic_decays(db, config, as_of: str) -> Iterator[tuple[dict, list[tuple[dat
     ).fetchall()  # (read before the first insert: the rows change balances)
     for key, topic_id, balance, last_earn, last_decay in candidates:
         rows, current = [], balance
-        for day in _decay_days(last_earn, last_decay, as_of, s.decay_idle_days):
+        for day in decay_days(last_earn, last_decay, as_of, s.decay_idle_days):
             if current <= floor:
                 break
             amount = -s.decay_rate * current

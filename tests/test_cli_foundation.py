@@ -207,8 +207,9 @@ def test_a_reflection_with_nothing_to_do_does_not_import_litellm(db_path):
     # A real model is configured (its key too), but nothing is salient: no model is called.
     env = {**os.environ, "ZOS_MODEL": "openai/gpt-4o-mini", "OPENAI_API_KEY": "x",
            "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    r = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, "--db", str(db_path), "reflect",
-                        "--layer", "self"], capture_output=True, text=True, timeout=60, env=env)
+    r = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, "--db", str(db_path), "--verbose",
+                        "reflect", "--layer", "self"],
+                       capture_output=True, text=True, timeout=60, env=env)
     assert "nothing salient" in r.stderr and r.stderr.strip().endswith("litellm not imported")
 
 

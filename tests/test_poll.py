@@ -276,7 +276,10 @@ def test_a_guild_whose_channels_cannot_be_listed_does_not_stop_the_others(db, fa
     assert _ids(db, "300") == _fake_ids(fake, "300") and _ids(db, "200") == []
 
 
-def test_missing_message_content_intent_stores_nothing(db, fake, capsys):
+def test_missing_message_content_intent_stores_nothing(db, fake, capsys, monkeypatch):
+    from zos_cli import output
+
+    monkeypatch.setattr(output.settings, "verbose", True)  # the warning is for a person
     small_world(fake)
     _post_many(fake, "200", 5)
     fake.content_intent = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 import sys
@@ -14,6 +13,7 @@ from typer.core import TyperGroup
 from zos_cli import __version__, output
 from zos_cli.app_state import AppState
 from zos_cli.errors import EXIT_FAILED, EXIT_TEMPORARY, ZosError
+
 
 class ZosGroup(TyperGroup):
     """The one error path: typed errors become `Error: …` on stderr and their exit code, with
@@ -27,6 +27,8 @@ class ZosGroup(TyperGroup):
             if os.environ.get("ZOS_DEBUG") == "1":
                 raise
             raise typer.Exit(_report(exc))
+        finally:
+            output.log_lines(False)  # (in-process callers, such as tests, run on afterwards)
 
 
 app = typer.Typer(
@@ -69,10 +71,8 @@ def root(
     ctx.obj = AppState(db_flag=db, config_flag=config, quiet=quiet, verbose=verbose)
     output.settings.quiet = quiet
     output.settings.verbose = verbose
-    if verbose:
-        logging.basicConfig(
-            level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-        )
+    output.settings.failure_summary = None
+    output.log_lines(verbose)
 
 
 def _register() -> None:
@@ -87,20 +87,23 @@ def _register() -> None:
 _register()
 
 
-def _report(exc: BaseException) -> int | None:
-    """Print the one `Error: …` line for an error we know; return its exit code."""
-    if isinstance(exc, ZosError):
-        output.error(exc.message)
-        return exc.exit_code
-    if isinstance(exc, sqlite3.OperationalError):
-        from zos_cli.db import is_busy
+def _report(exc: BaseException) -> int:
+    """Print the one `Error: …` line (after the job's JSON summary, when it asked for one:
+    output.summary_on_failure); return the exit code."""
+    message, code = _describe(exc)
+    output.print_failure_summary(message)
+    output.error(message)
+    return code
 
-        if is_busy(exc):
-            output.error(f"the database is busy ({exc}): another job holds it; try again")
-            return EXIT_TEMPORARY
-        output.error(f"database error: {exc} (set ZOS_DEBUG=1 for details)")
-        return EXIT_FAILED
-    return None
+
+def _describe(exc: ZosError | sqlite3.OperationalError) -> tuple[str, int]:
+    if isinstance(exc, ZosError):
+        return exc.message, exc.exit_code
+    from zos_cli.db import is_busy
+
+    if is_busy(exc):
+        return f"the database is busy ({exc}): another job holds it; try again", EXIT_TEMPORARY
+    return f"database error: {exc} (set ZOS_DEBUG=1 for details)", EXIT_FAILED
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ ingest, poll and reflect all ask it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import sqlite_utils
@@ -19,6 +20,8 @@ from zos_cli.errors import UsageProblem
 from zos_cli.ids import is_discord_id, new_id
 from zos_cli.privacy import erase_user, forget_dm, lift_dm_quarantine, quarantine_dm_insights
 from zos_cli.timeutil import now_stored, parse_time, to_stored
+
+log = logging.getLogger("zos.consent")
 
 CONSENT_TYPES = ("dm_read",)
 _COLUMNS = ("id", "user_id", "consent_type", "granted_at", "revoked_at", "server_id", "note")
@@ -138,6 +141,7 @@ def grant(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read"
                       "server_id": server_id}, when)
         # What an earlier revoke quarantined comes back (insights held for other reasons stay).
         restored = lift_dm_quarantine(db, user_id)
+    log.info("consent %s granted to %s (%s insights restored)", consent_type, user_id, restored)
     return {**row, "active": True, "changed": True, "insights_restored": restored}
 
 
@@ -161,6 +165,8 @@ def revoke(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read
         record_event(db, "consent_revoked",
                      {"consent_id": active["id"], "user_id": user_id, "consent_type": consent_type,
                       "insights_quarantined": quarantined}, when)
+    log.info("consent %s of %s revoked (%s insights quarantined)", consent_type, user_id,
+             quarantined)
     return {"user_id": user_id, "consent_type": consent_type, "consent_id": active["id"],
             "revoked_at": when, "active": False, "changed": True,
             "insights_quarantined": quarantined}

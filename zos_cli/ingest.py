@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import heapq
 import json
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -50,6 +51,8 @@ MERGE_BUFFER_BYTES = 32 << 20  # read-ahead shared by the open files
 WAL_PAGES_DURING_RUN = 10_000
 CACHE_KIB_DURING_RUN = 8 << 10
 GC_THRESHOLDS_DURING_RUN = (50_000, 20, 100)
+
+log = logging.getLogger("zos.ingest")  # --verbose: files, transactions, counts (never content)
 
 
 @dataclass
@@ -170,6 +173,8 @@ class IngestRun:
         plan.export.release_handle()
         if not plan.channel.is_dm:  # (a DM is logged once every file is read: _gate_dms)
             self._log_start(plan)
+        log.info("%s: %s bytes, %s channel %s", plan.label, f"{plan.size:,}",
+                 plan.channel.type, plan.channel.id)
 
     def _unchanged(self, plan: FilePlan) -> bool:
         """Same size and sha256 as a completed ingest: skip, unless a DM it skipped may now
@@ -194,6 +199,7 @@ class IngestRun:
             return False
         plan.status = "skipped"
         self.skipped_unchanged += 1
+        log.info("%s: skipped: same size and sha256 as ingest_log row %s", plan.label, log_id)
         self._log_final(plan)
         return True
 
@@ -264,13 +270,14 @@ class IngestRun:
                     if self.progress is not None:
                         self.progress.advance(len(pending))
                     pending = next(chunks, None)
-                writer.flush_salience()
+                ledger_rows = writer.flush_salience()
                 self.db.conn.executemany(
                     "UPDATE ingest_log SET messages_new = ?, messages_seen = ?, "
                     "reactions_new = ?, users = ?, channels = ? WHERE id = ?",
                     [(*(writer.counts_for(log_id)[k] for k in COUNT_KEYS[:5]), log_id)
                      for log_id in touched],
                 )
+            log.info("committed %s messages and %s ledger rows", f"{written:,}", f"{ledger_rows:,}")
 
     # ------------------------------------------------------------------ ingest_log and summary
     def _log_start(self, plan: FilePlan) -> None:
@@ -310,6 +317,7 @@ class IngestRun:
             for plan in self.plans:
                 if plan.status == "failed":
                     errors.append({"file": plan.label, "error": plan.error})
+                    log.info("%s: failed: %s", plan.label, plan.error)
                 if plan.status not in ("running", "failed") or plan.export is None:
                     continue
                 if plan.status == "running":
@@ -317,6 +325,9 @@ class IngestRun:
                     plan.sha256 = plan.sha256 or plan.export.sha256
                 counts = writer.counts_for(plan.log_id)
                 self._upsert_final(plan, counts)
+                log.info("%s: %s, %s new messages, %s already stored, %s new reactions",
+                         plan.label, plan.status, counts["messages_new"], counts["messages_seen"],
+                         counts["reactions_new"])
             summary = {
                 "ingest_id": self.run_id,
                 "files": len(files),
@@ -337,6 +348,12 @@ def _groups(plans: list[FilePlan]) -> list[list[FilePlan]]:
         return [plans] if plans else []
     ordered = sorted(plans, key=lambda p: (p.channel.server_id or "", p.channel.id))
     return [ordered[i:i + MAX_OPEN_FILES] for i in range(0, len(ordered), MAX_OPEN_FILES)]
+
+
+def empty_summary() -> dict:
+    """The summary of a run that wrote nothing (what a failure before the run reports)."""
+    return {"ingest_id": None, "files": 0, "files_skipped_unchanged": 0,
+            **dict.fromkeys(COUNT_KEYS, 0), "errors": [], "seconds": 0.0}
 
 
 def ingest_exports(db: sqlite_utils.Database, config, paths: list[str], *, progress=None,

@@ -11,11 +11,14 @@ the participant ids it needs).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
 import sqlite_utils
 
 from zos_cli import consent
+
+log = logging.getLogger("zos.ingest")
 
 
 def read_dm_participants(db: sqlite_utils.Database, plan, self_user_id: str | None) -> None:
@@ -65,6 +68,8 @@ def gate_dms(db: sqlite_utils.Database, plans: list, log_start: Callable,
             else:
                 plan.dm_skipped, plan.status = plan.dm_messages, "completed"
                 log_final(plan)
+                log.info("%s: DM channel %s not stored (%s messages): not every participant "
+                         "has consent", plan.label, plan.channel.id, plan.dm_messages)
 
 
 def _named(db: sqlite_utils.Database, name: str, names: dict[str, set[str | None]]) -> set[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import re
 import sqlite3
@@ -23,6 +24,8 @@ from zos_cli.timeutil import now, now_stored
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(sql|py)$")
 VERSION_TABLE = "_schema_version"
+
+log = logging.getLogger("zos.migrate")
 
 
 def schema_dir() -> Path:
@@ -183,8 +186,12 @@ def apply(
         return summary
     if make_backup and db_path is not None and state.current > 0 and holds_data(conn):
         summary["backup"] = str(backup(conn, Path(db_path), state.current))
+        log.info("backup of schema version %s: %s", state.current, summary["backup"])
     for migration in state.pending:
+        started = now()
         _apply_one(conn, migration)
+        log.info("applied migration %s in %.2f s", migration.label,
+                 (now() - started).total_seconds())
     return summary
 
 

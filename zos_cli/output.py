@@ -1,12 +1,15 @@
 """The one output helper: rich tables for people, `--json` documents and `--nl` lines for tools.
 
-stdout carries data only. Warnings, hints and progress go to stderr, and are silent with
-`--quiet` (progress is also silent when stderr is not a terminal).
+stdout carries data only. Warnings, hints and progress go to stderr (DESIGN §1): silent with
+`--quiet`, and silent when stderr is not a terminal (cron mail stays empty on success) unless
+`--verbose` asks for stderr lines. `--verbose` also turns on the log lines of the `zos.*`
+loggers (what each job does, step by step: ids and counts, never content or tokens).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +38,7 @@ NlFlag = Annotated[
 class _Settings:
     quiet = False
     verbose = False
+    failure_summary: tuple[dict, str, Format] | None = None  # see summary_on_failure
 
 
 settings = _Settings()
@@ -111,6 +115,7 @@ def print_document(
 ) -> None:
     """One object: JSON (--nl: on one line), or a human rendering (by default a key/value
     table)."""
+    settings.failure_summary = None  # the command's own summary stands
     if fmt in (Format.JSON, Format.NL):
         indent = 2 if fmt is Format.JSON else None
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, default=str, indent=indent) + "\n")
@@ -120,6 +125,23 @@ def print_document(
         human(doc)
         return
     print_key_values(doc, title=title)
+
+
+def summary_on_failure(fmt: Format, empty: dict, subject: str) -> None:
+    """DESIGN §1: a failed command still prints its JSON summary (with `errors`). A job calls
+    this before it starts: should it fail before printing a summary of its own (its lock
+    held, the database missing or busy, a rejected token), the error path prints `empty` with
+    the error as `{subject: null, error}` — stdout then always holds one document for the
+    tool reading it. Printing a document clears it."""
+    settings.failure_summary = None if fmt is Format.TABLE else (empty, subject, fmt)
+
+
+def print_failure_summary(message: str) -> None:
+    """The error path's half of summary_on_failure."""
+    pending, settings.failure_summary = settings.failure_summary, None
+    if pending is not None:
+        empty, subject, fmt = pending
+        print_document({**empty, "errors": [{subject: None, "error": message}]}, fmt)
 
 
 def print_key_values(doc: dict, *, title: str | None = None) -> None:
@@ -153,15 +175,50 @@ def confirm(yes: bool, action: str) -> None:
         raise UsageProblem("cancelled: nothing was changed")
 
 
+def _speaks() -> bool:
+    """Whether warnings and hints are printed: on a terminal, or when --verbose asks for
+    stderr lines; never with --quiet."""
+    return not settings.quiet and (settings.verbose or sys.stderr.isatty())
+
+
 def note(message: str) -> None:
-    """A hint or informational line on stderr (silent with --quiet)."""
-    if not settings.quiet:
+    """A hint or informational line on stderr (see _speaks)."""
+    if _speaks():
         stderr().print(message, markup=False)
 
 
 def warn(message: str) -> None:
-    if not settings.quiet:
+    if _speaks():
         stderr().print(f"Warning: {message}", markup=False, style="yellow")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a line is logged (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def log_lines(enabled: bool) -> None:
+    """--verbose: the `zos.*` loggers' INFO lines on stderr, timestamped. Only zos's own
+    loggers: httpx and litellm log request URLs and payload details of their own."""
+    logger = logging.getLogger("zos")
+    for handler in [h for h in logger.handlers
+                    if isinstance(h, (_StderrHandler, logging.NullHandler))]:
+        logger.removeHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO if enabled else logging.WARNING)
+    if enabled:
+        handler: logging.Handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    else:
+        handler = logging.NullHandler()  # (else logging's last resort prints warnings)
+    logger.addHandler(handler)
 
 
 def error(message: str) -> None:

@@ -61,18 +61,20 @@ def ingest(
     if history:
         _history(ctx, fmt, limit)
         return
+    summary_format = output.Format.JSON if fmt is output.Format.NL else fmt  # one document
     if token is not None or channel or guild or since is not None:
         if paths:
             raise UsageProblem("give export PATHs or an API backfill (--token/--channel/"
                                "--guild/--since), not both")
         from zos_cli.commands.poll import backfill_command
 
-        backfill_command(ctx, token=token, channel=channel, guild=guild, since=since, fmt=fmt)
+        backfill_command(ctx, token=token, channel=channel, guild=guild, since=since,
+                         fmt=summary_format)
         return
     if not paths:
         raise UsageProblem("give export files or folders to ingest (or - for stdin), "
                            "or --history")
-    _ingest_exports(ctx, paths, fmt, batch_messages)
+    _ingest_exports(ctx, paths, summary_format, batch_messages)
 
 
 def _history(ctx: typer.Context, fmt: output.Format, limit: int | None) -> None:
@@ -86,15 +88,15 @@ def _history(ctx: typer.Context, fmt: output.Format, limit: int | None) -> None:
 
 def _ingest_exports(ctx: typer.Context, paths: list[str], fmt: output.Format,
                     batch_messages: int) -> None:
-    from zos_cli.ingest import ingest_exports
+    from zos_cli.ingest import empty_summary, ingest_exports
 
+    output.summary_on_failure(fmt, empty_summary(), "file")
     app_state = state(ctx)
     with app_state.database() as db, locks.job_lock(app_state.db_path, "ingest"), \
             output.progress("Ingesting", unit="messages") as bar:
         summary = ingest_exports(db, app_state.config, paths, progress=bar,
                                  batch_messages=batch_messages)
-    output.print_document(summary, output.Format.JSON if fmt is output.Format.NL else fmt,
-                          human=_print_summary)
+    output.print_document(summary, fmt, human=_print_summary)
     if summary["files"] == 0:
         output.warn(f"no *.json export files in {', '.join(paths)}")
     errors = summary["errors"]

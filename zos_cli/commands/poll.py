@@ -59,11 +59,14 @@ def poll(
     channels failed (the summary lists them), 75 on a rate-limit wait beyond --max-wait or a
     Cloudflare ban, 78 on a missing or rejected token."""
     from zos_cli.discord.client import resolve_token
-    from zos_cli.discord.poll import PollOptions, run_poll
+    from zos_cli.discord.poll import SUMMARY_KEYS, PollOptions, run_poll
 
     if once and interval is not None:
         raise UsageProblem("--once and --interval cannot be used together: choose one")
     fmt = output.choose(json_)
+    output.summary_on_failure(fmt, {
+        "poll_id": None, **{k: [] if k in ("skipped_channels", "errors") else 0
+                            for k in SUMMARY_KEYS}}, "channel")
     secret = resolve_token(token)
     app_state = state(ctx)
     config = app_state.config
@@ -112,7 +115,7 @@ def _printer(fmt: output.Format, looping: bool):
     def show(report) -> None:
         summary = report.summary
         if looping and fmt is not output.Format.TABLE:
-            print(output.to_json(summary), flush=True)  # one line per pass
+            output.print_document(summary, output.Format.NL)  # one line per pass
             return
         output.print_document(summary, fmt, human=_human)
         for item in summary["skipped_channels"]:
@@ -135,6 +138,10 @@ def backfill_command(ctx: typer.Context, *, token: str | None, channel: list[str
     from zos_cli.discord.backfill import BackfillOptions, run_backfill
     from zos_cli.discord.client import resolve_token
 
+    output.summary_on_failure(fmt, {
+        "ingest_id": None, "channels": 0, "channels_complete": 0, "requests": 0,
+        "messages_new": 0, "messages_seen": 0, "reactions_new": 0, "users": 0,
+        "rate_limited": 0, "skipped_channels": [], "errors": []}, "channel")
     secret = resolve_token(token)
     options = BackfillOptions(_ids(channel, "--channel"), _ids(guild, "--guild"), since)
     app_state = state(ctx)
@@ -142,8 +149,7 @@ def backfill_command(ctx: typer.Context, *, token: str | None, channel: list[str
     with app_state.database() as db, locks.job_lock(app_state.db_path, "ingest"), \
             _stop_on_sigterm(stop):
         report = run_backfill(db, app_state.config, secret, options, stop=stop)
-    output.print_document(report.summary, output.Format.JSON if fmt is output.Format.NL else fmt,
-                          human=_human_backfill)
+    output.print_document(report.summary, fmt, human=_human_backfill)
     for item in report.summary["skipped_channels"]:
         output.note(f"skipped channel {item['channel']}: {item['reason']}")
     _raise_failures(report, "backfill")

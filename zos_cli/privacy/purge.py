@@ -9,6 +9,7 @@ of the content. Tombstones and the event record ids and counts only, never conte
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from zos_cli.audit import record_event, record_tombstone
 from zos_cli.db import secure_delete, write_transaction
 from zos_cli.privacy.provenance import dm_channel_ids, dm_message_ids, insights_derived_from
 from zos_cli.privacy.quarantine import user_topic_patterns
+
+log = logging.getLogger("zos.privacy")
 
 # Message text shorter than this is not searched for in stored prompts (too likely to match
 # unrelated text); such calls are still found through the insights they produced.
@@ -202,8 +205,9 @@ def _tombstone(db, report: PurgeReport, object_type: str, object_id: str, reason
 
 
 def _event(db, event_type: str, report: PurgeReport) -> None:
-    record_event(db, event_type,
-                 {k: v for k, v in report.as_dict().items() if isinstance(v, (int, str))})
+    counts = {k: v for k, v in report.as_dict().items() if isinstance(v, (int, str))}
+    record_event(db, event_type, counts)
+    log.info("%s: %s", event_type, ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 def _finish(db, report: PurgeReport, db_path: Path | None, include_backups: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from zos_cli.reflect.offline import REFLECTOR as OFFLINE_REFLECTOR
 from zos_cli.reflect.offline import reflect_offline
 from zos_cli.reflect.schema import InvalidAnswer, parse_answer, response_format
 from zos_cli.reflect.targets import choose_targets
+
+log = logging.getLogger("zos.reflect")  # --verbose: targets and outcomes (never their text)
 
 
 @dataclass
@@ -123,6 +126,8 @@ def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
         as_of = resolve_as_of(db, options.as_of)
         targets = choose_targets(db, config, layer, topic=options.topic,
                                  max_targets=options.max_targets)
+        log.info("layer %s as of %s: %s target(s): %s", layer.name, as_of, len(targets),
+                 ", ".join(t.key for t in targets) or "none")
         if not targets:
             return _summary(layer, choice, as_of, note=(
                 f"nothing salient for layer {layer.name}: no {'/'.join(layer.categories)} topic "
@@ -217,6 +222,8 @@ def _store(db, config, run_id, context: Context, outcome: ModelOutcome, totals: 
         return False
     totals.ok.append(context.target.key)
     totals.insights += len(stored.insight_ids)
+    log.info("%s: %s insight(s) stored, %s tokens", context.target.key,
+             len(stored.insight_ids), tokens)
     totals.add_calls(outcome.calls)
     return True
 
@@ -226,6 +233,7 @@ def _fail(db, run_id, context: Context, calls: list[CallRecord], error: str,
     store.record_calls(db, run_id, calls, context)
     totals.add_calls(calls)
     totals.errors.append({"target": context.target.key, "error": error})
+    log.info("%s: failed: %s", context.target.key, error)
 
 
 def _run_offline(db, config, run_id: str, contexts: list[Context], totals: RunTotals) -> None:

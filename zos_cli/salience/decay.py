@@ -13,6 +13,7 @@ a balance that falls that low stops decaying on that day.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 
@@ -20,6 +21,8 @@ from zos_cli import db as db_module
 from zos_cli import timeutil
 from zos_cli.ids import new_ids
 from zos_cli.salience.batch import INSERT_TRIGGERS
+
+log = logging.getLogger("zos.salience")
 
 
 def _day(stored: str) -> date:
@@ -104,6 +107,8 @@ def decay(db, config, as_of: str, *, dry_run: bool = False) -> dict:
                     for row_id, (day, amount) in zip(new_ids(len(rows)), rows)])
                 db.execute("UPDATE topics SET balance = ? WHERE id = ?",
                            [entry["balance_after"], topic_id])
+    log.info("decay as of %s%s: %s topics, %s rows, %.4f in all", as_of,
+             " (dry run)" if dry_run else "", len(topics), rows_written, total)
     return {
         "as_of": as_of,
         "dry_run": dry_run,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import re
 import time
 from collections import defaultdict
@@ -36,6 +37,8 @@ from zos_cli.records import CONVERSATIONAL_TYPES, DM_TYPES, THREAD_TYPES
 from zos_cli.salience.engine import SalienceEngine
 from zos_cli.salience.spending import TOKENS_IN_REASON
 from zos_cli.topics import parse
+
+log = logging.getLogger("zos.salience")
 
 CUSTOM_EMOJI = re.compile(r"<a?:[A-Za-z0-9_~]+:(\d+)>")
 CHUNK = 2000          # messages read (with their reactions and mentions) per step
@@ -70,6 +73,8 @@ def rebuild(db, config, *, progress=None) -> dict:
         stats = _replay(db, config, engine, f"rebuild {run_id}", progress)
         db.execute("DROP TABLE temp.rebuild_kept")
         after = db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0]
+    log.info("rebuild %s: %s ledger rows before, %s after (%s)", run_id, before, after,
+             ", ".join(f"{k} {v}" for k, v in stats.items()))
     return {"rebuild_id": run_id, **stats, "ledger_rows_before": before,
             "ledger_rows_after": after, "seconds": round(time.monotonic() - started, 3)}
 

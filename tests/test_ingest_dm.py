@@ -159,3 +159,41 @@ def test_a_group_dm_in_several_files_needs_everyone_in_any_of_them(cli, db, conf
     summary = ingest(cli, config_file, *paths)
     assert (summary["messages_new"], summary["dm_skipped_without_consent"]) == (3, 0)
     assert db.execute("SELECT participant_ids FROM channels").fetchall() == [('["733", "894"]',)]
+
+
+def test_a_group_dm_split_over_runs_needs_everyone_in_any_part(cli, db, config_file, tmp_path):
+    # The part with Jun comes first and is refused; the later part, in another run, has only
+    # Priya (who consented) speaking: it is still Jun's conversation too, and is refused.
+    with_jun = dm_export("4004", "studio", group=True, messages=[
+        message(snowflake(0), JUN, f"part one {CANARY}")])
+    without_jun = dm_export("4004", "studio", group=True, messages=[
+        message(snowflake(1), PRIYA, f"part two {CANARY}")])
+    cli("consent", "grant", "733")
+    first = ingest(cli, config_file, with_jun.write(tmp_path / "studio [4004] 1.json"))
+    assert (first["messages_new"], first["dm_skipped_without_consent"]) == (0, 1)
+    later = ingest(cli, config_file, without_jun.write(tmp_path / "studio [4004] 2.json"))
+    assert (later["messages_new"], later["dm_skipped_without_consent"]) == (0, 1)
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+    assert db.execute("SELECT DISTINCT channel_id FROM ingest_log").fetchall() == [("4004",)]
+    cli("consent", "grant", "894")
+    both = ingest(cli, config_file, tmp_path / "studio [4004] 1.json",
+                  tmp_path / "studio [4004] 2.json")
+    assert (both["messages_new"], both["dm_skipped_without_consent"]) == (2, 0)
+
+
+def test_a_stored_group_dm_learns_a_participant_without_consent(cli, db, config_file, tmp_path):
+    # Stored while everyone seen had consented; a later part shows Jun, who has not: that part
+    # is refused, and the stored channel now names Jun, so every later gate refuses it too.
+    cli("consent", "grant", "733")
+    stored = dm_export("4005", "studio", group=True, messages=[
+        message(snowflake(0), PRIYA, "part one"), message(snowflake(1), ZOS, "hi")])
+    assert ingest(cli, config_file, stored.write(tmp_path / "a.json"))["messages_new"] == 2
+    assert db.execute("SELECT participant_ids FROM channels").fetchone() == ('["733"]',)
+    refused = dm_export("4005", "studio", group=True, messages=[
+        message(snowflake(2), JUN, f"part two {CANARY}")])
+    summary = ingest(cli, config_file, refused.write(tmp_path / "b.json"))
+    assert (summary["messages_new"], summary["dm_skipped_without_consent"]) == (0, 1)
+    assert db.execute("SELECT participant_ids FROM channels").fetchone() == ('["733", "894"]',)
+    from zos_cli.consent import dm_may_be_stored
+
+    assert not dm_may_be_stored(db, ["733", "894"])

@@ -284,10 +284,11 @@ class IngestRun:
         with db_module.write_transaction(self.db):
             self.db.execute(
                 "INSERT INTO ingest_log (id, kind, path, size, sha256, status, "
-                "dm_participant_ids, started_at) VALUES (?, 'export', ?, ?, ?, 'running', ?, ?)",
+                "dm_participant_ids, started_at, channel_id) "
+                "VALUES (?, 'export', ?, ?, ?, 'running', ?, ?, ?)",
                 [plan.log_id, plan.label, plan.size, plan.sha256,
                  json.dumps(plan.dm_participants) if plan.dm_participants is not None else None,
-                 plan.started_at])
+                 plan.started_at, plan.channel.id])
 
     def _log_final(self, plan: FilePlan) -> None:
         with db_module.write_transaction(self.db):
@@ -297,8 +298,8 @@ class IngestRun:
         self.db.execute(
             "INSERT INTO ingest_log (id, kind, path, size, sha256, status, messages_new, "
             "messages_seen, reactions_new, users, channels, dm_skipped_without_consent, "
-            "dm_participant_ids, error, started_at, finished_at) "
-            "VALUES (?, 'export', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "dm_participant_ids, error, started_at, finished_at, channel_id) "
+            "VALUES (?, 'export', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET sha256 = excluded.sha256, status = excluded.status, "
             "messages_new = excluded.messages_new, messages_seen = excluded.messages_seen, "
             "reactions_new = excluded.reactions_new, users = excluded.users, "
@@ -308,7 +309,8 @@ class IngestRun:
             [plan.log_id, plan.label, plan.size, plan.sha256, plan.status,
              *(counts[k] for k in COUNT_KEYS[:5]), plan.dm_skipped,
              json.dumps(plan.dm_participants) if plan.dm_participants is not None else None,
-             plan.error, plan.started_at, now_stored()])
+             plan.error, plan.started_at, now_stored(),
+             plan.channel.id if plan.channel is not None else None])
 
     def _finish(self, writer: ObservationWriter, files: list[str], seconds: float) -> dict:
         totals = writer.counts

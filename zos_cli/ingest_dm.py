@@ -17,6 +17,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from zos_cli import consent
+from zos_cli import db as db_module
 
 log = logging.getLogger("zos.ingest")
 
@@ -44,6 +45,12 @@ def read_dm_participants(db: sqlite_utils.Database, plan, self_user_id: str | No
                         [channel.id]).fetchone()
     if stored and stored[0]:
         acted |= set(json.loads(stored[0]))
+    # Everyone seen in the channel's files of earlier runs too, stored or refused: one part
+    # of a group DM does not make it anyone else's conversation.
+    for (earlier,) in db.execute(
+            "SELECT dm_participant_ids FROM ingest_log WHERE channel_id = ? "
+            "AND dm_participant_ids IS NOT NULL", [channel.id]):
+        acted |= set(json.loads(earlier))
     acted.discard(self_user_id)
     acted.discard(None)
     plan.dm_participants = sorted(acted, key=int)
@@ -53,7 +60,11 @@ def read_dm_participants(db: sqlite_utils.Database, plan, self_user_id: str | No
 def gate_dms(db: sqlite_utils.Database, plans: list, log_start: Callable,
              log_final: Callable) -> None:
     """Decide every DM channel of the run, then log each of its files as read
-    (`log_start`) or skipped (`log_final`, its messages counted as skipped)."""
+    (`log_start`) or skipped (`log_final`, its messages counted as skipped).
+
+    A refused channel that is already stored (its earlier parts had everyone's consent) gets
+    its newly seen participants, ids only: every later gate (poll, reflect, rebuild) then
+    knows it is no longer a conversation of consenting users alone."""
     by_channel: dict[str, list] = {}
     for plan in plans:
         if plan.status == "running" and plan.channel is not None and plan.channel.is_dm:
@@ -68,8 +79,21 @@ def gate_dms(db: sqlite_utils.Database, plans: list, log_start: Callable,
             else:
                 plan.dm_skipped, plan.status = plan.dm_messages, "completed"
                 log_final(plan)
+                _widen_stored_participants(db, plan.channel.id, everyone)
                 log.info("%s: DM channel %s not stored (%s messages): not every participant "
                          "has consent", plan.label, plan.channel.id, plan.dm_messages)
+
+
+def _widen_stored_participants(db: sqlite_utils.Database, channel_id: str,
+                               everyone: list[str]) -> None:
+    row = db.execute("SELECT participant_ids FROM channels WHERE id = ?", [channel_id]).fetchone()
+    if row is None:
+        return
+    known = set(json.loads(row[0] or "[]"))
+    if not known.issuperset(everyone):
+        with db_module.write_transaction(db):
+            db.execute("UPDATE channels SET participant_ids = ? WHERE id = ?",
+                       [json.dumps(sorted(known | set(everyone), key=int)), channel_id])
 
 
 def _named(db: sqlite_utils.Database, name: str, names: dict[str, set[str | None]]) -> set[str]:

@@ -276,16 +276,12 @@ def unexpected(exc: Exception) -> str:
 
 
 def _reaction_counts(message: dict) -> dict[tuple[str, str], int]:
-    """Per emoji, the users Discord lists for it (normal reactions: super reactions are not
-    listed by the reactors endpoint), to compare with the stored reactor rows."""
-    from zos_cli.discord.convert import emoji_key
+    """Per emoji, the count Discord reports, to compare with the count it reported when the
+    reactors were last read (`store.stored_window`): a change means someone reacted or took a
+    reaction back, and only then are the reactors read again."""
+    from zos_cli.discord.convert import reaction_counts
 
-    out = {}
-    for r in message.get("reactions") or []:
-        n = (r.get("count_details") or {}).get("normal", r.get("count", 0))
-        if n:
-            out[emoji_key(r.get("emoji") or {})] = int(n)
-    return out
+    return {key: n for key, n in reaction_counts(message).items() if n}
 
 
 def poll_once(db: sqlite_utils.Database, config, client: DiscordClient,

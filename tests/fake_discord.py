@@ -109,6 +109,7 @@ class FakeDiscord:
         self.members: dict[str, dict[str, dict]] = {}
         self.roles: dict[str, list[dict]] = {}
         self.forbidden: set[str] = set()
+        self.forbidden_archived: set[str] = set()   # channels whose archived threads are 403
         self.injections: list[Injection] = []
         self.delay = 0.0
         self.hooks: list = []          # called with each logged request, after it is answered
@@ -159,6 +160,13 @@ class FakeDiscord:
         data["thread_metadata"] = {"archived": archived,
                                    "archive_timestamp": archive_timestamp or _iso(self._clock)}
         return data
+
+    def archive(self, thread_id: str, at: datetime | None = None) -> None:
+        """Archive a thread now (the real clock: poll compares archive times with its own
+        marks) or at `at`; archived, it leaves the active list for the archived one."""
+        with self.lock:
+            self.channels[thread_id]["thread_metadata"] = {
+                "archived": True, "archive_timestamp": _iso(at or datetime.now(timezone.utc))}
 
     def next_time(self, step: timedelta = timedelta(minutes=1)) -> datetime:
         self._clock += step
@@ -381,7 +389,7 @@ class FakeDiscord:
         return 200, {"threads": threads, "members": []}
 
     def _r_archived(self, p, q, body):
-        if p["channel"] in self.forbidden:
+        if p["channel"] in self.forbidden | self.forbidden_archived:
             return 403, {"message": "Missing Access", "code": 50001}
         threads = sorted(
             (c for c in self.channels.values() if c.get("parent_id") == p["channel"]

@@ -199,7 +199,8 @@ def test_idle_poll_costs_one_request_per_channel(db, fake):
     report = poll_with(db, fake)
     routes = [e.route for e in fake.requests()]
     assert routes.count("messages") == 3
-    assert len(routes) == 3 + 2 + 2 * 2        # channels + me/guilds + 2 per guild
+    assert routes.count("archived") == 3       # one per channel that may hold threads
+    assert len(routes) == 3 + 2 + 2 * 2 + 3    # channels + me/guilds + 2 per guild + archived
     assert report.summary["requests"] == len(routes)
     polled = db.execute("SELECT count(*) FROM poll_state WHERE last_polled_at IS NOT NULL").fetchone()[0]
     assert polled == 3

@@ -1,8 +1,8 @@
 """Which channels a poll or a backfill reads: guild text channels, threads, consented DMs.
 
 A few requests per guild: its channels and its active threads (and, for a backfill, each
-channel's archived public threads). A channel the bot may not see (403) is skipped and
-reported, never fatal.
+channel's archived public threads; a poll reads only those archived since its last look, see
+`archived`). A channel the bot may not see (403) is skipped and reported, never fatal.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class Discovery:
     channels: list[ChannelRecord] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)     # {channel, reason}
     errors: list[dict] = field(default_factory=list)      # {channel, error}
+    parents: list[ChannelRecord] = field(default_factory=list)  # channels that hold threads
+    guilds: list[str] = field(default_factory=list)       # guilds whose channels were listed
 
     def add(self, record: ChannelRecord) -> None:
         if record.type in MESSAGE_CHANNEL_TYPES and all(c.id != record.id for c in self.channels):
@@ -69,6 +71,7 @@ def _guild_channels(client: DiscordClient, found: Discovery, guild: dict, archiv
         # rate-limit waits are not DiscordRequestFailed: they end the whole run.)
         found.errors.append({"channel": f"guild:{guild_id}", "error": exc.message})
         return
+    found.guilds.append(guild_id)
     categories = {str(c["id"]): c.get("name") for c in raw if c.get("type") == 4}
     parents = []
     for data in sorted(raw, key=lambda c: (c.get("position", 0), int(c["id"]))):
@@ -79,6 +82,7 @@ def _guild_channels(client: DiscordClient, found: Discovery, guild: dict, archiv
             parents.append(record)
     for data in sorted(threads, key=lambda t: int(t["id"])):
         found.add(_record({**data, "guild_id": guild_id}, guild, categories))
+    found.parents += parents
     if archived:
         for parent in parents:
             _archived(client, found, parent, guild, categories)

@@ -6,8 +6,9 @@ Per channel, one request for its newest 100 messages serves two purposes:
 - recent changes: among those 100, stored messages whose edit time or reaction counts
   differ are written again (reactors re-read), and stored ones missing are marked deleted.
 A channel without a cursor starts with its newest `initial_messages`; deeper history is
-`zos ingest --token`. An idle poll of C channels costs C message requests plus a few per
-guild for discovery.
+`zos ingest --token`. Threads archived since the previous poll are polled too (see
+`archived`). An idle poll of C channels costs C message requests, plus a few per guild for
+discovery and one per channel that holds threads for its recently archived ones.
 
 In servers with a privacy-gate role, members' roles are refreshed at most every
 `poll.roles_refresh_minutes` and newcomers' roles are learned before their messages are
@@ -25,14 +26,14 @@ from zos_cli import db as db_module
 from zos_cli.audit import counts_of, record_event
 from zos_cli.config import discord_api_base
 from zos_cli.consent import dm_may_be_stored
-from zos_cli.discord import api, discovery, roles, store
+from zos_cli.discord import api, archived, discovery, roles, store
 from zos_cli.discord.client import DiscordClient, DiscordToken
 from zos_cli.discord.errors import DiscordForbidden, DiscordRequestFailed
 from zos_cli.discord.pages import CONTENT_INTENT_ERROR, PageWriter
 from zos_cli.errors import ZosError
 from zos_cli.ids import new_id
 from zos_cli.records import ChannelRecord
-from zos_cli.timeutil import normalize
+from zos_cli.timeutil import normalize, now_stored
 
 PAGE = api.PAGE
 SUMMARY_KEYS = ("channels", "requests", "messages_new", "reactions_new", "rate_limited",
@@ -69,6 +70,10 @@ class PollRun:
         self.pages: PageWriter | None = None
         self.writer = None
         self._idle: list[str] = []
+        self.started_at = now_stored()       # before any thread list: the archived-thread mark
+        self._walks: list[archived.Walk] = []
+        self._guilds: list[str] = []
+        self._polled: set[str] = set()       # channels read to the end (or forbidden)
 
     # ------------------------------------------------------------------ the run
     def run(self) -> PollReport:
@@ -86,6 +91,7 @@ class PollRun:
         with db_module.write_transaction(self.db):
             if self._idle:
                 store.touch_polled(self.db, self._idle)
+            archived.save(self.db, self._walks, self._guilds, self.started_at, self._polled)
             record_event(self.db, "poll", counts_of(summary))
         if fatal is not None:
             summary["errors"].append({"channel": None, "error": fatal.message})
@@ -111,10 +117,14 @@ class PollRun:
             if self.stop.is_set():
                 break
             self.channels += 1
+            errors = len(self.errors)
             try:
                 self._poll_channel(channel)
+                if len(self.errors) == errors and not self.stop.is_set():
+                    self._polled.add(channel.id)
             except DiscordForbidden as exc:
                 self.skipped.append({"channel": channel.id, "reason": exc.message})
+                self._polled.add(channel.id)  # (not retried for its archived-thread mark)
             except DiscordRequestFailed as exc:
                 self.errors.append({"channel": channel.id, "error": exc.message})
             except (KeyError, TypeError, ValueError) as exc:
@@ -133,7 +143,27 @@ class PollRun:
                                        channel_ids=guild_channel_ids or None)
         self.skipped += found.skipped + dms.skipped
         self.errors += found.errors + dms.errors
+        self._archived_threads(found)
         return found.channels + dms.channels
+
+    def _archived_threads(self, found: discovery.Discovery) -> None:
+        """Add the threads archived since each parent's mark (guild discovery only: `--channel`
+        reads just the channels named, as it reads none of their active threads)."""
+        self._guilds = list(found.guilds)
+        self._walks = [archived.start(self.db, parent) for parent in found.parents]
+        for walk in self._walks:
+            if self.stop.is_set():
+                return
+            parent = walk.parent.id
+            try:
+                for thread in archived.threads(self.client, walk):
+                    found.add(thread)
+            except DiscordForbidden as exc:
+                self.skipped.append({"channel": parent, "reason": f"archived threads: {exc.message}"})
+            except DiscordRequestFailed as exc:
+                self.errors.append({"channel": parent, "error": f"archived threads: {exc.message}"})
+            except (KeyError, TypeError, ValueError) as exc:
+                self.errors.append({"channel": parent, "error": unexpected(exc)})
 
     def _refresh_roles(self, targets: list[ChannelRecord]) -> None:
         minutes = self.config.poll.roles_refresh_minutes
@@ -261,7 +291,7 @@ class PollRun:
             "messages_new": counts.get("messages_new", 0),
             "reactions_new": counts.get("reactions_new", 0),
             "rate_limited": rate_limited,
-            "skipped_channels": self.skipped,
+            "skipped_channels": _one_per_channel(self.skipped),
             "errors": self.errors,
             "messages_edited": self.edited,
             "messages_deleted": self.deleted,
@@ -276,16 +306,21 @@ def unexpected(exc: Exception) -> str:
 
 
 def _reaction_counts(message: dict) -> dict[tuple[str, str], int]:
-    """Per emoji, the users Discord lists for it (normal reactions: super reactions are not
-    listed by the reactors endpoint), to compare with the stored reactor rows."""
-    from zos_cli.discord.convert import emoji_key
+    """Per emoji, the count Discord reports, to compare with the count it reported when the
+    reactors were last read (`store.stored_window`): a change means someone reacted or took a
+    reaction back, and only then are the reactors read again."""
+    from zos_cli.discord.convert import reaction_counts
 
-    out = {}
-    for r in message.get("reactions") or []:
-        n = (r.get("count_details") or {}).get("normal", r.get("count", 0))
-        if n:
-            out[emoji_key(r.get("emoji") or {})] = int(n)
-    return out
+    return {key: n for key, n in reaction_counts(message).items() if n}
+
+
+def _one_per_channel(skipped: list[dict]) -> list[dict]:
+    """A channel the bot may not read at all is met twice (its archived threads, then its
+    messages): listed once, with the later reason, which names its messages."""
+    seen: dict[str, dict] = {}
+    for entry in skipped:
+        seen[entry["channel"]] = entry
+    return list(seen.values())
 
 
 def poll_once(db: sqlite_utils.Database, config, client: DiscordClient,

@@ -95,30 +95,31 @@ def save_checkpoint(db: sqlite_utils.Database, channel: ChannelRecord, oldest_id
 @dataclass
 class StoredMessage:
     edited_at: str | None
-    reactions: dict[tuple[str, str], int]
+    reactions: dict[tuple[str, str], int]   # per emoji, the count Discord reported
 
 
 def stored_window(db: sqlite_utils.Database, channel_id: str, oldest: tuple[str, str] | None,
                   newest: tuple[str, str]) -> dict[str, StoredMessage]:
     """Stored, not deleted messages of the channel between `oldest` and `newest` (id, stored
-    time; `oldest` None: from the channel's start), with their edit time and their current
-    reactor count per emoji."""
+    time; `oldest` None: from the channel's start), with their edit time and, per emoji, the
+    count Discord reported when their reactions were last read (`reactions_aggregate`).
+
+    That count, not the number of reactor rows, is what a poll compares: the rows can fall
+    short of it for good (a user erased by `zos consent erase` is never written again), and
+    comparing them would read the reactors again on every poll."""
     out: dict[str, StoredMessage] = {}
     lo = int(oldest[0]) if oldest else 0
     hi = int(newest[0])
-    for mid, edited in db.execute(
-        "SELECT id, edited_at FROM messages WHERE channel_id = ? AND created_at >= ? "
-        "AND created_at <= ? AND deleted_at IS NULL",
+    for mid, edited, aggregate in db.execute(
+        "SELECT id, edited_at, reactions_aggregate FROM messages WHERE channel_id = ? "
+        "AND created_at >= ? AND created_at <= ? AND deleted_at IS NULL",
         [channel_id, oldest[1] if oldest else "", newest[1]],
     ):
         if lo <= int(mid) <= hi:
-            out[mid] = StoredMessage(edited, {})
-    if out:
-        for mid, emoji, emoji_id, n in db.execute(
-            "SELECT message_id, emoji, emoji_id, count(*) FROM reactions WHERE removed_at IS NULL "
-            "AND message_id IN (SELECT value FROM json_each(?)) GROUP BY message_id, emoji, emoji_id",
-            [json.dumps(list(out))],
-        ):
-            out[mid].reactions[(emoji, emoji_id)] = n
+            out[mid] = StoredMessage(edited, _counts(aggregate))
     return out
 
+
+def _counts(aggregate: str | None) -> dict[tuple[str, str], int]:
+    return {(r["emoji"], r.get("emoji_id") or ""): int(r["count"])
+            for r in json.loads(aggregate or "[]") if r.get("count")}

@@ -149,3 +149,19 @@ def test_a_past_run_never_takes_more_than_the_topic_holds_now(db, config):
     assert (result["spent"], result["reset"]) == (2.0, pytest.approx(now - 2.0))
     assert result["balance"] == pytest.approx(3.0)
 
+
+def test_selection_at_a_past_as_of_ranks_by_the_balances_then(db, config):
+    early, late, new = (f"server:1:channel:{i}" for i in (10, 11, 12))
+    earn_all(db, config, [(early, 20.0), (late, 12.0)])
+    earn_all(db, config, [(late, 30.0), (new, 15.0)], at=T1)
+    now = select_targets(db, config, categories=["channels"], layer_max_targets=15)
+    assert [t["topic_key"] for t in now] == [late, early, new]
+    then = select_targets(db, config, categories=["channels"], layer_max_targets=15, as_of=T0)
+    assert [(t["topic_key"], t["balance"]) for t in then] == [(early, 20.0), (late, 12.0)]
+    # the as-of of a run with nothing after it changes nothing
+    assert select_targets(db, config, categories=["channels"], layer_max_targets=15,
+                          as_of=T1) == now
+    # min_salience against the balance then: 12 is not enough for a floor of 15
+    assert [t["topic_key"] for t in select_targets(
+        db, config, categories=["channels"], layer_max_targets=15, min_salience=15.0,
+        as_of=T0)] == [early]

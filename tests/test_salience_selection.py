@@ -7,7 +7,7 @@ import pytest
 from tests.salience_support import T0, balances, earn_all, rows
 from zos_cli import db as database
 from zos_cli.config import Config
-from zos_cli.salience import after_reflection, allocate, select_targets
+from zos_cli.salience import after_reflection, allocate, decay, select_targets
 from zos_cli.salience.selection import apportion, budget_plan
 from zos_cli.topics import InvalidTopicKey
 
@@ -119,3 +119,49 @@ def test_a_failed_reflection_leaves_the_balance_unchanged(db, config):
             raise RuntimeError("the model answer was invalid")  # the target fails: rollback
     assert balances(db)[SUBJECT] == 20.0
     assert rows(db, SUBJECT, "spend", "reset", "retain") == []
+
+
+# ---------------------------------------------------------------- a run whose as-of is in the past
+T1 = "2024-03-01T18:00:00.000000+00:00"  # after T0
+
+
+def test_a_past_run_spends_from_the_balance_at_its_as_of_and_keeps_what_came_after(db, config):
+    earn_all(db, config, [(SUBJECT, 20.0)])            # at T0
+    earn_all(db, config, [(SUBJECT, 10.0)], at=T1)     # after it: not read by a run at T0
+    with database.write_transaction(db):
+        result = after_reflection(db, config, SUBJECT, 2000, T0, "RUN1")
+    # from 20 (the balance at T0), not 30: the 10 earned later stays
+    assert result == {"spent": 2.0, "reset": 18.0, "retain": 3.0, "balance": 13.0}
+    assert rows(db, SUBJECT) == [("earn", 20.0, None), ("spend", -2.0, None),
+                                 ("reset", -18.0, None), ("retain", 3.0, None),
+                                 ("earn", 10.0, None)]
+    assert {r[0] for r in db.execute("SELECT created_at FROM salience_ledger WHERE "
+                                     "layer_run_id = 'RUN1'")} == {T0}
+
+
+def test_a_past_run_never_takes_more_than_the_topic_holds_now(db, config):
+    earn_all(db, config, [(SUBJECT, 20.0)])
+    decay(db, config, "2024-04-01T00:00:00Z")  # decay rows after T0 took more than came in
+    now = balances(db)[SUBJECT]
+    assert now < 20.0
+    with database.write_transaction(db):
+        result = after_reflection(db, config, SUBJECT, 2000, T0)
+    assert (result["spent"], result["reset"]) == (2.0, pytest.approx(now - 2.0))
+    assert result["balance"] == pytest.approx(3.0)
+
+
+def test_selection_at_a_past_as_of_ranks_by_the_balances_then(db, config):
+    early, late, new = (f"server:1:channel:{i}" for i in (10, 11, 12))
+    earn_all(db, config, [(early, 20.0), (late, 12.0)])
+    earn_all(db, config, [(late, 30.0), (new, 15.0)], at=T1)
+    now = select_targets(db, config, categories=["channels"], layer_max_targets=15)
+    assert [t["topic_key"] for t in now] == [late, early, new]
+    then = select_targets(db, config, categories=["channels"], layer_max_targets=15, as_of=T0)
+    assert [(t["topic_key"], t["balance"]) for t in then] == [(early, 20.0), (late, 12.0)]
+    # the as-of of a run with nothing after it changes nothing
+    assert select_targets(db, config, categories=["channels"], layer_max_targets=15,
+                          as_of=T1) == now
+    # min_salience against the balance then: 12 is not enough for a floor of 15
+    assert [t["topic_key"] for t in select_targets(
+        db, config, categories=["channels"], layer_max_targets=15, min_salience=15.0,
+        as_of=T0)] == [early]

@@ -70,6 +70,15 @@ def resolve_as_of(db: sqlite_utils.Database, value: str | None) -> str:
     return salience_as_of(db, value or None)
 
 
+def _at(db: sqlite_utils.Database, as_of: str) -> str:
+    """The note's " at <as_of>" for a run whose clock is before the newest stored message:
+    its balances are those at that time, not the ones `zos salience top` shows."""
+    from zos_cli.salience import data_clock
+
+    clock = data_clock(db)
+    return f" at {as_of}" if clock is not None and as_of < clock else ""
+
+
 def cache_key(choice: ModelChoice, prompt: str) -> str:
     payload = json.dumps({
         "model": choice.model, "temperature": choice.temperature,
@@ -125,13 +134,13 @@ def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
     with locks.job_lock(db_path, f"reflect-{layer.name}"):
         as_of = resolve_as_of(db, options.as_of)
         targets = choose_targets(db, config, layer, topic=options.topic,
-                                 max_targets=options.max_targets)
+                                 max_targets=options.max_targets, as_of=as_of)
         log.info("layer %s as of %s: %s target(s): %s", layer.name, as_of, len(targets),
                  ", ".join(t.key for t in targets) or "none")
         if not targets:
             return _summary(layer, choice, as_of, note=(
                 f"nothing salient for layer {layer.name}: no {'/'.join(layer.categories)} topic "
-                f"has a balance of {layer.spec.min_salience:g} or more"))
+                f"has a balance of {layer.spec.min_salience:g} or more{_at(db, as_of)}"))
         # Checked once there is something to reflect on: litellm (4 s, 170 MB to import)
         # is not loaded by a run that has nothing to do.
         llm.check_credentials(choice)

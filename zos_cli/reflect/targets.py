@@ -6,6 +6,8 @@
 - Synthesis: the global user and dyad topics whose server-scoped insights include some newer
   than the topic's last synthesis, most new insights first.
 Users without a server's privacy-gate role are never targets (nor dyads they are part of).
+A target's balance is its balance as of the run's as-of time (what the run will spend from):
+a run set in the past is not chosen by activity after it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from zos_cli.reflect import material
 from zos_cli.reflect.layers import Layer
 from zos_cli.reflect.material import Target, target_from_key
 from zos_cli.reflect.people import passes_gate
+from zos_cli.salience.spending import balance_as_of_sql
 
 _PERSON_KINDS = ("user", "dyad", "user_in_channel", "dyad_in_channel")
 
@@ -28,12 +31,17 @@ def gated_out(db: sqlite_utils.Database, config: Config, target: Target) -> bool
     return not all(passes_gate(db, config, target.server_id, u) for u in target.user_ids)
 
 
-def _balance(db: sqlite_utils.Database, key: str) -> float | None:
-    row = db.execute("SELECT balance FROM topics WHERE key = ?", [key]).fetchone()
+def _balance(db: sqlite_utils.Database, key: str, as_of: str | None) -> float | None:
+    if as_of is None:
+        row = db.execute("SELECT balance FROM topics WHERE key = ?", [key]).fetchone()
+    else:
+        row = db.execute(f"SELECT {balance_as_of_sql()} FROM topics WHERE key = ?",
+                         [as_of, key]).fetchone()
     return float(row[0]) if row else None
 
 
-def named_target(db: sqlite_utils.Database, config: Config, layer: Layer, key: str) -> Target:
+def named_target(db: sqlite_utils.Database, config: Config, layer: Layer, key: str,
+                 as_of: str | None = None) -> Target:
     target = target_from_key(key)
     if target.category not in layer.categories:
         raise UsageProblem(
@@ -45,7 +53,7 @@ def named_target(db: sqlite_utils.Database, config: Config, layer: Layer, key: s
             f"--topic {key} is server-scoped; layer {layer.name} folds server insights into "
             "global topics (user:<id> or dyad:<a>:<b>)"
         )
-    balance = _balance(db, key)
+    balance = _balance(db, key, as_of)
     if balance is None and layer.spec.source != "server_insights":
         raise NotFound(f"no topic {key} in the database: see `zos salience top` for topics")
     if gated_out(db, config, target):
@@ -56,7 +64,8 @@ def named_target(db: sqlite_utils.Database, config: Config, layer: Layer, key: s
     return Target(**{**target.__dict__, "balance": balance or 0.0})
 
 
-def synthesis_targets(db: sqlite_utils.Database, layer: Layer, limit: int) -> list[Target]:
+def synthesis_targets(db: sqlite_utils.Database, layer: Layer, limit: int,
+                      as_of: str | None = None) -> list[Target]:
     """Global user/dyad topics with server insights newer than their last synthesis."""
     rows = db.execute(
         "SELECT topic_key, created_at, id FROM insights WHERE quarantined = 0 AND "
@@ -85,26 +94,29 @@ def synthesis_targets(db: sqlite_utils.Database, layer: Layer, limit: int) -> li
             break
         target = target_from_key(key)
         if target.category in wanted:
-            targets.append(Target(**{**target.__dict__, "balance": _balance(db, key) or 0.0}))
+            balance = _balance(db, key, as_of) or 0.0
+            targets.append(Target(**{**target.__dict__, "balance": balance}))
     return targets
 
 
 def choose_targets(db: sqlite_utils.Database, config: Config, layer: Layer, *,
-                   topic: str | None = None, max_targets: int | None = None) -> list[Target]:
+                   topic: str | None = None, max_targets: int | None = None,
+                   as_of: str | None = None) -> list[Target]:
+    """The run's targets; `as_of` (stored form): the run's clock, for their balances."""
     if max_targets is not None and max_targets < 0:
         raise UsageProblem("--max-targets must be zero or more")
     if topic:
-        return [named_target(db, config, layer, topic)]
+        return [named_target(db, config, layer, topic, as_of)]
     if layer.spec.source == "server_insights":
         limit = layer.spec.max_targets if max_targets is None else min(max_targets,
                                                                       layer.spec.max_targets)
-        return synthesis_targets(db, layer, limit)
+        return synthesis_targets(db, layer, limit, as_of)
     from zos_cli.salience import select_targets
 
     rows = select_targets(
         db, config, categories=layer.categories, layer_max_targets=layer.spec.max_targets,
         max_targets=max_targets, min_salience=layer.spec.min_salience,
-        exclude=lambda key: gated_out(db, config, target_from_key(key)),
+        exclude=lambda key: gated_out(db, config, target_from_key(key)), as_of=as_of,
     )
     return [Target(**{**target_from_key(row["topic_key"]).__dict__,
                       "balance": float(row["balance"])}) for row in rows]

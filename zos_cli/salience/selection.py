@@ -8,6 +8,10 @@ eligible topics left, until the budget or the demand runs out. The self group ha
 count (`reflection.self_targets`). A layer run takes from its categories the eligible topics in
 descending balance, at most its group's allocation per group, and at most
 min(layer max_targets, --max-targets) in all.
+
+A run's selection is made at its as-of time: balances as of it (spending.balance_as_of_sql,
+the figure the run then spends from), so a run whose as-of is in the past neither takes nor
+ranks topics by activity after it, which its context does not read.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import math
 from collections.abc import Callable
 
 from zos_cli import topics
+from zos_cli.salience.spending import balance_as_of_sql
 
 SHARED_GROUPS = ("social", "global", "spaces", "semantic", "culture")
 
@@ -63,23 +68,29 @@ def allocate(config, demand: dict[str, int]) -> dict[str, dict]:
     return plan
 
 
-def group_demand(db, min_salience: float) -> dict[str, int]:
-    rows = db.execute(
-        "SELECT budget_group, count(*) FROM topics WHERE balance >= ? GROUP BY budget_group",
-        [min_salience],
-    )
-    return dict(rows.fetchall())
+def group_demand(db, min_salience: float, as_of: str | None = None) -> dict[str, int]:
+    """Eligible topics per group; with `as_of`, by their balance as of it. (A balance as of a
+    time is never above the current one, so `balance >= ?` first keeps to the balance index
+    and the few topics above the floor.)"""
+    sql = "SELECT budget_group, count(*) FROM topics WHERE balance >= ?"
+    params: list = [min_salience]
+    if as_of is not None:
+        sql += f" AND {balance_as_of_sql()} >= ?"
+        params += [as_of, min_salience]
+    return dict(db.execute(sql + " GROUP BY budget_group", params).fetchall())
 
 
 def select_targets(db, config, *, categories: list[str], layer_max_targets: int,
                    max_targets: int | None = None, min_salience: float | None = None,
                    topic_key: str | None = None,
-                   exclude: Callable[[str], bool] | None = None) -> list[dict]:
+                   exclude: Callable[[str], bool] | None = None,
+                   as_of: str | None = None) -> list[dict]:
     """The targets of one layer run: rows {topic_key, category, group, balance,
     last_activity_at} in descending balance (see the module docstring for the limits).
     With `topic_key`, only that topic is considered (same filters). `exclude(key)`: topics
     that may not be reflected on (a person outside a server's privacy gate) are passed over
-    before the limits count them."""
+    before the limits count them. `as_of` (stored form): balances as of that time, for the
+    demand, the floor, the order and the balance returned; None: the current balances."""
     unknown = [c for c in categories if c not in topics.CATEGORIES]
     if unknown:
         raise ValueError(f"unknown topic categories: {', '.join(unknown)}")
@@ -89,14 +100,19 @@ def select_targets(db, config, *, categories: list[str], layer_max_targets: int,
     limit = layer_max_targets if max_targets is None else min(layer_max_targets, max_targets)
     if limit <= 0 or not categories:
         return []
-    plan = allocate(config, group_demand(db, floor))
-    sql = ("SELECT key, category, budget_group, balance, last_activity_at FROM topics "
+    plan = allocate(config, group_demand(db, floor, as_of))
+    value: str = "balance"
+    params: list = []
+    if as_of is not None:
+        value, params = balance_as_of_sql(), [as_of]
+    sql = (f"SELECT key, category, budget_group, {value} AS b, last_activity_at FROM topics "
            f"WHERE category IN ({', '.join('?' * len(categories))}) AND balance >= ?")
-    params: list = [*categories, floor]
+    params += [*categories, floor]
     if topic_key is not None:
         sql += " AND key = ?"
         params.append(topic_key)
-    sql += " ORDER BY balance DESC, key"
+    sql = f"SELECT * FROM ({sql}) WHERE b >= ? ORDER BY b DESC, key"
+    params.append(floor)
     taken: dict[str, int] = {}
     out = []
     for key, category, group, balance, last in db.execute(sql, params):

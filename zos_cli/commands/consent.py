@@ -118,10 +118,10 @@ def _print_purge(report: dict) -> None:
     print(f"{report['tombstones']} tombstones record what was deleted (ids only).")
     for path in report["backups_deleted"]:
         print(f"Deleted backup {path}")
-    if report["backups"]:
-        output.warn("these backups were made before and still hold the content: "
-                    + ", ".join(report["backups"]) + " (delete them, or rerun with "
-                    "--include-backups)")
+    # Part of the report, not a warning: a script reading stdout must learn it too.
+    for path in report["backups"]:
+        print(f"Backup made before this, still holding the content: {path} (delete it, or "
+              "rerun with --include-backups)")
 
 
 @app.command("list")

@@ -160,7 +160,8 @@ def test_backups_are_reported_and_deleted_on_request(db, db_path, tmp_path):
     cli = Cli(db_path)
     doc = json.loads(cli("consent", "revoke", "alice", "--forget", "--yes", "--json").stdout)
     assert doc["purge"]["backups"] == [str(backup)] and backup.exists()
-    table = cli("consent", "erase", "alice", "--yes")  # the table says it on stdout, not a warning
+    # The table says it on stdout (a warning would be silent without a terminal).
+    table = cli("consent", "revoke", "alice", "--forget", "--yes")
     assert f"Backup made before this, still holding the content: {backup}" in table.stdout
     doc = json.loads(cli("consent", "erase", "alice", "--yes", "--include-backups", "--json").stdout)
     assert doc["purge"]["backups_deleted"] == [str(backup)] and not backup.exists()

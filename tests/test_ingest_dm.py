@@ -197,3 +197,36 @@ def test_a_stored_group_dm_learns_a_participant_without_consent(cli, db, config_
     from zos_cli.consent import dm_may_be_stored
 
     assert not dm_may_be_stored(db, ["733", "894"])
+
+
+def test_a_member_added_to_a_group_dm_needs_consent_even_if_silent(cli, db, config_file,
+                                                                    tmp_path):
+    cli("consent", "grant", "733")
+    group = dm_export("4006", "studio", group=True, messages=[
+        message(snowflake(0), PRIYA, "", type="RecipientAdd", mentions=[JUN]),
+        message(snowflake(1), PRIYA, f"welcome {CANARY}")])
+    summary = ingest(cli, config_file, group.write(tmp_path / "g.json"))
+    assert (summary["messages_new"], summary["dm_skipped_without_consent"]) == (0, 2)
+    assert db.execute("SELECT dm_participant_ids FROM ingest_log").fetchone() == (
+        '["733", "894"]',)
+
+
+def test_zos_counted_while_unknown_stops_counting_once_known(cli, db, tmp_path):
+    # No self id yet: zos's own reply in part two makes it a participant without consent, and
+    # the stored channel learns that id. Once the id is configured, the consented DM is
+    # readable again: reflect reads it and rebuild keeps its salience.
+    cli("consent", "grant", "733")
+    first = dm_export("4007", "priya_k", messages=[message(snowflake(0), PRIYA, "hi zos")])
+    second = dm_export("4007", "priya_k", messages=[message(snowflake(1), ZOS, "hello")])
+    for i, part in enumerate((first, second)):
+        cli("ingest", str(part.write(tmp_path / f"p{i}.json")))
+    assert db.execute("SELECT participant_ids FROM channels").fetchone() == ('["733", "900"]',)
+    config = config_file_of(tmp_path)
+    before = db.execute("SELECT balance FROM topics WHERE key = 'user:733'").fetchone()[0]
+    rebuilt = json.loads(cli("--config", str(config), "salience", "rebuild", "--yes",
+                             "--json").stdout)
+    assert rebuilt["dm_messages_skipped"] == 0
+    assert db.execute("SELECT balance FROM topics WHERE key = 'user:733'").fetchone()[0] == before
+    run = json.loads(cli("--config", str(config), "reflect", "--layer", "user", "--topic",
+                         "user:733", "--json").stdout)
+    assert run["insights_created"] == 1

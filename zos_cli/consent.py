@@ -29,13 +29,17 @@ _COLUMNS = ("id", "user_id", "consent_type", "granted_at", "revoked_at", "server
 
 def self_user_id(db: sqlite_utils.Database, config) -> str | None:
     """zos's own Discord account: `discord.self_user_id` in zos.toml, else learned by polling."""
-    return config.discord.self_user_id or db_module.get_state(db, "discord.self_user_id")
+    configured = config.discord.self_user_id if config is not None else None
+    return configured or db_module.get_state(db, "discord.self_user_id")
 
 
-def dm_may_be_stored(db: sqlite_utils.Database, participant_ids: Iterable[str]) -> bool:
+def dm_may_be_stored(db: sqlite_utils.Database, participant_ids: Iterable[str], *,
+                     self_id: str | None = None) -> bool:
     """True when every participant (everyone in the DM except zos itself) holds an active
-    `dm_read` consent. A DM with no known participant is never stored: nobody consented."""
-    wanted = {p for p in participant_ids if p}
+    `dm_read` consent. A DM with no known participant is never stored: nobody consented.
+    `self_id`: zos's own account, left out of stored participant lists that were made while
+    it was not known (then it counted as a participant, until known)."""
+    wanted = {p for p in participant_ids if p and p != self_id}
     if not wanted:
         return False
     placeholders = ",".join("?" * len(wanted))

@@ -295,6 +295,11 @@ class IngestRun:
             self._upsert_final(plan, dict.fromkeys(COUNT_KEYS[:5], 0))
 
     def _upsert_final(self, plan: FilePlan, counts: dict) -> None:
+        if plan.status == "failed" and plan.sha256 is None and plan.label != STDIN:
+            try:  # (a bad file is logged with its hash too: which version of it failed)
+                plan.sha256 = sha256_of(plan.path)
+            except OSError:
+                pass
         self.db.execute(
             "INSERT INTO ingest_log (id, kind, path, size, sha256, status, messages_new, "
             "messages_seen, reactions_new, users, channels, dm_skipped_without_consent, "

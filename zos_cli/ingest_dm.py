@@ -22,9 +22,14 @@ from zos_cli import db as db_module
 log = logging.getLogger("zos.ingest")
 
 
+# System messages of a group DM that name a member (the one added or removed) in `mentions`.
+_MEMBERSHIP_CHANGES = frozenset({"RecipientAdd", "RecipientRemove"})
+
+
 def read_dm_participants(db: sqlite_utils.Database, plan, self_user_id: str | None) -> None:
-    """Set `plan.dm_participants` (every author and reactor, and for a 1:1 DM the user the
-    channel is named after, except zos itself) and `plan.dm_messages`."""
+    """Set `plan.dm_participants` (every author and reactor, every member a RecipientAdd or
+    RecipientRemove names, and for a 1:1 DM the user the channel is named after, except zos
+    itself) and `plan.dm_messages`."""
     names: dict[str, set[str | None]] = {}
     acted: set[str] = set()
     count = 0
@@ -32,6 +37,9 @@ def read_dm_participants(db: sqlite_utils.Database, plan, self_user_id: str | No
         count += 1
         users = [message.author, *message.mentions]
         acted.add(message.author.id)
+        if message.message_type in _MEMBERSHIP_CHANGES:
+            # "X added Y to the group": Y is a member, whether or not Y ever speaks.
+            acted.update(u.id for u in message.mentions)
         for reaction in message.reactions or ():
             users.extend(reaction.users)
             acted.update(u.id for u in reaction.users)

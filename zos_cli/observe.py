@@ -62,6 +62,9 @@ class ObservationWriter:
                  engine, remember_people: bool = False):
         self.db = db
         self.config = config
+        from zos_cli.consent import self_user_id
+
+        self.self_user_id = self_user_id(db, config)  # never a DM participant (DESIGN §7)
         self.source_type = source_type        # 'export' | 'poll' | 'backfill'
         self.source_id = source_id
         self.engine = engine
@@ -175,7 +178,7 @@ class _Batch:
                 ok = allowed.get(channel.id)
                 if ok is None:
                     ok = allowed[channel.id] = dm_may_be_stored(
-                        self.db, channel.participant_ids or [])
+                        self.db, channel.participant_ids or [], self_id=self.w.self_user_id)
                 if not ok:
                     self.w.by_source[obs.source_id]["dm_skipped_without_consent"] += 1
                     continue

@@ -21,26 +21,36 @@ _MIN_SEEN = ("CASE WHEN {c} IS NULL OR excluded.{c} < {c} THEN coalesce(excluded
 _MAX_SEEN = ("CASE WHEN {c} IS NULL OR excluded.{c} > {c} THEN coalesce(excluded.{c}, {c}) "
              "ELSE {c} END")
 
+# A profile field takes the observation's value only when the observation is not older than
+# the one the row holds (exports overlap and arrive in any order: the newest exportedAt wins).
+_NEWER = "coalesce(excluded.profile_observed_at, '') >= coalesce(profile_observed_at, '')"
+_PROFILE = "CASE WHEN " + _NEWER + " THEN coalesce(excluded.{c}, {c}) ELSE {c} END"
 _UPSERT_USERS = (
     "INSERT INTO users (id, name, display_name, discriminator, avatar_url, is_bot, "
-    "is_deleted, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (id) DO UPDATE SET name = coalesce(excluded.name, name), "
-    "display_name = coalesce(excluded.display_name, display_name), "
-    "discriminator = coalesce(excluded.discriminator, discriminator), "
-    "avatar_url = coalesce(excluded.avatar_url, avatar_url), is_bot = excluded.is_bot, "
-    "is_deleted = excluded.is_deleted, "
+    "is_deleted, profile_observed_at, first_seen_at, last_seen_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    f"ON CONFLICT (id) DO UPDATE SET name = {_PROFILE.format(c='name')}, "
+    f"display_name = {_PROFILE.format(c='display_name')}, "
+    f"discriminator = {_PROFILE.format(c='discriminator')}, "
+    f"avatar_url = {_PROFILE.format(c='avatar_url')}, "
+    f"is_bot = {_PROFILE.format(c='is_bot')}, is_deleted = {_PROFILE.format(c='is_deleted')}, "
+    f"profile_observed_at = {_MAX_SEEN.format(c='profile_observed_at')}, "
     f"first_seen_at = {_MIN_SEEN.format(c='first_seen_at')}, "
     f"last_seen_at = {_MAX_SEEN.format(c='last_seen_at')}")
 _UPSERT_TRACKING = (
     "INSERT INTO user_server_tracking (user_id, server_id, nickname, first_seen_at, "
-    "last_seen_at, message_count, roles_known, roles_refreshed_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, server_id) DO UPDATE SET "
-    "nickname = coalesce(excluded.nickname, nickname), "
+    "last_seen_at, message_count, roles_known, roles_refreshed_at, profile_observed_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, server_id) DO UPDATE SET "
+    f"nickname = {_PROFILE.format(c='nickname')}, "
     f"first_seen_at = {_MIN_SEEN.format(c='first_seen_at')}, "
     f"last_seen_at = {_MAX_SEEN.format(c='last_seen_at')}, "
     "message_count = message_count + excluded.message_count, "
     "roles_known = max(roles_known, excluded.roles_known), "
-    "roles_refreshed_at = coalesce(excluded.roles_refreshed_at, roles_refreshed_at)")
+    f"roles_refreshed_at = {_MAX_SEEN.format(c='roles_refreshed_at')}, "
+    f"profile_observed_at = {_MAX_SEEN.format(c='profile_observed_at')}")
+# (user ?1, server ?2, observed ?3): the observation is not older than the stored role set.
+_NOT_OLDER = ("coalesce((SELECT roles_refreshed_at FROM user_server_tracking WHERE user_id = ?1 "
+              "AND server_id = ?2), '') <= coalesce(?3, '')")
 _UPSERT_ROLES = (
     "INSERT INTO roles (id, server_id, name, color, position) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET name = coalesce(excluded.name, name), "
@@ -62,7 +72,8 @@ class WrittenPeople:
     def __init__(self):
         self.users: dict[str, tuple] = {}       # id → (values without the span, first, last)
         self.roles: dict[str, tuple] = {}       # id → the roles row
-        self.role_sets: dict[str, tuple[str, frozenset]] = {}  # user → (server, role ids)
+        # user → (server, role ids, observed at)
+        self.role_sets: dict[str, tuple[str, frozenset, str]] = {}
         self.data_version: int | None = None
 
     def still_valid(self, db) -> None:
@@ -84,28 +95,36 @@ class WrittenPeople:
 
 class _People:
     """What one batch learned about people. Per (user id, server id or None) a row
-    [nickname, first seen, last seen, new messages, roles known, roles observed at]; the
-    users' spans are folded from these rows afterwards. The latest record per user, and per
-    (user, server) the latest role set shown, in the order they were first shown."""
+    [nickname, first seen, last seen, new messages, roles known, roles observed at, nickname
+    observed at]; the users' spans are folded from these rows afterwards. The latest record
+    per user and per (user, server) the latest role set shown — latest by observation time
+    (an export's exportedAt, a poll's time), then by message order: a batch may hold
+    overlapping exports of different ages."""
 
-    __slots__ = ("places", "latest", "roles_now")
+    __slots__ = ("places", "latest", "observed", "roles_now")
 
     def __init__(self):
         self.places: dict[tuple[str, str | None], list] = {}
         self.latest: dict[str, UserRecord] = {}
+        self.observed: dict[str, str] = {}      # user → when `latest` was observed
         self.roles_now: dict[tuple[str, str], list] = {}
 
     def note(self, user: UserRecord, server_id, at, authored: bool, observed) -> None:
-        self.latest[user.id] = user
-        key = (user.id, server_id)
+        when = observed or ""  # (compared as stored UTC text; unknown counts as oldest)
+        uid = user.id
+        if when >= self.observed.get(uid, ""):
+            self.latest[uid] = user
+            self.observed[uid] = when
+        key = (uid, server_id)
         row = self.places.get(key)
         roles = user.roles
         if row is None:
             self.places[key] = [user.nickname or None, at, at, int(authored),
-                                int(roles is not None), observed if roles is not None else None]
+                                int(roles is not None), observed if roles is not None else None,
+                                observed]
         else:
-            if user.nickname:
-                row[0] = user.nickname
+            if user.nickname and when >= (row[6] or ""):
+                row[0], row[6] = user.nickname, observed
             if at is not None:
                 if row[1] is None or at < row[1]:
                     row[1] = at
@@ -114,6 +133,8 @@ class _People:
             if authored:
                 row[3] += 1
             if roles is not None:
+                if row[5] is not None and when < row[5]:
+                    return  # an older role set than the one already taken
                 row[4], row[5] = 1, observed
         if roles is not None and server_id is not None:
             self.roles_now[key] = roles
@@ -140,7 +161,7 @@ def write_people(batch) -> None:
         return
     conn = batch.db.conn
     remembered = batch.w.written_people
-    user_rows = _user_rows(people.places, people.latest, remembered)
+    user_rows = _user_rows(people.places, people.latest, people.observed, remembered)
     if user_rows:
         conn.executemany(_UPSERT_USERS, user_rows)
     tracking = [(uid, sid, *row) for (uid, sid), row in people.places.items()
@@ -148,7 +169,7 @@ def write_people(batch) -> None:
     if tracking:
         conn.executemany(_UPSERT_TRACKING, tracking)
     if people.roles_now:
-        _write_roles(batch, people.roles_now, remembered)
+        _write_roles(batch, people.roles_now, people.places, remembered)
 
 
 def _count_seen(batch, latest: dict[str, UserRecord]) -> None:
@@ -179,7 +200,8 @@ def _add_users(seen: set[str], m) -> None:
         seen.update(u.id for u in r.users)
 
 
-def _user_rows(places, latest, remembered: WrittenPeople | None) -> list[tuple]:
+def _user_rows(places, latest, observed: dict[str, str],
+               remembered: WrittenPeople | None) -> list[tuple]:
     spans: dict[str, list] = {}
     for (uid, _), row in places.items():
         first, last = row[1], row[2]
@@ -196,7 +218,7 @@ def _user_rows(places, latest, remembered: WrittenPeople | None) -> list[tuple]:
     rows = []
     for uid, u in latest.items():
         values = (u.name, u.display_name or u.nickname or u.name, u.discriminator,
-                  u.avatar_url, int(u.is_bot), int(is_deleted_user(u)))
+                  u.avatar_url, int(u.is_bot), int(is_deleted_user(u)), observed[uid] or None)
         first, last = spans.get(uid) or (None, None)
         if remembered is not None:
             before = remembered.users.get(uid)
@@ -214,7 +236,7 @@ def _user_rows(places, latest, remembered: WrittenPeople | None) -> list[tuple]:
     return rows
 
 
-def _write_roles(batch, roles_now: dict[tuple[str, str], list],
+def _write_roles(batch, roles_now: dict[tuple[str, str], list], places: dict,
                  remembered: WrittenPeople | None) -> None:
     conn = batch.db.conn
     role_rows = {}
@@ -225,26 +247,29 @@ def _write_roles(batch, roles_now: dict[tuple[str, str], list],
         role_rows = {rid: row for rid, row in role_rows.items()
                      if remembered.roles.get(rid) != row}
         remembered.roles.update(role_rows)
-        roles_now = _changed_role_sets(roles_now, remembered.role_sets)
+        roles_now = _changed_role_sets(roles_now, places, remembered.role_sets)
     if role_rows:
         conn.executemany(_UPSERT_ROLES, list(role_rows.values()))
     if not roles_now:
         return
-    # The role set an observation shows is the user's whole current set in that server.
+    # The role set an observation shows is the user's whole current set in that server —
+    # unless a newer one is stored (the tracking upsert, just made, keeps the newest time).
     conn.executemany(
-        "DELETE FROM user_roles WHERE user_id = ? AND server_id = ? "
-        "AND role_id NOT IN (SELECT value FROM json_each(?))",
-        [(uid, sid, json_ids(r.id for r in roles)) for (uid, sid), roles in roles_now.items()],
+        "DELETE FROM user_roles WHERE user_id = ?1 AND server_id = ?2 "
+        "AND role_id NOT IN (SELECT value FROM json_each(?4)) AND " + _NOT_OLDER,
+        [(uid, sid, places[(uid, sid)][5], json_ids(r.id for r in roles))
+         for (uid, sid), roles in roles_now.items()],
     )
     conn.executemany(
         "INSERT OR IGNORE INTO user_roles (user_id, role_id, server_id, seen_at) "
-        "VALUES (?, ?, ?, ?)",
-        [(uid, r.id, sid, batch.now) for (uid, sid), roles in roles_now.items() for r in roles],
+        "SELECT ?1, ?3, ?2, ?5 WHERE " + _NOT_OLDER.replace("?3", "?4"),
+        [(uid, sid, r.id, places[(uid, sid)][5], batch.now)
+         for (uid, sid), roles in roles_now.items() for r in roles],
     )
 
 
-def _changed_role_sets(roles_now: dict[tuple[str, str], list],
-                       role_sets: dict[str, tuple[str, frozenset]]) -> dict:
+def _changed_role_sets(roles_now: dict[tuple[str, str], list], places: dict,
+                       role_sets: dict[str, tuple[str, frozenset, str]]) -> dict:
     """The role sets to write: all but those this writer wrote last for the same user.
     user_roles is keyed by (user, role), so one user's writes in two servers can interact
     (a role row of one server blocks the same role id in another): only the user's last
@@ -259,7 +284,7 @@ def _changed_role_sets(roles_now: dict[tuple[str, str], list],
             role_sets.pop(uid, None)
             changed[(uid, sid)] = roles
             continue
-        shown = (sid, frozenset(r.id for r in roles))
+        shown = (sid, frozenset(r.id for r in roles), places[(uid, sid)][5])
         if role_sets.get(uid) != shown:
             role_sets[uid] = shown
             changed[(uid, sid)] = roles

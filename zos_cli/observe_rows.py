@@ -86,6 +86,7 @@ def write_messages(batch) -> None:
     their mentions, role mentions, attachments (media_analysis) and links (link_analysis)."""
     new, now = batch.new_id_set, batch.now
     inserts, updates = [], []
+    kept = []  # (updated message, its attachment urls, its link urls) as JSON
     mentions, role_mentions, attachments, links = [], [], [], []
     scopes: dict[int, str] = {}  # channel record → visibility_scope
     for obs in batch.effective:
@@ -109,6 +110,7 @@ def write_messages(batch) -> None:
                 m.content, m.edited_at, int(m.is_pinned), stickers, emoji, has_media, has_links,
                 m.observed_at, now, int(m.reactions is not None), aggregate, mid,
             ))
+            kept.append((mid, json_ids(a.url for a in m.attachments), json_ids(m.link_urls)))
         if m.mentions:
             mentions.extend((mid, uid) for uid in dict.fromkeys(u.id for u in m.mentions))
         if m.role_mention_ids:
@@ -145,6 +147,12 @@ def write_messages(batch) -> None:
                      [changed])
         conn.execute("DELETE FROM role_mentions WHERE message_id IN "
                      "(SELECT value FROM json_each(?))", [changed])
+        # Attachments and links the newer observation no longer has go with their analysis
+        # rows; those it still has keep theirs (and what was analysed of them).
+        conn.executemany("DELETE FROM media_analysis WHERE message_id = ? AND url NOT IN "
+                         "(SELECT value FROM json_each(?))", [(m, a) for m, a, _ in kept])
+        conn.executemany("DELETE FROM link_analysis WHERE message_id = ? AND url NOT IN "
+                         "(SELECT value FROM json_each(?))", [(m, u) for m, _, u in kept])
     if mentions:
         conn.executemany("INSERT OR IGNORE INTO mentions (message_id, user_id) VALUES (?, ?)",
                          mentions)
@@ -195,8 +203,11 @@ def write_reactions(batch) -> dict[str, list[tuple[str, str, str]]]:
                            for uid, emoji, emoji_id in added)
         if before:
             now_set = set(current)
+            # A listing shorter than its count (FORMATS: exports may list only some reactors)
+            # is no evidence that an unlisted user took their reaction back.
+            partial = {(r.emoji_name, r.emoji_id) for r in m.reactions if len(r.users) < r.count}
             removals.extend((at, mid, *k) for k, removed in before.items()
-                            if removed is None and k not in now_set)
+                            if removed is None and k not in now_set and k[1:] not in partial)
             restores.extend((mid, *k) for k, removed in before.items()
                             if removed is not None and k in now_set)
     conn = batch.db.conn

@@ -149,11 +149,13 @@ def record_member(db: sqlite_utils.Database, guild: GuildRoles, user_id: str,
         [(user_id, r, server, now) for r in sorted(roles, key=int)],
     )
     db.execute(
-        "INSERT INTO user_server_tracking (user_id, server_id, nickname, roles_known, roles_refreshed_at) "
-        "VALUES (?, ?, ?, 1, ?) ON CONFLICT (user_id, server_id) DO UPDATE SET roles_known = 1, "
+        "INSERT INTO user_server_tracking (user_id, server_id, nickname, roles_known, "
+        "roles_refreshed_at, profile_observed_at) VALUES (?, ?, ?, 1, ?, ?) "
+        "ON CONFLICT (user_id, server_id) DO UPDATE SET roles_known = 1, "
         "roles_refreshed_at = excluded.roles_refreshed_at, "
-        "nickname = coalesce(excluded.nickname, nickname)",
-        [user_id, server, (member or {}).get("nick"), now],
+        "nickname = coalesce(excluded.nickname, nickname), "
+        "profile_observed_at = excluded.profile_observed_at",
+        [user_id, server, (member or {}).get("nick"), now, now],
     )
     had_gate, has_gate = guild.gate_role in before, guild.gate_role in roles
     if was_known and before == roles:

@@ -117,11 +117,12 @@ def readable_dm_channels(db: sqlite_utils.Database, config: Config,
                          user_ids: tuple[str, ...]) -> list[str]:
     """DM channels with `user_ids` whose messages may still be read: consent was checked
     when they were stored, and is asked again here because it may have been revoked since."""
-    from zos_cli.consent import dm_may_be_stored
+    from zos_cli.consent import dm_may_be_stored, self_user_id
 
     allowed = []
+    me = self_user_id(db, config)
     for channel_id, participants in dm_channels_with(db, user_ids):
-        if dm_may_be_stored(db, participants):
+        if dm_may_be_stored(db, participants, self_id=me):
             allowed.append(channel_id)
     return allowed
 

@@ -30,7 +30,7 @@ import time
 from collections import defaultdict
 
 from zos_cli import db as db_module
-from zos_cli.consent import dm_may_be_stored
+from zos_cli.consent import dm_may_be_stored, self_user_id
 from zos_cli.events import LayerRunCompletedEvent, MessageEvent, ReactionEvent, SubjectNamedEvent
 from zos_cli.ids import new_id
 from zos_cli.records import CONVERSATIONAL_TYPES, DM_TYPES, THREAD_TYPES
@@ -129,7 +129,7 @@ def _grouped(db, sql: str, ids: str) -> dict[str, list]:
     return out
 
 
-def _message_events(db, stats: dict):
+def _message_events(db, stats: dict, self_id: str | None):
     """Every stored message in snowflake order as ((time, 0, n), [message event, reaction
     events…]), read in chunks with their mentions, role mentions, reactions and reply
     parents."""
@@ -157,7 +157,8 @@ def _message_events(db, stats: dict):
             if ctype in DM_TYPES:
                 participants = tuple(json.loads(participants_json or "[]"))
                 if channel_id not in may_store:
-                    may_store[channel_id] = dm_may_be_stored(db, participants)
+                    may_store[channel_id] = dm_may_be_stored(db, participants,
+                                                             self_id=self_id)
                 if not may_store[channel_id]:
                     stats["dm_messages_skipped"] += 1
                     continue
@@ -188,7 +189,8 @@ def _replay(db, config, engine: SalienceEngine, reason: str, progress) -> dict:
     stats = {"messages_replayed": 0, "reactions_replayed": 0, "dm_messages_skipped": 0,
              "reflection_earns_reapplied": 0, "spends_reapplied": 0, "decays_reapplied": 0,
              "ledger_rows_written": 0}
-    messages = ((key, ("message", events)) for key, events in _message_events(db, stats))
+    events = _message_events(db, stats, self_user_id(db, config))
+    messages = ((key, ("message", batch)) for key, batch in events)
     pending = 0
     for (at, _priority, _n), item in heapq.merge(messages, _kept_events(db),
                                                  key=lambda a: a[0]):

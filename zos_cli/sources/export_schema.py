@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from datetime import date as date_type
 from datetime import datetime, timedelta
+from typing import Annotated
 
 import msgspec
 
@@ -29,11 +30,17 @@ from zos_cli.records import (
 )
 
 
+# Numbers are stored as SQLite integers (signed 64-bit): one beyond is a decode error naming
+# its field and message, not an OverflowError while writing.
+StoredInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
 class XRole(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: str
     name: str | None = None
     color: str | None = None
-    position: int | None = None
+    position: StoredInt | None = None
 
 
 class XUser(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -57,7 +64,7 @@ class XEmoji(msgspec.Struct, kw_only=True, gc=False):
 
 class XReaction(msgspec.Struct, kw_only=True, gc=False):
     emoji: XEmoji
-    count: int = 0
+    count: Count = 0
     users: tuple[XUser, ...] = ()
 
 
@@ -65,7 +72,7 @@ class XAttachment(msgspec.Struct, kw_only=True, gc=False):
     id: str | None = None
     url: str | None = None
     fileName: str | None = None
-    fileSizeBytes: int | None = None
+    fileSizeBytes: Count | None = None
 
 
 class XEmbed(msgspec.Struct, kw_only=True, gc=False):
@@ -212,13 +219,24 @@ def link_urls(content: str, embeds: Sequence[XEmbed]) -> list[str]:
     seen: dict[str, None] = {}
     if "://" in content:  # in every link the pattern matches, whatever the scheme's case
         for match in _URL.findall(content):
-            url = match.rstrip(_URL_TRAILING)
+            url = _trim_url(match)
             if len(url) > 8:
                 seen.setdefault(url, None)
     for embed in embeds:
         if embed.url and embed.url[:4].lower() == "http":
             seen.setdefault(embed.url, None)
     return list(seen)
+
+
+def _trim_url(match: str) -> str:
+    """A matched link without the punctuation that follows it in the sentence — except a
+    closing parenthesis the link itself opened (`…/wiki/Kiln_(pottery)`)."""
+    url = match
+    while url and url[-1] in _URL_TRAILING:
+        if url[-1] == ")" and url.count("(") >= url.count(")"):
+            break
+        url = url[:-1]
+    return url
 
 
 def custom_emoji_occurrences(content: str, inline: Sequence[XEmoji]) -> list[str]:
@@ -332,7 +350,7 @@ class RecordBuilder:
                 for a in x.attachments if a.url
             ] if x.attachments else [],
             link_urls=link_urls(content, x.embeds)
-            if x.embeds or "http" in content or "HTTP" in content else [],
+            if x.embeds or "://" in content else [],
             stickers=[msgspec.structs.asdict(s) for s in x.stickers] if x.stickers else [],
             inline_custom_emoji_ids=custom_emoji_occurrences(content, x.inlineEmojis)
             if x.inlineEmojis or "<" in content else [],

@@ -258,3 +258,19 @@ def test_progress_bar_on_a_terminal(db_path):
     os.close(controller)
     assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")
     assert b"Traceback" not in seen and b"messages_new" in seen
+
+
+@pytest.mark.parametrize("args", [
+    ["salience", "top", "--limit", "99999999999999999999"],
+    ["salience", "ledger", "self:zos", "--limit", "9223372036854775808"],
+    ["insights", "list", "--limit", "9223372036854775808"],
+    ["insights", "search", "kiln", "--limit", "99999999999999999999"],
+    ["insights", "runs", "--limit", "99999999999999999999"],
+    ["insights", "calls", "--limit", "99999999999999999999"],
+    ["reflect", "--layer", "user", "--max-targets", "99999999999999999999"],
+    ["salience", "top", "--limit", "0"],
+])
+def test_a_bad_count_is_a_usage_error_ending_in_one_error_line(cli, args):
+    r = cli(*args)
+    assert r.exit_code == 2 and "Traceback" not in r.stderr and "╭" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("Error: Invalid value for '--")

@@ -29,6 +29,17 @@ class Format(str, Enum):
     NL = "nl"
 
 
+# The largest count a command takes (--limit, --max-targets, …): what SQLite can hold.
+MAX_COUNT = 2**63 - 1
+
+
+def at_most_max_count(value: int | None) -> int | None:
+    """Option callback for counts: a number SQLite cannot hold is a usage error (exit 2), not
+    an OverflowError deep in a query. (A callback, not `max=`: the help shows no 19 digits.)"""
+    if value is not None and value > MAX_COUNT:
+        raise typer.BadParameter(f"{value} is too large (at most {MAX_COUNT})")
+    return value
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 NlFlag = Annotated[
     bool, typer.Option("--nl", help="Print newline-delimited JSON, one object per line.")

@@ -31,7 +31,7 @@ def ingest(
     history: Annotated[bool, typer.Option(
         "--history", help="List what was imported when (one row per file) and exit.")] = False,
     limit: Annotated[Optional[int], typer.Option(
-        "--limit", min=1, help="With --history: at most N rows.")] = None,
+        "--limit", metavar="N", callback=output.at_most_max_count, min=1, help="With --history: at most N rows.")] = None,
     batch_messages: Annotated[int, typer.Option(
         "--batch-size", metavar="N", min=1, max=100_000,
         help="Messages per transaction (written 2,000 at a time): larger transactions write "

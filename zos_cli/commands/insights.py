@@ -36,7 +36,7 @@ def list_(
     since: Annotated[Optional[str], typer.Option(
         "--since", metavar="T", help="Created at or after T (ISO-8601).")] = None,
     include_quarantined: QuarantinedOpt = False,
-    limit: Annotated[int, typer.Option("--limit", metavar="N", help="At most N (newest first).")] = 50,
+    limit: Annotated[int, typer.Option("--limit", callback=output.at_most_max_count, metavar="N", help="At most N (newest first).")] = 50,
     json_: JsonFlag = False,
     nl: NlFlag = False,
 ) -> None:
@@ -91,7 +91,7 @@ def search(
     text: Annotated[str, typer.Argument(metavar="TEXT")],
     scope: ScopeOpt = None,
     include_quarantined: QuarantinedOpt = False,
-    limit: Annotated[int, typer.Option("--limit", metavar="N", min=0, help="At most N results.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", callback=output.at_most_max_count, metavar="N", min=0, help="At most N results.")] = 20,
     json_: JsonFlag = False,
     nl: NlFlag = False,
 ) -> None:
@@ -129,7 +129,7 @@ def export(
 def runs(
     ctx: typer.Context,
     layer: Annotated[Optional[str], typer.Option("--layer", metavar="L", help="One layer.")] = None,
-    limit: Annotated[int, typer.Option("--limit", metavar="N", min=0, help="At most N runs.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", callback=output.at_most_max_count, metavar="N", min=0, help="At most N runs.")] = 50,
     json_: JsonFlag = False,
     nl: NlFlag = False,
 ) -> None:
@@ -151,7 +151,7 @@ def runs(
 def calls(
     ctx: typer.Context,
     run: Annotated[Optional[str], typer.Option("--run", metavar="ID", help="One layer run.")] = None,
-    limit: Annotated[int, typer.Option("--limit", metavar="N", min=0, help="At most N calls.")] = 100,
+    limit: Annotated[int, typer.Option("--limit", callback=output.at_most_max_count, metavar="N", min=0, help="At most N calls.")] = 100,
     full: Annotated[bool, typer.Option("--full", help="Include prompt and response text.")] = False,
     json_: JsonFlag = False,
     nl: NlFlag = False,

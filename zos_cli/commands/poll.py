@@ -37,7 +37,7 @@ def poll(
     ] = None,
     initial_messages: Annotated[
         Optional[int],
-        typer.Option("--initial-messages", metavar="N", min=0,
+        typer.Option("--initial-messages", metavar="N", min=0, callback=output.at_most_max_count,
                      help="Newest messages read from a channel polled for the first time "
                           "(default poll.initial_messages, 1000)."),
     ] = None,

@@ -34,13 +34,15 @@ def reflect(
         "--topic", metavar="KEY", help="Reflect on this topic only (of the layer's category).")
     ] = None,
     max_targets: Annotated[Optional[int], typer.Option(
-        "--max-targets", metavar="N", help="Take at most N targets.")] = None,
+        "--max-targets", metavar="N", callback=output.at_most_max_count,
+        help="Take at most N targets.")] = None,
     model: Annotated[Optional[str], typer.Option(
         "--model", metavar="M",
         help="litellm model string for this run, or 'offline' (beats ZOS_MODEL and zos.toml).")
     ] = None,
     concurrency: Annotated[Optional[int], typer.Option(
-        "--concurrency", metavar="K", help="Targets reflected at once (default: zos.toml, 4).")
+        "--concurrency", metavar="K", max=1024,
+        help="Targets reflected at once (default: zos.toml, 4).")
     ] = None,
     max_cost: Annotated[Optional[float], typer.Option(
         "--max-cost", metavar="USD", help="Stop taking targets before the estimate passes USD.")

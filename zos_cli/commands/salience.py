@@ -41,7 +41,7 @@ def top(
         "--category", help="Only this topic category (users, dyads, channels, …).")] = None,
     server: Annotated[Optional[str], typer.Option(
         "--server", metavar="ID", help="Only topics of this server.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many topics.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", callback=output.at_most_max_count, min=1, help="How many topics.")] = 20,
     json_: JsonFlag = False,
     nl: NlFlag = False,
 ) -> None:
@@ -90,7 +90,7 @@ def ledger(
     ctx: typer.Context,
     key: KeyArg,
     limit: Annotated[int, typer.Option(
-        "--limit", min=0, help="Newest rows to show (0: all of them).")] = 50,
+        "--limit", metavar="N", callback=output.at_most_max_count, min=0, help="Newest rows to show (0: all of them).")] = 50,
     json_: JsonFlag = False,
     nl: NlFlag = False,
 ) -> None:

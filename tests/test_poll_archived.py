@@ -155,6 +155,24 @@ def test_a_database_polled_before_marks_existed_starts_from_the_last_poll(db, fa
     assert [m for m, _ in _archived_requests(fake)] == ["channels/200"]  # 201: no mark, no look
 
 
+def test_a_forum_polled_before_marks_existed_starts_from_its_threads_last_poll(db, fake):
+    # A forum holds no messages of its own, so it never has a poll_state row: its threads do.
+    small_world(fake)
+    fake.add_channel("100", "210", "a forum", type=15)
+    fake.add_thread("210", "280", "forum post")
+    fake.post("280", "501", "forum post start")
+    poll_with(db, fake)
+    db.execute("DELETE FROM zos_state WHERE key LIKE ?", [STATE_KEY.format("%")])
+    db.execute("UPDATE poll_state SET last_polled_at = ?", [to_stored(_ago(HOUR))])
+    db.conn.commit()
+    last = fake.post("280", "502", "last word before the archive")
+    fake.archive("280", _ago(HOUR / 2))
+    fake.clear_log()
+    assert poll_with(db, fake).summary["messages_new"] == 1
+    assert last["id"] in _ids(db, "280")
+    assert "channels/210" in [m for m, _ in _archived_requests(fake)]
+
+
 def test_a_403_on_the_archived_list_is_skipped_and_looked_at_again_later(db, fake):
     small_world(fake)
     fake.post("200", "501", "hello")

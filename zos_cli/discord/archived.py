@@ -15,8 +15,9 @@ found in it was polled; a failure leaves it where it was, so those threads are l
 Archive times are compared with the mark less `CLOCK_SKEW`, for a local clock ahead of Discord's.
 
 Without a mark of its own, a parent falls back on its guild's mark (the start of the last poll
-that listed the guild: a channel created since then), then on its own last poll time in
-`poll_state` (a database polled before marks existed). Without any — the first poll — its
+that listed the guild: a channel created since then), then on its own or its threads' last
+poll time in `poll_state` (a database polled before marks existed; a forum has only its
+threads'). Without any — the first poll — its
 archived threads are not read at all: their history is `zos ingest --token`'s job.
 """
 
@@ -54,8 +55,11 @@ def start(db: sqlite_utils.Database, parent: ChannelRecord) -> Walk:
         return Walk(parent, own, True)
     mark = db_module.get_state(db, STATE_KEY.format(f"guild:{parent.server_id}"))
     if mark is None:
-        row = db.execute("SELECT last_polled_at FROM poll_state WHERE channel_id = ?",
-                         [parent.id]).fetchone()
+        # Polled by a zos that kept no marks: its last poll, or (a forum, a channel with no
+        # messages of its own has no poll_state row) its threads' latest.
+        row = db.execute(
+            "SELECT max(last_polled_at) FROM poll_state WHERE channel_id = ?1 OR channel_id IN "
+            "(SELECT id FROM channels WHERE parent_id = ?1)", [parent.id]).fetchone()
         mark = row[0] if row else None
     return Walk(parent, mark, False)
 

@@ -232,3 +232,33 @@ def test_killed_poll_resumes_without_duplicate_or_gap(db_path, tmp_path, fake, k
     poll_with(h, fake)
     h.close()
     assert _balances(db_path) == _balances(reference)
+
+
+def test_a_database_busy_mid_poll_prints_what_the_poll_did(cli, db_path, fake, monkeypatch):
+    # Another job takes the database while the poll reads its second channel: what the poll
+    # committed stays, and its summary (not an all-zero one) comes with exit 75.
+    import sqlite3
+
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 50)
+    small_world(fake)
+    for i in range(3):
+        fake.post("200", "501", f"m{i}")
+    fake.post("201", "502", "r")
+    holder = {}
+
+    def take_the_database(entry):
+        if entry.route == "messages" and entry.major == "channels/201" and not holder:
+            holder["c"] = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+            holder["c"].execute("BEGIN EXCLUSIVE")
+
+    fake.hooks.append(take_the_database)
+    try:
+        r = cli("poll", "--json", env=_env(fake))
+    finally:
+        holder["c"].execute("ROLLBACK")
+        holder["c"].close()
+    assert r.exit_code == 75
+    summary = json.loads(r.stdout)
+    assert summary["messages_new"] == 3 and summary["requests"] > 0
+    assert summary["errors"][-1]["error"].startswith("the database is busy")
+    assert r.stderr.strip().splitlines()[-1].startswith("Error: the database is busy")

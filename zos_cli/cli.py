@@ -102,10 +102,10 @@ def _report(exc: BaseException) -> int:
 def _describe(exc: ZosError | sqlite3.OperationalError) -> tuple[str, int]:
     if isinstance(exc, ZosError):
         return exc.message, exc.exit_code
-    from zos_cli.db import is_busy
+    from zos_cli.db import busy_message, is_busy
 
     if is_busy(exc):
-        return f"the database is busy ({exc}): another job holds it; try again", EXIT_TEMPORARY
+        return busy_message(exc), EXIT_TEMPORARY
     return f"database error: {exc} (set ZOS_DEBUG=1 for details)", EXIT_FAILED
 
 

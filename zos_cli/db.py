@@ -57,6 +57,10 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def busy_message(exc: sqlite3.OperationalError) -> str:
+    return f"the database is busy ({exc}): another job holds it; try again"
+
+
 def open_database(path: str | Path) -> sqlite_utils.Database:
     """Open an existing, fully migrated database, as every command but init-db/migrate does.
 

@@ -17,6 +17,7 @@ stored (see `roles`). DMs are read only for users with an active `dm_read` conse
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 
@@ -30,7 +31,7 @@ from zos_cli.discord import api, archived, discovery, roles, store
 from zos_cli.discord.client import DiscordClient, DiscordToken
 from zos_cli.discord.errors import DiscordForbidden, DiscordRequestFailed
 from zos_cli.discord.pages import CONTENT_INTENT_ERROR, PageWriter
-from zos_cli.errors import ZosError
+from zos_cli.errors import TemporaryFailure, ZosError
 from zos_cli.ids import new_id
 from zos_cli.records import ChannelRecord
 from zos_cli.timeutil import normalize, now_stored
@@ -86,13 +87,25 @@ class PollRun:
                 self.errors.append({"channel": None, "error": exc.message})
             else:
                 fatal = exc
+        except sqlite3.OperationalError as exc:
+            # Another job held the database past the busy timeout: what was committed stays,
+            # and the summary says what this poll did before it stopped (exit 75).
+            if not db_module.is_busy(exc):
+                raise
+            fatal = TemporaryFailure(db_module.busy_message(exc))
         summary = self._summary(self.client.requests - requests_before,
                                 self.client.rate_limited - limited_before)
-        with db_module.write_transaction(self.db):
-            if self._idle:
-                store.touch_polled(self.db, self._idle)
-            archived.save(self.db, self._walks, self._guilds, self.started_at, self._polled)
-            record_event(self.db, "poll", counts_of(summary))
+        try:
+            with db_module.write_transaction(self.db):
+                if self._idle:
+                    store.touch_polled(self.db, self._idle)
+                archived.save(self.db, self._walks, self._guilds, self.started_at,
+                              self._polled)
+                record_event(self.db, "poll", counts_of(summary))
+        except sqlite3.OperationalError as exc:
+            if not db_module.is_busy(exc):
+                raise
+            fatal = fatal or TemporaryFailure(db_module.busy_message(exc))
         if fatal is not None:
             summary["errors"].append({"channel": None, "error": fatal.message})
         return PollReport(summary, fatal)

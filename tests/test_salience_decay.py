@@ -113,3 +113,31 @@ def test_the_data_clock_is_the_newest_stored_message(db):
     assert resolve_as_of(db, "now") > "2025"
     with pytest.raises(UsageProblem, match="--as-of 'yesterday' is not a time"):
         resolve_as_of(db, "yesterday")
+
+
+def test_a_late_decay_takes_each_days_balance_as_nightly_decays_would(db, config):
+    # The channel earns on the 1st and is idle after; on the 12th it receives a propagation
+    # (not activity). Decaying late, on the 15th, must write what nightly runs wrote.
+    channel, uic = "server:1:channel:10", "server:1:user_in_channel:10:100"
+    earn_all(db, config, [(channel, 5.0)], at=day(1))
+    earn_all(db, config, [(uic, 20.0)], at=day(12, "12:00:00.000000"))  # gives the channel 6
+    late = decay(db, config, day(15))
+    late_rows = [a for _t, a, _s in rows(db, channel, "decay")]
+    late_balance = balances(db)[channel]
+
+    from zos_cli import migrations  # a second world, decayed every night
+
+    path = db.conn.execute("PRAGMA database_list").fetchone()[2] + ".nightly"
+    nightly_db = database.connect(path, create=True)
+    migrations.apply(nightly_db, path)
+    earn_all(nightly_db, config, [(channel, 5.0)], at=day(1))
+    for d in range(9, 12):
+        decay(nightly_db, config, day(d))
+    earn_all(nightly_db, config, [(uic, 20.0)], at=day(12, "12:00:00.000000"))
+    for d in range(12, 16):
+        decay(nightly_db, config, day(d))
+    nightly_rows = [a for _t, a, _s in rows(nightly_db, channel, "decay")]
+    assert late["topics"][0]["days"] == 7
+    assert late_rows == pytest.approx(nightly_rows)
+    assert late_rows[0] == pytest.approx(-0.05)        # 1% of 5 on the 9th, not of 11
+    assert late_balance == pytest.approx(balances(nightly_db)[channel])

@@ -8,11 +8,17 @@ decayed days are remembered by its decay rows, so running decay again for the sa
 writes nothing. Propagation, spillover, warming, spends and decay are not activity.
 Balances at or below `decay_min_balance` are left alone (rows that small would change nothing):
 a balance that falls that low stops decaying on that day.
+
+Each day decays the topic's balance on that day — its stored balance less the ledger rows
+stamped after the day (propagation and spends may arrive while a topic is idle) — so a decay
+run days late writes what nightly runs would have written. With no such rows it is the stored
+balance compounded, as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
@@ -31,6 +37,12 @@ def _day(stored: str) -> date:
 
 def _stamp(day: date) -> str:
     return timeutil.to_stored(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+
+
+def _first_day_holding(stored: str) -> date:
+    """The first day whose decay (stamped at its 00:00 UTC) counts a row stamped `stored`."""
+    day = _day(stored)
+    return day if stored[11:26] == "00:00:00.000000" else day + timedelta(days=1)
 
 
 def decay_days(last_earn: str, last_decay: str | None, as_of: str,
@@ -63,13 +75,30 @@ def _topic_decays(db, config, as_of: str) -> Iterator[tuple[dict, list[tuple[dat
         [floor, cutoff],
     ).fetchall()  # (read before the first insert: the rows change balances)
     for key, topic_id, balance, last_earn, last_decay in candidates:
-        rows, current = [], balance
-        for day in decay_days(last_earn, last_decay, as_of, s.decay_idle_days):
+        days = decay_days(last_earn, last_decay, as_of, s.decay_idle_days)
+        first = next(days, None)
+        if first is None:
+            continue
+        # Each day decays the balance of that day: rows stamped after it (propagation, spends:
+        # not activity, so they may come after the idle days began) are not in it yet. A
+        # catch-up decay run late thus takes the same amounts as a nightly one would have.
+        later = [(_first_day_holding(at), amount) for at, amount in db.execute(
+            "SELECT created_at, amount FROM salience_ledger WHERE topic_id = ? "
+            "AND created_at > ? ORDER BY created_at DESC", [topic_id, _stamp(first)])]
+        not_yet = sum(amount for _day_, amount in later)  # of the rows after the day in hand
+        rows, decayed = [], 0.0
+        for day in itertools.chain((first,), days):
+            while later and later[-1][0] <= day:  # (oldest last) now part of the balance
+                not_yet -= later.pop()[1]
+            current = balance - not_yet + decayed
             if current <= floor:
-                break
+                if not later:
+                    break  # nothing comes after: it only decays further
+                continue
             amount = -s.decay_rate * current
             rows.append((day, amount))
-            current += amount
+            decayed += amount
+        current = balance + decayed
         if rows:
             yield ({"topic_key": key, "balance_before": balance, "balance_after": current,
                     "days": len(rows), "first_day": rows[0][0].isoformat(),

@@ -191,3 +191,16 @@ def test_subject_earn_at_t0_is_listed(cli, filled):
     rows = json.loads(cli("salience", "ledger", "server:1:subject:chess", "--json").stdout)
     assert [(r["transaction_type"], r["amount"], r["created_at"]) for r in rows] == [
         ("earn", 12.0, T0)]
+
+
+def test_budget_shows_each_layers_next_targets_as_reflect_chooses_them(cli):
+    from tests.conftest import EXAMPLES
+
+    cli("ingest", str(EXAMPLES / "export"))
+    assert cli("reflect", "--layer", "user").exit_code == 0  # server insights to synthesize
+    layers = {entry["layer"]: entry["targets"]
+              for entry in json.loads(cli("salience", "budget", "--json").stdout)["layers"]}
+    for name in ("synthesis", "channel", "dyad", "user"):
+        run = json.loads(cli("reflect", "--layer", name, "--dry-run", "--json").stdout)
+        assert layers[name] == run["targets"], name
+    assert layers["synthesis"] and all(k.startswith("user:") for k in layers["synthesis"])

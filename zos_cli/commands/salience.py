@@ -145,20 +145,17 @@ def budget(ctx: typer.Context, json_: JsonFlag = False) -> None:
 
     app_state = state(ctx)
     with app_state.database() as db:
-        doc = budget_plan(db, app_state.config, layers=_layers())
+        doc = budget_plan(db, app_state.config, layers=_layers(db, app_state.config))
     output.print_document(doc, fmt, human=_print_budget)
 
 
-def _layers() -> list[dict]:
-    """The reflection layers' targets (categories, max_targets, min_salience), when the
-    reflection package is installed and its layer files load."""
+def _layers(db, config) -> list[dict]:
+    """Each reflection layer's next targets, when the reflection package is installed."""
     try:
-        from zos_cli.reflect.layers import load_layers
+        from zos_cli.reflect.targets import next_targets
     except ImportError:
         return []
-    return [{"name": layer.name, "categories": layer.categories,
-             "max_targets": layer.spec.max_targets, "min_salience": layer.spec.min_salience}
-            for layer in load_layers().values()]
+    return next_targets(db, config)
 
 
 def _print_budget(doc: dict) -> None:

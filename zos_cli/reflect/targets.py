@@ -120,3 +120,18 @@ def choose_targets(db: sqlite_utils.Database, config: Config, layer: Layer, *,
     )
     return [Target(**{**target_from_key(row["topic_key"]).__dict__,
                       "balance": float(row["balance"])}) for row in rows]
+
+
+def next_targets(db: sqlite_utils.Database, config: Config,
+                 layers: list[Layer] | None = None) -> list[dict]:
+    """What each layer's next run would take, chosen exactly as `zos reflect` chooses (gated
+    users passed over, synthesis by new server insights): `zos salience budget`'s per-layer
+    view. Rows {layer, categories, max_targets, targets}."""
+    from zos_cli.reflect.layers import load_layers
+
+    out = []
+    for layer in layers if layers is not None else load_layers().values():
+        out.append({"layer": layer.name, "categories": layer.categories,
+                    "max_targets": layer.spec.max_targets,
+                    "targets": [t.key for t in choose_targets(db, config, layer)]})
+    return out

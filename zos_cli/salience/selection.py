@@ -128,9 +128,10 @@ def select_targets(db, config, *, categories: list[str], layer_max_targets: int,
     return out
 
 
-def budget_plan(db, config, *, layers: list | None = None) -> dict:
+def budget_plan(db, config, *, layers: list[dict] | None = None) -> dict:
     """`zos salience budget`: the next nightly allocation per group and the topics it would
-    take, in all and (given the reflection layers) per layer."""
+    take; `layers`: each reflection layer's next targets, as the reflection package chooses
+    them (reflect.targets.next_targets), shown beside."""
     floor = config.salience.min_salience
     plan = allocate(config, group_demand(db, floor))
     groups = []
@@ -147,11 +148,5 @@ def budget_plan(db, config, *, layers: list | None = None) -> dict:
         "groups": groups,
         "layers": [],
     }
-    for layer in layers or []:
-        rows = select_targets(db, config, categories=layer["categories"],
-                              layer_max_targets=layer["max_targets"],
-                              min_salience=layer["min_salience"])
-        doc["layers"].append({"layer": layer["name"], "categories": layer["categories"],
-                              "max_targets": layer["max_targets"],
-                              "targets": [r["topic_key"] for r in rows]})
+    doc["layers"] = list(layers or [])
     return doc

@@ -73,3 +73,37 @@ def test_a_transaction_of_several_chunks_flushes_salience_once(tmp_path, monkeyp
     # (a topic's earns of every kind are one row per transaction: "5 × message, 2 × reaction").
     assert (per_message["alice_message_rows"], chunked["alice_message_rows"]) == (14, 3)
     assert len(chunked["earn_reasons"]) < len(per_message["earn_reasons"]) / 3
+
+
+def test_a_database_busy_midway_says_what_was_committed(tmp_path, monkeypatch):
+    # The database is taken by another job during the third transaction (the busy error,
+    # raised where SQLite would raise it, from inside the transaction): the two transactions
+    # committed stay, and the error carries a summary of exactly them.
+    import sqlite3
+
+    from zos_cli.errors import TemporaryFailure
+
+    path = tmp_path / "busy.db"
+    db = database.connect(path, create=True)
+    migrations.apply(db, path)
+    monkeypatch.setattr(ingest, "WRITE_CHUNK_MESSAGES", 5)
+    export = busy_export().write(tmp_path / "export.json")
+
+    class TakenDuringTheThirdTransaction:
+        written = 0
+
+        def advance(self, n: int) -> None:
+            self.written += n
+            if self.written > 20:
+                raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(TemporaryFailure) as raised:
+        ingest.ingest_exports(db, Config(), [str(export)], batch_messages=10,
+                              progress=TakenDuringTheThirdTransaction())
+    summary = raised.value.summary
+    assert summary["messages_new"] == 20 == db.execute("SELECT count(*) FROM messages").fetchone()[0]
+    assert summary["errors"] == [{"file": None, "error": "the database is busy (database is "
+                                  "locked): another job holds it; try again"}]
+    # The next run goes on from what was committed.
+    again = ingest.ingest_exports(db, Config(), [str(export)])
+    assert (again["messages_new"], again["messages_seen"]) == (20, 20)

@@ -82,12 +82,17 @@ def test_one_topic_can_be_asked_for(db, config):
 
 def test_budget_plan_lists_the_topics_of_each_group_and_layer(db, config):
     _users_and_channels(db, config, n=3)
-    plan = budget_plan(db, config, layers=[{"name": "user", "categories": ["users"],
-                                            "max_targets": 2, "min_salience": 10.0}])
+    from zos_cli.reflect.layers import get_layer
+    from zos_cli.reflect.targets import next_targets
+
+    user = get_layer("user")
+    plan = budget_plan(db, config, layers=next_targets(db, config, [user]))
     spaces = next(g for g in plan["groups"] if g["group"] == "spaces")
     assert spaces["targets"] == ["server:1:channel:12", "server:1:channel:11", "server:1:channel:10"]
-    assert plan["layers"] == [{"layer": "user", "categories": ["users"], "max_targets": 2,
-                               "targets": ["server:1:user:102", "server:1:user:101"]}]
+    assert plan["layers"] == [{"layer": "user", "categories": ["users"],
+                               "max_targets": user.spec.max_targets,
+                               "targets": ["server:1:user:102", "server:1:user:101",
+                                           "server:1:user:100"]}]
 
 
 def test_a_reflection_costing_2_on_a_balance_of_20_leaves_3(db, config):

@@ -94,7 +94,7 @@ def _report(exc: BaseException) -> int:
     """Print the one `Error: …` line (after the job's JSON summary, when it asked for one:
     output.summary_on_failure); return the exit code."""
     message, code = _describe(exc)
-    output.print_failure_summary(message)
+    output.print_failure_summary(message, getattr(exc, "summary", None))
     output.error(message)
     return code
 

@@ -19,9 +19,12 @@ class ZosError(Exception):
 
     exit_code = EXIT_FAILED
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, summary: dict | None = None):
         super().__init__(message)
         self.message = message
+        # A job stopped midway: its summary so far (with this error in `errors`), printed
+        # by the error path under --json instead of an all-zero one.
+        self.summary = summary
 
 
 class JobFailed(ZosError):

@@ -23,6 +23,7 @@ import gc
 import heapq
 import json
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -36,9 +37,10 @@ import sqlite_utils
 from zos_cli import consent
 from zos_cli import db as db_module
 from zos_cli.audit import counts_of, record_event
+from zos_cli.errors import TemporaryFailure
 from zos_cli.ids import new_id
 from zos_cli.ingest_dm import gate_dms, read_dm_participants
-from zos_cli.ingest_files import STDIN, discover, sha256_of, spool
+from zos_cli.ingest_files import STDIN, discover, ingest_history, sha256_of, spool
 from zos_cli.observe import COUNT_KEYS, Observation, ObservationWriter
 from zos_cli.records import ChannelRecord
 from zos_cli.sources.export import ExportError, ExportFile
@@ -86,6 +88,7 @@ class IngestRun:
         self.run_id = new_id()
         self.plans: list[FilePlan] = []
         self.skipped_unchanged = 0
+        self.committed = dict.fromkeys(COUNT_KEYS, 0)  # the counts of committed transactions
         self.self_user_id = consent.self_user_id(db, config)
 
     # ------------------------------------------------------------------ the run
@@ -127,6 +130,14 @@ class IngestRun:
             for group in _groups(active):
                 self._merge_and_write(group, writer)
             summary = self._finish(writer, files, time.monotonic() - started)
+        except sqlite3.OperationalError as exc:
+            if not db_module.is_busy(exc):
+                raise
+            # Another job held the database past the busy timeout: the transactions
+            # committed stay (the next run goes on from them); say what they hold.
+            message = db_module.busy_message(exc)
+            raise TemporaryFailure(message, summary=self._so_far(
+                files, time.monotonic() - started, message)) from exc
         finally:
             gc.set_threshold(*gc_thresholds)
             self.db.execute(f"PRAGMA cache_size = {int(cache)}")
@@ -277,6 +288,7 @@ class IngestRun:
                     [(*(writer.counts_for(log_id)[k] for k in COUNT_KEYS[:5]), log_id)
                      for log_id in touched],
                 )
+            self.committed = writer.counts
             log.info("committed %s messages and %s ledger rows", f"{written:,}", f"{ledger_rows:,}")
 
     # ------------------------------------------------------------------ ingest_log and summary
@@ -316,6 +328,17 @@ class IngestRun:
              json.dumps(plan.dm_participants) if plan.dm_participants is not None else None,
              plan.error, plan.started_at, now_stored(),
              plan.channel.id if plan.channel is not None else None])
+
+    def _so_far(self, files: list[str], seconds: float, error: str) -> dict:
+        """The summary of a run stopped midway: what its committed transactions hold, the
+        files that failed so far, and `error` last."""
+        errors = [{"file": p.label, "error": p.error} for p in self.plans if p.status == "failed"]
+        summary = {"ingest_id": self.run_id, "files": len(files),
+                   "files_skipped_unchanged": self.skipped_unchanged, **self.committed,
+                   "errors": [*errors, {"file": None, "error": error}],
+                   "seconds": round(seconds, 3)}
+        summary["dm_skipped_without_consent"] += sum(p.dm_skipped for p in self.plans)
+        return summary
 
     def _finish(self, writer: ObservationWriter, files: list[str], seconds: float) -> dict:
         totals = writer.counts
@@ -370,17 +393,6 @@ def ingest_exports(db: sqlite_utils.Database, config, paths: list[str], *, progr
     users, channels, dm_skipped_without_consent, errors [{file, error}], seconds."""
     return IngestRun(db, config, batch_messages=batch_messages, progress=progress,
                      stdin=stdin).run(paths)
-
-
-def ingest_history(db: sqlite_utils.Database, *, limit: int | None = None) -> list[dict]:
-    """What was imported when: one row per file of every ingest, newest first."""
-    keys = ("id", "kind", "path", "status", "size", "sha256", "messages_new", "messages_seen",
-            "reactions_new", "users", "channels", "dm_skipped_without_consent", "error",
-            "started_at", "finished_at")
-    sql = f"SELECT {', '.join(keys)} FROM ingest_log ORDER BY started_at DESC, id DESC"
-    if limit:
-        sql += f" LIMIT {int(limit)}"
-    return [dict(zip(keys, row)) for row in db.execute(sql)]
 
 
 __all__ = ["ingest_exports", "ingest_history", "discover", "IngestRun"]

@@ -1,4 +1,5 @@
-"""Which files an ingest reads, and reading them whole for their size and sha256."""
+"""Which files an ingest reads, reading them whole for their size and sha256, and the
+history of what was read (`zos ingest --history`)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,14 @@ def sha256_of(path: Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def ingest_history(db, *, limit: int | None = None) -> list[dict]:
+    """What was imported when: one row per file of every ingest, newest first."""
+    keys = ("id", "kind", "path", "status", "size", "sha256", "messages_new", "messages_seen",
+            "reactions_new", "users", "channels", "dm_skipped_without_consent", "error",
+            "started_at", "finished_at")
+    sql = f"SELECT {', '.join(keys)} FROM ingest_log ORDER BY started_at DESC, id DESC"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return [dict(zip(keys, row)) for row in db.execute(sql)]

@@ -147,12 +147,13 @@ def summary_on_failure(fmt: Format, empty: dict, subject: str) -> None:
     settings.failure_summary = None if fmt is Format.TABLE else (empty, subject, fmt)
 
 
-def print_failure_summary(message: str) -> None:
-    """The error path's half of summary_on_failure."""
+def print_failure_summary(message: str, summary: dict | None = None) -> None:
+    """The error path's half of summary_on_failure: the job's own `summary` so far when it
+    stopped midway and has one, else the empty one with the error."""
     pending, settings.failure_summary = settings.failure_summary, None
     if pending is not None:
         empty, subject, fmt = pending
-        print_document({**empty, "errors": [{subject: None, "error": message}]}, fmt)
+        print_document(summary or {**empty, "errors": [{subject: None, "error": message}]}, fmt)
 
 
 def print_key_values(doc: dict, *, title: str | None = None) -> None:

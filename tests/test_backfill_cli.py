@@ -118,8 +118,23 @@ def test_killed_backfill_resumes_without_duplicate_or_gap(db_path, tmp_path, fak
             stored = sorted((r[0] for r in db.execute(
                 "SELECT id FROM messages WHERE channel_id = ?", [channel])), key=int)
             assert stored == sorted(fake.messages[channel], key=int)
-        assert db.execute("SELECT count(*) FROM backfill_state WHERE complete = 1").fetchone()[0] == 3
+        # (The empty channel is not complete: its empty page proves nothing.)
+        assert db.execute("SELECT count(*) FROM backfill_state WHERE complete = 1").fetchone()[0] == 2
         statuses = [r[0] for r in db.execute("SELECT status FROM ingest_log ORDER BY started_at")]
         assert statuses[0] == "failed" and statuses[-3:] == ["completed"] * 3
     finally:
         db.close()
+
+
+def test_ingest_token_takes_max_wait_like_poll(cli, fake):
+    small_world(fake)
+    _history(fake, "200", 5)
+    fake.inject("messages", "user", retry_after=1.0)
+    refused = cli("ingest", "--channel", "200", "--max-wait", "0.2", "--json", env=_env(fake))
+    assert refused.exit_code == 75 and "more than --max-wait 0.2 s" in refused.stderr
+    assert json.loads(refused.stdout)["messages_new"] == 0
+    fake.inject("messages", "user", retry_after=1.0)
+    waited = cli("ingest", "--channel", "200", "--max-wait", "5", "--json", env=_env(fake))
+    assert waited.exit_code == 0 and json.loads(waited.stdout)["messages_new"] == 5
+    usage = cli("ingest", "exports/", "--max-wait", "5")
+    assert usage.exit_code == 2 and "not both" in usage.stderr

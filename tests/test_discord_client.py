@@ -293,3 +293,15 @@ def test_discords_global_limit_is_waited_out(fake):
     assert len(ok) == 12
     assert {e.scope for e in fake.requests() if e.status == 429} == {"global"}
     assert fake.violations() == []
+
+
+def test_a_request_that_timed_out_still_counts_as_sent(fake):
+    # The server received it (and answered too late): `requests` reports the load as sent.
+    _world(fake)
+    fake.delay = 0.4
+    with make_client(fake, timeout=0.1) as client:
+        with pytest.raises(DiscordRequestFailed):
+            api.current_user(client)
+        tries = client.requests
+    fake.delay = 0.0
+    assert tries == client.server_error_tries == 5

@@ -156,7 +156,9 @@ def test_missing_content_intent_heuristic():
     assert not convert.looks_like_missing_content_intent([{**blank, "type": 7}], "9")   # joins
     assert not convert.looks_like_missing_content_intent([], "9")
     sticker = {**blank, "sticker_items": [{"id": "1", "name": "s", "format_type": 1}]}
-    assert not convert.looks_like_missing_content_intent([blank, sticker], "9")
+    # Stickers arrive without the intent too: a sticker proves nothing, the blank one does.
+    assert convert.looks_like_missing_content_intent([blank, sticker], "9")
+    assert not convert.looks_like_missing_content_intent([sticker, dict(sticker)], "9")
 
 
 @settings(max_examples=60, deadline=None)

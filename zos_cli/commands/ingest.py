@@ -48,6 +48,10 @@ def ingest(
         help="API backfill: every channel and thread of this guild (repeatable).")] = None,
     since: Annotated[Optional[str], typer.Option(
         "--since", metavar="T", help="API backfill: stop at messages older than T.")] = None,
+    max_wait: Annotated[Optional[float], typer.Option(
+        "--max-wait", metavar="S", min=0,
+        help="API backfill: longest rate-limit wait accepted; beyond it exit 75 "
+             "(default poll.max_wait_seconds, 60).")] = None,
     json_: JsonFlag = False,
     nl: NlFlag = False,
 ) -> None:
@@ -62,14 +66,14 @@ def ingest(
         _history(ctx, fmt, limit)
         return
     summary_format = output.Format.JSON if fmt is output.Format.NL else fmt  # one document
-    if token is not None or channel or guild or since is not None:
+    if token is not None or channel or guild or since is not None or max_wait is not None:
         if paths:
             raise UsageProblem("give export PATHs or an API backfill (--token/--channel/"
-                               "--guild/--since), not both")
+                               "--guild/--since/--max-wait), not both")
         from zos_cli.commands.poll import backfill_command
 
         backfill_command(ctx, token=token, channel=channel, guild=guild, since=since,
-                         fmt=summary_format)
+                         max_wait=max_wait, fmt=summary_format)
         return
     if not paths:
         raise UsageProblem("give export files or folders to ingest (or - for stdin), "

@@ -132,7 +132,8 @@ def _human(summary: dict) -> None:
 
 
 def backfill_command(ctx: typer.Context, *, token: str | None, channel: list[str] | None,
-                     guild: list[str] | None, since: str | None, fmt: output.Format) -> None:
+                     guild: list[str] | None, since: str | None, max_wait: float | None,
+                     fmt: output.Format) -> None:
     """`zos ingest --token [--channel ID...] [--guild ID] [--since T]` (called by the ingest
     command): backfill history through the API under the `ingest` lock."""
     from zos_cli.discord.backfill import BackfillOptions, run_backfill
@@ -148,7 +149,7 @@ def backfill_command(ctx: typer.Context, *, token: str | None, channel: list[str
     stop = threading.Event()
     with app_state.database() as db, locks.job_lock(app_state.db_path, "ingest"), \
             _stop_on_sigterm(stop):
-        report = run_backfill(db, app_state.config, secret, options, stop=stop)
+        report = run_backfill(db, app_state.config, secret, options, max_wait=max_wait, stop=stop)
     output.print_document(report.summary, fmt, human=_human_backfill)
     for item in report.summary["skipped_channels"]:
         output.note(f"skipped channel {item['channel']}: {item['reason']}")

@@ -139,7 +139,9 @@ class BackfillRun:
             page = api.messages(self.client, channel.id, limit=PAGE, before=before)
             if self.pages.content_missing(channel, page):
                 raise DiscordRequestFailed(CONTENT_INTENT_ERROR)
-            reached_start = len(page) < PAGE
+            # An empty first page is no proof of an empty channel: Discord answers one when the
+            # bot lacks Read Message History. Not marked complete, it is read again next time.
+            reached_start = len(page) < PAGE and (bool(page) or before is not None)
             kept = [m for m in page if self.since_id is None or int(m["id"]) >= self.since_id]
             reached_since = len(kept) < len(page)
             oldest = min((str(m["id"]) for m in kept), key=int, default=None)

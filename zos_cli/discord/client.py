@@ -146,6 +146,8 @@ class DiscordClient:
             try:
                 response = self._http.request(method, path.lstrip("/"), params=_clean(params), json=json)
             except httpx.HTTPError as exc:
+                if isinstance(exc, httpx.TimeoutException):
+                    self.requests += 1  # (sent, and perhaps answered too late: it counts)
                 server_errors += 1
                 reason = f"{type(exc).__name__} talking to {self.base_url}"
                 if server_errors >= self.server_error_tries:

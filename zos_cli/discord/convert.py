@@ -216,18 +216,19 @@ def reaction_counts(data: dict) -> dict[tuple[str, str], int]:
 
 def looks_like_missing_content_intent(page: list[dict], self_user_id: str | None) -> bool:
     """A page whose people-written messages all come without content, attachments, embeds,
-    stickers or polls: the bot lacks the Message Content intent (Discord blanks those fields
+    components or polls: the bot lacks the Message Content intent (Discord blanks those fields
     except in DMs and messages that mention the bot). System messages are left out of the test
-    since they are legitimately empty."""
+    since they are legitimately empty, and so are sticker messages: stickers arrive without
+    the intent too, so a sticker proves nothing either way."""
     considered = [
         m for m in page
-        if m.get("type", 0) in (0, REPLY_TYPE)
+        if m.get("type", 0) in (0, REPLY_TYPE) and not m.get("sticker_items")
         and not any(str(u.get("id")) == self_user_id for u in m.get("mentions") or [])
     ]
     if not considered:
         return False
     return all(
         not m.get("content") and not m.get("attachments") and not m.get("embeds")
-        and not m.get("sticker_items") and not m.get("poll") and not m.get("components")
+        and not m.get("poll") and not m.get("components")
         for m in considered
     )

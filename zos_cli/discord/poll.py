@@ -198,7 +198,9 @@ class PollRun:
         if self.pages.content_missing(channel, newest):
             self.errors.append({"channel": channel.id, "error": CONTENT_INTENT_ERROR})
             return
-        cursor = store.cursor(self.db, channel.id)
+        # A channel holding messages already (an export, `ingest --token`) goes on from its
+        # newest one: no gap between that history and what polls read.
+        cursor = store.cursor(self.db, channel.id) or store.newest_stored(self.db, channel.id)
         if cursor is None:
             self._first_poll(channel, newest)
             return
@@ -215,14 +217,17 @@ class PollRun:
         collected = list(newest)
         page = newest
         while len(collected) < wanted and len(page) == PAGE and not self.stop.is_set():
-            page = api.messages(self.client, channel.id, limit=PAGE, before=str(collected[-1]["id"]))
+            # (A page's order is not to be trusted: page on from its oldest id.)
+            oldest = min(int(m["id"]) for m in page)
+            page = api.messages(self.client, channel.id, limit=PAGE, before=str(oldest))
             if self.pages.content_missing(channel, page):
                 self.errors.append({"channel": channel.id, "error": CONTENT_INTENT_ERROR})
                 return
             collected += page
         if self.stop.is_set():
             return
-        chosen = sorted(collected[:wanted], key=lambda m: int(m["id"]))
+        unique = {m["id"]: m for m in collected}.values()
+        chosen = sorted(unique, key=lambda m: int(m["id"]))[-wanted:] if wanted else []
         if not chosen:
             if newest:  # initial_messages = 0: start from now
                 self._write(channel, [], newest[0])

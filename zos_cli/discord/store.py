@@ -42,6 +42,17 @@ def cursor(db: sqlite_utils.Database, channel_id: str) -> str | None:
     return row[0] if row else None
 
 
+def newest_stored(db: sqlite_utils.Database, channel_id: str) -> str | None:
+    """The newest message id stored for the channel (by an export, a backfill or a poll)."""
+    best = None
+    for (message_id,) in db.execute(
+            "SELECT id FROM messages WHERE channel_id = ? ORDER BY created_at DESC LIMIT 50",
+            [channel_id]):
+        if best is None or int(message_id) > int(best):  # (ids compare as numbers)
+            best = message_id
+    return best
+
+
 def save_cursor(db: sqlite_utils.Database, channel: ChannelRecord, message_id: str | None,
                 message_at: str | None) -> None:
     """Advance the channel's cursor (never backwards) and stamp the poll time."""

@@ -23,7 +23,7 @@ from zos_cli.reflect import material
 from zos_cli.reflect.layers import Layer
 from zos_cli.reflect.llm import SYSTEM_PROMPT
 from zos_cli.reflect.material import Mark, Target
-from zos_cli.reflect.people import Namer
+from zos_cli.reflect.people import Namer, prompt_name
 from zos_cli.reflect.timefmt import estimate_tokens, relative
 from zos_cli.timeutil import parse_time
 
@@ -97,7 +97,7 @@ def server_name(db: sqlite_utils.Database, server_id: str | None) -> str | None:
     if server_id is None:
         return None
     row = db.execute("SELECT name FROM servers WHERE id = ?", [server_id]).fetchone()
-    return row[0] if row and row[0] else f"server {server_id}"
+    return prompt_name(row[0] if row else None) or f"server {server_id}"
 
 
 def _clip(text: str, limit: int) -> str:
@@ -128,7 +128,11 @@ def message_line(namer: Namer, message: dict, as_of: str, reactions: list[tuple]
 def insight_line(insight: dict, as_of: str, where: str | None = None) -> str:
     place = f" · {where}" if where else ""
     text = _clip(insight["content"], MAX_INSIGHT_CHARS)
-    return (f"[id {insight['id']} · {relative(insight['created_at'], as_of)}{place} · "
+    made = insight.get("made_as_of") or insight["created_at"]
+    # (Made by a run set later than this one, e.g. `--as-of now` beside the data's clock: its
+    # date, not "in 2 years".)
+    when = relative(made, as_of) if made <= as_of else f"as of {made[:10]}"
+    return (f"[id {insight['id']} · {when}{place} · "
             f"strength {insight['strength']:.2f} · confidence {insight['confidence']:.2f}] "
             f"{json.dumps(text, ensure_ascii=False)}")
 

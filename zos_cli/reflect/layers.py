@@ -87,8 +87,11 @@ class Layer:
         env = _environment(self.search)
         try:
             return env.get_template(self.spec.template).render(layer=self.spec, **variables)
-        except jinja2.TemplateError as exc:
-            raise ConfigError(f"layer {self.name}: template {self.template_path} failed: {exc}")
+        except (jinja2.TemplateError, UnicodeDecodeError, RecursionError, ArithmeticError,
+                LookupError, TypeError, ValueError) as exc:
+            # A local template is code the operator wrote: any error it raises is its own.
+            raise ConfigError(f"layer {self.name}: template {self.template_path} failed: "
+                              f"{type(exc).__name__}: {exc}")
 
     def as_row(self) -> dict:
         return {
@@ -131,7 +134,7 @@ def template_closure(search: tuple[Path, ...], name: str) -> list[Path]:
         try:
             source, filename, _ = env.loader.get_source(env, current)
             referenced = jinja2.meta.find_referenced_templates(env.parse(source))
-        except jinja2.TemplateError as exc:
+        except (jinja2.TemplateError, UnicodeDecodeError) as exc:
             raise ConfigError(f"template {current}: {exc}")
         seen[current] = Path(filename)
         pending.extend(r for r in referenced if r)
@@ -158,7 +161,10 @@ def _describe(error: dict) -> str:
 
 
 def load_layer_file(path: Path, origin: str, search: list[Path]) -> Layer:
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"layer file {path}: cannot be read ({exc.strerror})")
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

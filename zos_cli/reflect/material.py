@@ -257,7 +257,12 @@ def reactions_on(db: sqlite_utils.Database, message_ids: list[str]) -> dict[str,
 
 # ---------------------------------------------------------------- prior insights
 PRIOR_COLUMNS = ("id", "topic_key", "created_at", "content", "strength", "confidence",
-                 "sources_scope_max", "subject", "metadata")
+                 "sources_scope_max", "subject", "metadata", "made_as_of")
+# An insight's time in a prompt is the as-of of the run that made it (the data's time, as
+# every other time in the prompt), not the wall-clock time it was stored at.
+_PRIOR_SELECT = (", ".join("i." + c for c in PRIOR_COLUMNS[:-1])
+                 + ", coalesce((SELECT r.as_of FROM layer_runs r WHERE r.id = i.layer_run_id), "
+                   "i.created_at)")
 
 
 def prior_insights(db: sqlite_utils.Database, target: Target, retrieval: str,
@@ -271,7 +276,7 @@ def prior_insights(db: sqlite_utils.Database, target: Target, retrieval: str,
         where = "(i.topic_key = ? OR (i.subject = ? AND i.topic_key LIKE ?))"
         params = [target.key, target.name, f"server:{target.server_id}:%"]
     base = (
-        f"SELECT {', '.join('i.' + c for c in PRIOR_COLUMNS)} FROM insights i "
+        f"SELECT {_PRIOR_SELECT} FROM insights i "
         f"WHERE {where} AND i.quarantined = 0 "
         "AND (i.expires_at IS NULL OR i.expires_at > ?) "
         "AND NOT EXISTS (SELECT 1 FROM insights n WHERE n.supersedes = i.id AND n.quarantined = 0)"
@@ -317,7 +322,7 @@ def server_insights_for(db: sqlite_utils.Database, target: Target, mark: Mark | 
         past = " AND (i.created_at > ? OR (i.created_at = ? AND i.id > ?))"
         params += [mark.at, mark.at, mark.id]
     rows = db.execute(
-        f"SELECT {', '.join('i.' + c for c in PRIOR_COLUMNS)} FROM insights i "
+        f"SELECT {_PRIOR_SELECT} FROM insights i "
         f"WHERE i.topic_key LIKE ? AND i.quarantined = 0{past} "
         "ORDER BY i.created_at DESC, i.id DESC",
         params,

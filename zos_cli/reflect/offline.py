@@ -102,6 +102,9 @@ def describe_insights(context: Context) -> str:
     )
 
 
+MAX_CONTENT_CHARS = 4000  # InsightOut.content's bound
+
+
 def reflect_offline(context: Context) -> ReflectionOut:
     """The one offline insight of this target (the context must have material)."""
     if context.source_insights:
@@ -109,6 +112,8 @@ def reflect_offline(context: Context) -> ReflectionOut:
     else:
         content = describe_messages(context)
     importance = max(0.0, min(1.0, context.target.balance / IMPORTANCE_BALANCE))
+    if len(content) > MAX_CONTENT_CHARS:  # (long display names)
+        content = content[:MAX_CONTENT_CHARS - 1] + "…"
     insight = InsightOut(
         content=content,
         confidence=1.0,

@@ -42,6 +42,20 @@ def passes_gate(db: sqlite_utils.Database, config: Config, server_id: str | None
     return row is not None
 
 
+_LINE_BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
+MAX_NAME_CHARS = 64
+
+
+def prompt_name(name: str | None) -> str:
+    """A name as a prompt may show it outside the quoted message text: on one line (a name
+    holding a line break could end the data fence and pose as an instruction), no control
+    characters, at most 64 characters."""
+    if not name:
+        return ""
+    flat = " ".join(_LINE_BREAKS_AND_CONTROLS.sub(" ", name).split())
+    return flat if len(flat) <= MAX_NAME_CHARS else flat[:MAX_NAME_CHARS - 1] + "…"
+
+
 class Namer:
     """Labels for one prompt. `label(user_id, server_id)` is a display name or `<chat_N>`."""
 
@@ -89,7 +103,7 @@ class Namer:
         if row is None:
             return f"user {user_id}"
         display, name, is_bot, nickname = row
-        label = nickname or display or name or f"user {user_id}"
+        label = prompt_name(nickname or display or name) or f"user {user_id}"
         return f"{label} (bot)" if is_bot else label
 
     def _has_gate(self, server_id: str) -> bool:
@@ -122,13 +136,13 @@ class Namer:
             elif row[1] in ("dm", "group_dm"):
                 self._channels[channel_id] = "direct messages"
             else:
-                self._channels[channel_id] = f"#{row[0] or channel_id}"
+                self._channels[channel_id] = f"#{prompt_name(row[0]) or channel_id}"
         return self._channels[channel_id]
 
     def role_name(self, role_id: str) -> str:
         if role_id not in self._roles:
             row = self.db.execute("SELECT name FROM roles WHERE id = ?", [role_id]).fetchone()
-            self._roles[role_id] = (row[0] if row and row[0] else f"role {role_id}")
+            self._roles[role_id] = prompt_name(row[0] if row else None) or f"role {role_id}"
         return self._roles[role_id]
 
     def readable(self, text: str, server_id: str | None, message_id: str | None = None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -129,8 +130,8 @@ def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
                    else options.concurrency)
     if concurrency < 1:
         raise UsageProblem("--concurrency must be at least 1")
-    if options.max_cost is not None and options.max_cost < 0:
-        raise UsageProblem("--max-cost must be zero or more (US dollars)")
+    if options.max_cost is not None and not 0 <= options.max_cost < math.inf:
+        raise UsageProblem("--max-cost must be a number of US dollars, zero or more")
     with locks.job_lock(db_path, f"reflect-{layer.name}"):
         as_of = resolve_as_of(db, options.as_of)
         targets = choose_targets(db, config, layer, topic=options.topic,
@@ -155,8 +156,10 @@ def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
         contexts, estimates, capped = _within_cost(choice, contexts, options.max_cost)
         skipped += capped
         if not contexts:
-            return _summary(layer, choice, as_of, skipped=skipped,
-                            note="nothing new to reflect on for the selected targets")
+            note = ("nothing new to reflect on for the selected targets" if not capped else
+                    f"--max-cost {options.max_cost:g} is below the estimated cost of the first "
+                    f"target ({capped[0]['target']})")
+            return _summary(layer, choice, as_of, skipped=skipped, note=note)
         if options.dry_run:
             return _dry_run(db, layer, choice, as_of, contexts, estimates, skipped)
         run_id = store.start_run(db, layer=layer, as_of=as_of, model_label=choice.label,
@@ -248,7 +251,15 @@ def _fail(db, run_id, context: Context, calls: list[CallRecord], error: str,
 def _run_offline(db, config, run_id: str, contexts: list[Context], totals: RunTotals) -> None:
     with output.progress("Reflecting (offline)", total=len(contexts), unit="targets") as bar:
         for context in contexts:
-            outcome = ModelOutcome(reflect_offline(context), [])
+            try:
+                outcome = ModelOutcome(reflect_offline(context), [])
+            except (InvalidAnswer, ValueError) as exc:  # (pydantic's ValidationError is one)
+                # What it wrote from the names it read is not a valid insight (markup, say):
+                # this target fails, the others go on.
+                _fail(db, run_id, context, [], f"the offline reflector's insight is not valid: "
+                      f"{str(exc).splitlines()[0]}", totals)
+                bar.advance()
+                continue
             # The offline reflector's tokens are the context it read (DESIGN §5).
             if _store(db, config, run_id, context, outcome, totals, reflector=OFFLINE_REFLECTOR,
                       model_label=llm.OFFLINE, tokens=context.tokens, cache_entry=None):

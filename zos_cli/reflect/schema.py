@@ -56,7 +56,7 @@ class InsightOut(Strict):
     confidence: float = Unit
     importance: float = Unit
     novelty: float = Unit
-    strength_adjustment: float = Field(1.0, ge=0.1, le=10.0)
+    strength_adjustment: float = Field(ge=0.1, le=10.0)
     valence: Valence
     subject: str | None = Field(None, max_length=64)
     open_questions: list[str] = Field(default_factory=list, max_length=5)

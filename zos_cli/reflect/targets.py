@@ -105,7 +105,7 @@ def choose_targets(db: sqlite_utils.Database, config: Config, layer: Layer, *,
     """The run's targets; `as_of` (stored form): the run's clock, for their balances."""
     if max_targets is not None and max_targets < 0:
         raise UsageProblem("--max-targets must be zero or more")
-    if topic:
+    if topic is not None:  # ("" too: an unset $KEY in a cron line is not "every target")
         return [named_target(db, config, layer, topic, as_of)]
     if layer.spec.source == "server_insights":
         limit = layer.spec.max_targets if max_targets is None else min(max_targets,

@@ -185,3 +185,47 @@ def test_forget_reports_and_deletes_backups(db, db_path):
     report = forget_dm(db, "11", db_path=db_path, include_backups=True)
     assert report.backups_deleted == [str(backup)] and not backup.exists()
     assert now_stored() > T
+
+
+def test_forget_scrubs_run_errors_that_quoted_the_dm(db, db_path):
+    # A provider's 400 echoed the prompt: the run's recorded error for that target carried it.
+    w = World(db)
+    canary = "QZXRUNERRORCANARY"
+    dm = w.message("11", f"{canary} secret plans", dm=True)
+    with database.write_transaction(db):
+        db.execute("INSERT INTO layer_runs (id, layer_name, layer_hash, started_at, as_of, status, "
+                   "error) VALUES ('R9', 'user', 'h', ?, ?, 'failed', ?)",
+                   [T, T, json.dumps([{"target": "user:11", "error": f"400: bad input {canary}"},
+                                      {"target": "user:10", "error": "timeout"}])])
+        db.execute("INSERT INTO llm_calls (id, layer_run_id, topic_key, prompt, status, error, "
+                   "created_at) VALUES ('C9', 'R9', 'user:11', ?, 'error', ?, ?)",
+                   [f"context: {canary}", f"400: bad input {canary}", T])
+        db.execute("INSERT INTO llm_call_sources (call_id, source_type, source_id) "
+                   "VALUES ('C9', 'message', ?)", [dm])
+    forget_dm(db, "11", db_path=db_path)
+    errors = json.loads(db.execute("SELECT error FROM layer_runs WHERE id = 'R9'").fetchone()[0])
+    assert errors[0]["error"].startswith("(error text removed") and errors[1]["error"] == "timeout"
+    assert scan_files(db_path, canary) == {"db": 0, "-wal": 0, "-shm": 0}
+
+
+def test_forget_does_not_call_it_done_while_a_reader_holds_the_wal(db, db_path):
+    import sqlite3
+
+    from zos_cli.errors import TemporaryFailure
+
+    db.execute("PRAGMA busy_timeout = 100")  # (10 s in real use)
+    w = World(db)
+    canary = "QZXREADERCANARY"
+    w.message("11", f"{canary} held", dm=True)
+    reader = sqlite3.connect(db_path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM messages").fetchone()  # an open snapshot
+    try:
+        with pytest.raises(TemporaryFailure, match="run the same command again"):
+            forget_dm(db, "11", db_path=db_path)
+    finally:
+        reader.rollback()
+        reader.close()
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0  # committed
+    forget_dm(db, "11", db_path=db_path)  # again, with no reader: the WAL is emptied
+    assert scan_files(db_path, canary) == {"db": 0, "-wal": 0, "-shm": 0}

@@ -18,6 +18,7 @@ import sqlite_utils
 from zos_cli import migrations
 from zos_cli.audit import record_event, record_tombstone
 from zos_cli.db import secure_delete, write_transaction
+from zos_cli.errors import TemporaryFailure
 from zos_cli.privacy.provenance import dm_channel_ids, dm_message_ids, insights_derived_from
 from zos_cli.privacy.quarantine import user_topic_patterns
 
@@ -195,8 +196,40 @@ def _scrub_model_traces(db, report: PurgeReport, message_ids: list[str], insight
     for key in sorted(cache_keys):
         db.execute("DELETE FROM llm_cache WHERE cache_key = ?", [key])
         _tombstone(db, report, "llm_cache", key, report.kind)
+    _scrub_run_errors(db, calls, texts)
     report.llm_calls_scrubbed = len(calls)
     report.llm_cache_entries = len(cache_keys)
+
+
+ERROR_REMOVED = "(error text removed: it may have quoted content that was forgotten)"
+
+
+def _scrub_run_errors(db, calls: set[str], texts: list[str]) -> None:
+    """A layer run keeps its targets' errors, and a provider's error may quote what the call
+    sent (a 400 echoing its input): the errors of targets whose calls were scrubbed lose their
+    text, and so does any error carrying one of the texts."""
+    targets_of: dict[str, set] = {}
+    for call in calls:
+        row = db.execute("SELECT layer_run_id, topic_key FROM llm_calls WHERE id = ?",
+                         [call]).fetchone()
+        if row and row[0]:
+            targets_of.setdefault(row[0], set()).add(row[1])
+    variants = {v for text in texts for v in _variants(text)}
+    for variant in variants:
+        for (run_id,) in db.execute("SELECT id FROM layer_runs WHERE instr(error, ?) > 0",
+                                    [variant]):
+            targets_of.setdefault(run_id, set())
+    for run_id, targets in targets_of.items():
+        row = db.execute("SELECT error FROM layer_runs WHERE id = ?", [run_id]).fetchone()
+        if not row or not row[0]:
+            continue
+        entries = json.loads(row[0])
+        for entry in entries:
+            said = json.dumps(entry.get("error") or "")
+            if entry.get("target") in targets or any(
+                    v in said or v in (entry.get("error") or "") for v in variants):
+                entry["error"] = ERROR_REMOVED
+        db.execute("UPDATE layer_runs SET error = ? WHERE id = ?", [json.dumps(entries), run_id])
 
 
 def _tombstone(db, report: PurgeReport, object_type: str, object_id: str, reason: str) -> None:
@@ -214,7 +247,7 @@ def _finish(db, report: PurgeReport, db_path: Path | None, include_backups: bool
     """Merge the FTS index (deleted terms leave no old segment) and truncate the WAL."""
     with secure_delete(db), write_transaction(db):
         db.execute("INSERT INTO insights_fts (insights_fts) VALUES ('optimize')")
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _truncate_wal(db)
     if db_path is not None:
         backups = migrations.list_backups(Path(db_path))
         report.backups = [str(p) for p in backups]
@@ -223,3 +256,17 @@ def _finish(db, report: PurgeReport, db_path: Path | None, include_backups: bool
                 backup.unlink()
             report.backups_deleted = report.backups
             report.backups = []
+
+
+def _truncate_wal(db) -> None:
+    """Copy the WAL into the database and empty it, so that no old page image of what was
+    deleted stays in zos.db-wal. Another connection reading an older snapshot holds the
+    checkpoint back: SQLite waits for it as long as a write waits for a lock (the busy
+    timeout), and past that the purge is not called done."""
+    busy, _log, _done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy:
+        raise TemporaryFailure(
+            "the deletion is committed, but another connection is still reading an older "
+            "snapshot, so the old pages stay in the write-ahead log (zos.db-wal) for now: run "
+            "the same command again once other zos jobs and readers of the database have "
+            "finished")

@@ -245,7 +245,8 @@ def _fail(db, run_id, context: Context, calls: list[CallRecord], error: str,
     store.record_calls(db, run_id, calls, context)
     totals.add_calls(calls)
     totals.errors.append({"target": context.target.key, "error": error})
-    log.info("%s: failed: %s", context.target.key, error)
+    # (Not the error's text: a provider's error may quote the prompt, messages included.)
+    log.info("%s: failed (the run's errors say why)", context.target.key)
 
 
 def _run_offline(db, config, run_id: str, contexts: list[Context], totals: RunTotals) -> None:

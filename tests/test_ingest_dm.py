@@ -230,3 +230,35 @@ def test_zos_counted_while_unknown_stops_counting_once_known(cli, db, tmp_path):
     run = json.loads(cli("--config", str(config), "reflect", "--layer", "user", "--topic",
                          "user:733", "--json").stdout)
     assert run["insights_created"] == 1
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_a_bad_part_still_counts_who_it_showed(cli, db, config_file, tmp_path, together):
+    # The part showing Jun breaks after his message; the part with Priya alone is refused all
+    # the same, in the same run or a later one.
+    cli("consent", "grant", "733")
+    broken = dm_export("4008", "studio", group=True, messages=[
+        message(snowflake(0), JUN, f"part one {CANARY}"),
+        message(snowflake(1), PRIYA, "then the file breaks")]).dumps()
+    cut = broken.index(snowflake(1).encode()) + 5
+    bad = tmp_path / "a.json"
+    bad.write_bytes(broken[:cut])
+    good = dm_export("4008", "studio", group=True, messages=[
+        message(snowflake(2), PRIYA, f"part two {CANARY}")]).write(tmp_path / "b.json")
+    runs = [[bad, good]] if together else [[bad], [good]]
+    for paths in runs:
+        cli("--config", str(config_file), "ingest", *map(str, paths))
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+    assert db.execute("SELECT dm_participant_ids FROM ingest_log WHERE status = 'failed'"
+                      ).fetchone() == ('["894"]',)
+
+
+def test_a_one_to_one_dm_whose_other_side_is_unknown_is_not_stored(cli, db, tmp_path):
+    # No self id: the exporting account (999) speaks alone in a DM named after "zed", whom
+    # nothing identifies. Its consent is not zed's.
+    exporter = user("999", "me")
+    dm = dm_export("4009", "zed", messages=[message(snowflake(0), exporter, f"note {CANARY}")])
+    cli("consent", "grant", "999")
+    result = cli("ingest", str(dm.write(tmp_path / "zed.json")), "--json")
+    assert json.loads(result.stdout)["dm_skipped_without_consent"] == 1
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0

@@ -72,6 +72,7 @@ class FilePlan:
     dm_skipped: int = 0
     dm_participants: list[str] | None = None
     dm_messages: int = 0           # a DM file's messages (counted when its participants are read)
+    dm_counterpart_unknown: bool = False  # a 1:1 DM whose other side cannot be identified
     started_at: str = field(default_factory=now_stored)
 
 

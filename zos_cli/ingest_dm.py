@@ -18,6 +18,7 @@ import sqlite_utils
 
 from zos_cli import consent
 from zos_cli import db as db_module
+from zos_cli.sources.export import ExportError
 
 log = logging.getLogger("zos.ingest")
 
@@ -33,6 +34,19 @@ def read_dm_participants(db: sqlite_utils.Database, plan, self_user_id: str | No
     names: dict[str, set[str | None]] = {}
     acted: set[str] = set()
     count = 0
+    try:
+        count = _read_people(plan, names, acted)
+    except ExportError:
+        # A bad file still shows who was in the conversation up to the problem: they are
+        # recorded (ingest_log), so no other part of the channel is stored without them.
+        _settle(db, plan, self_user_id, names, acted, count)
+        raise
+    plan.sha256 = plan.sha256 or plan.export.sha256
+    _settle(db, plan, self_user_id, names, acted, count)
+
+
+def _read_people(plan, names: dict, acted: set) -> int:
+    count = 0
     for message in plan.export.messages():
         count += 1
         users = [message.author, *message.mentions]
@@ -45,10 +59,18 @@ def read_dm_participants(db: sqlite_utils.Database, plan, self_user_id: str | No
             acted.update(u.id for u in reaction.users)
         for user in users:
             names.setdefault(user.id, set()).update({user.name, user.nickname})
-    plan.sha256 = plan.sha256 or plan.export.sha256
+    return count
+
+
+def _settle(db: sqlite_utils.Database, plan, self_user_id: str | None, names: dict,
+            acted: set, count: int) -> None:
     channel = plan.channel
     if channel.type == "dm" and channel.name:
-        acted |= _named(db, channel.name, names)
+        named = _named(db, channel.name, names)
+        acted |= named
+        # zos's account unknown and the one it talks to not found: a 1:1 DM of one known
+        # person is someone else's conversation too, with someone no one can ask.
+        plan.dm_counterpart_unknown = not named and self_user_id is None and len(acted) < 2
     stored = db.execute("SELECT participant_ids FROM channels WHERE id = ?",
                         [channel.id]).fetchone()
     if stored and stored[0]:
@@ -74,12 +96,19 @@ def gate_dms(db: sqlite_utils.Database, plans: list, log_start: Callable,
     its newly seen participants, ids only: every later gate (poll, reflect, rebuild) then
     knows it is no longer a conversation of consenting users alone."""
     by_channel: dict[str, list] = {}
+    seen_in_failed: dict[str, set[str]] = {}  # (a bad file of the run counts too)
     for plan in plans:
-        if plan.status == "running" and plan.channel is not None and plan.channel.is_dm:
+        if plan.channel is None or not plan.channel.is_dm:
+            continue
+        if plan.status == "running":
             by_channel.setdefault(plan.channel.id, []).append(plan)
-    for group in by_channel.values():
-        everyone = sorted(set().union(*(p.dm_participants for p in group)), key=int)
-        allowed = consent.dm_may_be_stored(db, everyone)
+        elif plan.status == "failed" and plan.dm_participants:
+            seen_in_failed.setdefault(plan.channel.id, set()).update(plan.dm_participants)
+    for channel_id, group in by_channel.items():
+        everyone = sorted(set().union(seen_in_failed.get(channel_id, set()),
+                                      *(p.dm_participants for p in group)), key=int)
+        allowed = consent.dm_may_be_stored(db, everyone) and not any(
+            p.dm_counterpart_unknown for p in group)
         for plan in group:
             plan.dm_participants = plan.channel.participant_ids = everyone
             if allowed:

@@ -243,3 +243,39 @@ class ConsentMachine(RuleBasedStateMachine):
 TestConsentMachine = ConsentMachine.TestCase
 TestConsentMachine.settings = settings(max_examples=12, stateful_step_count=8, deadline=None,
                                        suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_a_gate_role_lost_in_a_newer_export_quarantines_and_stops_reflection(tmp_path, db):
+    from tests.conftest import Cli
+    from tests.exports import Export, message, role, snowflake, user
+
+    member = role("9001", "member")
+    config = tmp_path / "zos.toml"
+    config.write_text('[servers."1001"]\nprivacy_gate_role = "9001"\n')
+    cli = Cli(db.conn.execute("PRAGMA database_list").fetchone()[2])
+    with_role = Export(exported_at="2024-03-10T12:00:00+00:00", messages=[
+        message(snowflake(i), user("101", "alice", roles=[member]), f"hello {i}")
+        for i in range(12)])
+    assert cli("--config", str(config), "ingest", str(with_role.write(tmp_path / "a.json"))
+               ).exit_code == 0
+    assert cli("--config", str(config), "reflect", "--layer", "user").exit_code == 0
+    assert db.execute("SELECT quarantined FROM insights WHERE topic_key = "
+                      "'server:1001:user:101'").fetchone() == (0,)
+    assert cli("--config", str(config), "reflect", "--layer", "synthesis").exit_code == 0
+    assert db.execute("SELECT count(*) FROM insights WHERE topic_key = 'user:101'"
+                      ).fetchone() == (1,)
+    without = Export(exported_at="2024-03-20T12:00:00+00:00", messages=[
+        message(snowflake(20), user("101", "alice", roles=[]), "still here")])
+    assert cli("--config", str(config), "ingest", str(without.write(tmp_path / "b.json"))
+               ).exit_code == 0
+    assert db.execute("SELECT count(*) FROM insights WHERE quarantined = 0").fetchone() == (0,)
+    reasons = {r[0] for r in db.execute("SELECT reason FROM insight_quarantines")}
+    assert reasons == {"gate:1001:101"}
+    # No new global insight undoes it: synthesis passes her over.
+    run = cli("--config", str(config), "reflect", "--layer", "synthesis", "--json")
+    assert json.loads(run.stdout)["targets"] == []
+    # Regaining the role (a still newer export) restores them.
+    again = Export(exported_at="2024-03-30T12:00:00+00:00", messages=[
+        message(snowflake(30), user("101", "alice", roles=[member]), "back")])
+    cli("--config", str(config), "ingest", str(again.write(tmp_path / "c.json")))
+    assert db.execute("SELECT count(*) FROM insights WHERE quarantined = 0").fetchone() == (2,)

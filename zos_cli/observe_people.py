@@ -14,6 +14,8 @@ records API member roles in the same transactions, so it does not).
 from __future__ import annotations
 
 from zos_cli.observe_rows import json_ids
+from zos_cli.privacy.gate import gate_role, holds_role
+from zos_cli.privacy.quarantine import apply_gate_change
 from zos_cli.records import UserRecord
 
 _MIN_SEEN = ("CASE WHEN {c} IS NULL OR excluded.{c} < {c} THEN coalesce(excluded.{c}, {c}) "
@@ -252,6 +254,7 @@ def _write_roles(batch, roles_now: dict[tuple[str, str], list], places: dict,
         conn.executemany(_UPSERT_ROLES, list(role_rows.values()))
     if not roles_now:
         return
+    gated = _gate_holders(batch, roles_now)  # before: who held their server's gate role
     # The role set an observation shows is the user's whole current set in that server —
     # unless a newer one is stored (the tracking upsert, just made, keeps the newest time).
     conn.executemany(
@@ -266,6 +269,23 @@ def _write_roles(batch, roles_now: dict[tuple[str, str], list], places: dict,
         [(uid, sid, r.id, places[(uid, sid)][5], batch.now)
          for (uid, sid), roles in roles_now.items() for r in roles],
     )
+    for (uid, sid), (role, held) in gated.items():
+        holds = holds_role(batch.db, uid, role)
+        if holds != held:  # DESIGN §7: losing the role quarantines, regaining restores
+            apply_gate_change(batch.db, sid, uid, holds)
+
+
+def _gate_holders(batch, roles_now: dict) -> dict[tuple[str, str], tuple[str, bool]]:
+    """(user, server) → (the server's gate role, whether the user holds it now), for the
+    role sets about to be written in servers that have a gate role."""
+    roles: dict[str, str | None] = {}
+    out = {}
+    for uid, sid in roles_now:
+        if sid not in roles:
+            roles[sid] = gate_role(batch.db, batch.w.config, sid)
+        if roles[sid]:
+            out[(uid, sid)] = (roles[sid], holds_role(batch.db, uid, roles[sid]))
+    return out
 
 
 def _changed_role_sets(roles_now: dict[tuple[str, str], list], places: dict,

@@ -60,15 +60,6 @@ class GuildRoles:
     role_names: dict[str, dict] | None = None
 
 
-def gate_role_of(db: sqlite_utils.Database, config, server_id: str) -> str | None:
-    """The server's privacy-gate role: zos.toml first, else the stored server row."""
-    configured = config.server(server_id).privacy_gate_role
-    if configured:
-        return configured
-    row = db.execute("SELECT privacy_gate_role FROM servers WHERE id = ?", [server_id]).fetchone()
-    return row[0] if row and row[0] else None
-
-
 def refresh_due(db: sqlite_utils.Database, server_id: str, minutes: float) -> bool:
     last = db_module.get_state(db, STATE_KEY.format(server_id))
     if last is None:

@@ -14,32 +14,12 @@ import re
 import sqlite_utils
 
 from zos_cli.config import Config
+from zos_cli.privacy.gate import gate_role, passes_gate
 
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _CHANNEL_MENTION = re.compile(r"<#(\d+)>")
 _CUSTOM_EMOJI = re.compile(r"<a?:([A-Za-z0-9_~]+):(\d+)>")
-
-
-def gate_role(db: sqlite_utils.Database, config: Config, server_id: str | None) -> str | None:
-    if server_id is None:
-        return None  # DMs have no gate: consent governs them
-    configured = config.server(server_id).privacy_gate_role
-    if configured:
-        return configured
-    row = db.execute("SELECT privacy_gate_role FROM servers WHERE id = ?", [server_id]).fetchone()
-    return row[0] if row and row[0] else None
-
-
-def passes_gate(db: sqlite_utils.Database, config: Config, server_id: str | None,
-                user_id: str) -> bool:
-    role = gate_role(db, config, server_id)
-    if role is None:
-        return True
-    row = db.execute(
-        "SELECT 1 FROM user_roles WHERE user_id = ? AND role_id = ?", [user_id, role]
-    ).fetchone()
-    return row is not None
 
 
 _LINE_BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")

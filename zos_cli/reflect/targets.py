@@ -19,15 +19,20 @@ from zos_cli.errors import NotFound, UsageProblem
 from zos_cli.reflect import material
 from zos_cli.reflect.layers import Layer
 from zos_cli.reflect.material import Target, target_from_key
-from zos_cli.reflect.people import passes_gate
+from zos_cli.privacy.gate import gated_anywhere, passes_gate
 from zos_cli.salience.spending import balance_as_of_sql
 
 _PERSON_KINDS = ("user", "dyad", "user_in_channel", "dyad_in_channel")
 
 
 def gated_out(db: sqlite_utils.Database, config: Config, target: Target) -> bool:
-    if target.kind not in _PERSON_KINDS or target.server_id is None:
+    """A person topic whose person lacks the privacy-gate role: in its server, or for a global
+    topic in any server they are known in (losing it there quarantined their global insights:
+    a new one would undo that)."""
+    if target.kind not in _PERSON_KINDS:
         return False
+    if target.server_id is None:
+        return any(gated_anywhere(db, config, u) for u in target.user_ids)
     return not all(passes_gate(db, config, target.server_id, u) for u in target.user_ids)
 
 
@@ -65,8 +70,9 @@ def named_target(db: sqlite_utils.Database, config: Config, layer: Layer, key: s
 
 
 def synthesis_targets(db: sqlite_utils.Database, layer: Layer, limit: int,
-                      as_of: str | None = None) -> list[Target]:
-    """Global user/dyad topics with server insights newer than their last synthesis."""
+                      as_of: str | None = None, exclude=None) -> list[Target]:
+    """Global user/dyad topics with server insights newer than their last synthesis;
+    `exclude(target)`: topics passed over before the limit counts them."""
     rows = db.execute(
         "SELECT topic_key, created_at, id FROM insights WHERE quarantined = 0 AND "
         "(topic_key GLOB 'server:*:user:*' OR topic_key GLOB 'server:*:dyad:*')"
@@ -93,7 +99,7 @@ def synthesis_targets(db: sqlite_utils.Database, layer: Layer, limit: int,
         if len(targets) >= limit:
             break
         target = target_from_key(key)
-        if target.category in wanted:
+        if target.category in wanted and not (exclude and exclude(target)):
             balance = _balance(db, key, as_of) or 0.0
             targets.append(Target(**{**target.__dict__, "balance": balance}))
     return targets
@@ -110,7 +116,8 @@ def choose_targets(db: sqlite_utils.Database, config: Config, layer: Layer, *,
     if layer.spec.source == "server_insights":
         limit = layer.spec.max_targets if max_targets is None else min(max_targets,
                                                                       layer.spec.max_targets)
-        return synthesis_targets(db, layer, limit, as_of)
+        return synthesis_targets(db, layer, limit, as_of,
+                                 exclude=lambda target: gated_out(db, config, target))
     from zos_cli.salience import select_targets
 
     rows = select_targets(

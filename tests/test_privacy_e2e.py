@@ -279,3 +279,14 @@ def test_a_gate_role_lost_in_a_newer_export_quarantines_and_stops_reflection(tmp
         message(snowflake(30), user("101", "alice", roles=[member]), "back")])
     cli("--config", str(config), "ingest", str(again.write(tmp_path / "c.json")))
     assert db.execute("SELECT count(*) FROM insights WHERE quarantined = 0").fetchone() == (2,)
+
+
+def test_erase_takes_the_users_name_out_of_the_dm_file_paths(cli, db):
+    from tests.conftest import EXAMPLES
+
+    cli("ingest", str(EXAMPLES / "export"))
+    assert db.execute("SELECT count(*) FROM ingest_log WHERE path LIKE '%priya_k%'"
+                      ).fetchone() == (1,)
+    assert cli("consent", "erase", "733410882256019477", "--yes").exit_code == 0
+    paths = [r[0] for r in db.execute("SELECT path FROM ingest_log")]
+    assert not any("priya_k" in p for p in paths) and len(paths) == 4

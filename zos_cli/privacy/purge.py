@@ -102,6 +102,12 @@ def erase_user(db: sqlite_utils.Database, user_id: str, *, db_path: Path | None 
             db.execute("DELETE FROM channels WHERE id = ?", [channel])
             _tombstone(db, report, "channel", channel, "erase")
         report.channels = len(channels)
+        # A DM export's file name names the other side ("Direct Messages - priya_k […].json").
+        db.execute(
+            "UPDATE ingest_log SET path = 'erased DM export ' || id WHERE kind = 'export' AND "
+            "(channel_id IN (SELECT value FROM json_each(?)) OR EXISTS (SELECT 1 FROM "
+            "json_each(coalesce(dm_participant_ids, '[]')) WHERE value = ?))",
+            [json.dumps(channels), user_id])
         report.users = db.execute("DELETE FROM users WHERE id = ?", [user_id]).rowcount
         _tombstone(db, report, "user", user_id, "erase")
         _event(db, "erase", report)

@@ -260,6 +260,25 @@ def test_max_cost_stops_taking_targets(db, db_path, world, server):
     assert summary["cost_usd"] > 0
 
 
+def test_max_cost_counts_what_the_calls_really_cost(db, db_path, world, server):
+    # The first target needs a repair (an invalid answer, then a valid one): it costs more than
+    # its estimate, and the next target, which fit the estimates, is not started.
+    config = model_config(server, model="openai/gpt-4o-mini")
+    dry = run(db, db_path, config, dry_run=True)
+    estimates = [e["cost_usd"] for e in dry["estimates"]]
+    cap = sum(estimates[:2]) + 2e-6
+    server.enqueue(Reply(content="not json at all " * 100, completion_tokens=4000),
+                   Reply(content=valid_answer()),  # the repair: a second prompt, a second answer
+                   Reply(content=valid_answer()))
+    summary = run(db, db_path, config, max_cost=cap, concurrency=1)
+    assert summary["targets"] == dry["targets"][:1]
+    assert summary["cost_usd"] > estimates[0]  # (one target can pass the cap: not a second)
+    reasons = [s["reason"] for s in summary["skipped"]]
+    assert len(reasons) == 3 and all(r.startswith(f"--max-cost {cap:g} reached") for r in reasons)
+    assert [s["target"] for s in summary["skipped"] if "so far cost" in s["reason"]] == [
+        dry["targets"][1]]
+
+
 def test_dry_run_calls_nothing_and_writes_one_row(db, db_path, world, server):
     before = counts(db)
     summary = run(db, db_path, model_config(server), dry_run=True)

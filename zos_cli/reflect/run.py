@@ -13,7 +13,8 @@ import json
 import logging
 import math
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,8 +171,12 @@ def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
                 _run_offline(db, config, run_id, contexts, totals)
             else:
                 policy = RetryPolicy.from_config(config)
-                _run_model(db, config, run_id, choice, policy, contexts, totals, concurrency,
-                           options.cache)
+                costs = [e["cost_usd"] for e in estimates]
+                stopped = _run_model(db, config, run_id, choice, policy, list(zip(contexts, costs)),
+                                     totals, concurrency, options.cache, options.max_cost)
+                skipped += stopped
+                contexts = [c for c in contexts
+                            if c.target.key not in {s["target"] for s in stopped}]
         except BaseException as exc:
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
             totals.errors.append({"target": None, "error": f"run aborted: {reason}"})
@@ -269,39 +274,63 @@ def _run_offline(db, config, run_id: str, contexts: list[Context], totals: RunTo
 
 
 def _run_model(db, config, run_id: str, choice: ModelChoice, policy: RetryPolicy,
-               contexts: list[Context], totals: RunTotals, concurrency: int,
-               use_cache: bool) -> None:
-    """Model calls run in a thread pool; every database write stays on this thread, one
-    transaction per finished target, so a crash keeps what finished."""
-    pending: dict = {}
-    with output.progress("Reflecting", total=len(contexts), unit="targets") as bar, \
-            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="reflect") as pool:
-        for context in contexts:
+               work: list[tuple[Context, float]], totals: RunTotals, concurrency: int,
+               use_cache: bool, max_cost: float | None) -> list[dict]:
+    """Model calls run in a thread pool, at most `concurrency` targets at once; every
+    database write stays on this thread, one transaction per finished target, so a crash
+    keeps what finished. With `max_cost`, a target starts only while what the finished calls
+    cost, plus the estimates of those in flight and its own, stays within it (repairs and
+    retries cost more than estimated): the targets left are returned as skipped."""
+    queue = deque(work)
+    pending: dict = {}  # future → (context, cache entry, estimate)
+    stopped: list[dict] = []
+
+    def start_more(pool, bar) -> None:
+        while queue and len(pending) < concurrency:
+            context, estimate = queue[0]
             entry = None
             if use_cache:
                 cached, entry = _cached(db, choice, context)
-                if cached is not None:
+                if cached is not None:  # (a replay costs nothing)
+                    queue.popleft()
                     _store(db, config, run_id, context, cached, totals, reflector="model",
                            model_label=choice.label, tokens=cached.tokens, cache_entry=entry)
                     bar.advance()
                     continue
+            in_flight = sum(e for _c, _e, e in pending.values())
+            if max_cost is not None and totals.cost_usd + in_flight + estimate > max_cost:
+                stopped.extend({"target": c.target.key, "reason": f"--max-cost {max_cost:g} "
+                                f"reached (the calls so far cost {totals.cost_usd:.6f})"}
+                               for c, _e in queue)
+                queue.clear()
+                return
+            queue.popleft()
             future = pool.submit(llm.reflect, choice, context.prompt,
                                  topic_key=context.target.key, policy=policy)
-            pending[future] = (context, entry)
+            pending[future] = (context, entry, estimate)
+
+    with output.progress("Reflecting", total=len(work), unit="targets") as bar, \
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="reflect") as pool:
         try:
-            for future in as_completed(pending):
-                _take_result(db, config, run_id, choice, future, pending, totals)
-                bar.advance()
+            start_more(pool, bar)
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    _take_result(db, config, run_id, choice, future, pending, totals)
+                    del pending[future]
+                    bar.advance()
+                start_more(pool, bar)
         except BaseException:
             for future in pending:
                 future.cancel()  # an interrupt stops the queue; calls in flight end by timeout
             raise
+    return stopped
 
 
 def _take_result(db, config, run_id: str, choice: ModelChoice, future, pending: dict,
                  totals: RunTotals) -> None:
     """Store (or record the failure of) one finished target."""
-    context, entry = pending[future]
+    context, entry, _estimate = pending[future]
     outcome = future.result()
     if outcome.answer is None:
         _fail(db, run_id, context, outcome.calls, outcome.error or "no answer", totals)

@@ -87,6 +87,30 @@ def run_zos(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     )
 
 
+def run_on_a_terminal(*args: str, columns: int = 200) -> tuple[int, str]:
+    """The console entry point with stdin, stdout and stderr on a real pseudo-terminal (what
+    is drawn or printed only for a person at a terminal); (exit code, everything shown)."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "zos_cli", *args],
+                            stdin=terminal, stdout=terminal, stderr=terminal,
+                            env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                                 "COLUMNS": str(columns)})
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    return proc.wait(timeout=60), seen.decode(errors="replace")
+
+
 def scan_files(db_path: Path, needle: str) -> dict[str, int]:
     """Occurrences of `needle` in the raw bytes of the database, its WAL and its shared memory
     (privacy tests: what was forgotten, or never allowed in, must not be there at all)."""

@@ -10,7 +10,7 @@ import sys
 import pytest
 import typer.main
 
-from tests.conftest import Cli, run_zos
+from tests.conftest import Cli, run_on_a_terminal, run_zos
 from zos_cli import __version__, locks
 from zos_cli.cli import app
 
@@ -235,29 +235,12 @@ def test_commands_refuse_pending_migrations_with_78(tmp_path, args):
 
 def test_progress_bar_on_a_terminal(db_path):
     """Progress is drawn only when stderr is a terminal, so run a real ingest under a pty."""
-    import os
-    import pty
-
     from tests.conftest import EXAMPLES
 
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zos_cli", "--db", str(db_path), "ingest", str(EXAMPLES / "export")],
-        stdin=terminal, stdout=terminal, stderr=terminal,
-        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "100"})
-    os.close(terminal)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # the terminal closed: the process is done
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(controller)
-    assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")
-    assert b"Traceback" not in seen and b"messages_new" in seen
+    code, seen = run_on_a_terminal("--db", str(db_path), "ingest", str(EXAMPLES / "export"),
+                                   columns=100)
+    assert code == 0, seen
+    assert "Traceback" not in seen and "messages_new" in seen
 
 
 @pytest.mark.parametrize("args", [

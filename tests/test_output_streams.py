@@ -5,46 +5,21 @@ before it has a summary still prints one (with `errors`) under --json."""
 from __future__ import annotations
 
 import json
-import os
-import pty
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import EXAMPLES, Cli, run_zos
+from tests.conftest import EXAMPLES, Cli, run_on_a_terminal, run_zos
 from zos_cli import db as db_module
 from zos_cli import locks
 
 DM_TEXT = "Maren said you keep notes on the studio schedule"
 
 
-def _on_a_terminal(*args: str) -> tuple[int, str]:
-    """Run the console entry point with stdin, stdout and stderr on a real pseudo-terminal."""
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "zos_cli", *args],
-                            stdin=terminal, stdout=terminal, stderr=terminal,
-                            env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                                 "COLUMNS": "200"})
-    os.close(terminal)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # the terminal closed: the process is done
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(controller)
-    return proc.wait(timeout=60), seen.decode(errors="replace")
-
-
 def test_a_warning_is_shown_on_a_terminal_and_silent_when_piped(db_path, tmp_path):
     empty = tmp_path / "nothing-here"
     empty.mkdir()
-    code, seen = _on_a_terminal("--db", str(db_path), "ingest", str(empty))
+    code, seen = run_on_a_terminal("--db", str(db_path), "ingest", str(empty))
     assert code == 0 and "Warning: no *.json export files in" in seen
 
     piped = run_zos("--db", str(db_path), "ingest", str(empty))
@@ -53,7 +28,7 @@ def test_a_warning_is_shown_on_a_terminal_and_silent_when_piped(db_path, tmp_pat
     asked = run_zos("--db", str(db_path), "--verbose", "ingest", str(empty))
     assert "Warning: no *.json export files in" in asked.stderr
 
-    code, seen = _on_a_terminal("--db", str(db_path), "--quiet", "ingest", str(empty))
+    code, seen = run_on_a_terminal("--db", str(db_path), "--quiet", "ingest", str(empty))
     assert code == 0 and "Warning" not in seen
 
 

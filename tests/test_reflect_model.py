@@ -333,3 +333,35 @@ def test_dm_reflection_through_a_model_is_dm_scoped(db, db_path, tmp_path, serve
     db.execute("DELETE FROM reflection_marks")
     again = run(db, db_path, config, topic=world.global_key("alice"))
     assert again["layer_run_id"] is None and len(server.requests) == 1
+
+
+def test_a_database_busy_midway_ends_the_run_with_what_it_did(db, db_path, world, server,
+                                                              monkeypatch):
+    # Another job takes the database while the second target's model call is in flight: the
+    # first target stays stored, and the error carries this run's summary, not an empty one.
+    import sqlite3
+
+    from zos_cli import db as database
+    from zos_cli.errors import TemporaryFailure
+
+    holder = {}
+
+    def second_call_takes_the_database(request):
+        if len(server.requests) >= 2 and not holder:
+            holder["c"] = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+            holder["c"].execute("BEGIN EXCLUSIVE")
+        return Reply(content=valid_answer())
+
+    server.default = second_call_takes_the_database
+    db.execute("PRAGMA busy_timeout = 50")
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 50)
+    try:
+        with pytest.raises(TemporaryFailure) as raised:
+            run(db, db_path, model_config(server), concurrency=1)
+    finally:
+        holder["c"].execute("ROLLBACK")
+        holder["c"].close()
+    summary = raised.value.summary
+    assert summary["status"] == "failed" and summary["insights_created"] == 1
+    assert summary["errors"][-1]["error"].startswith("run aborted: database is locked")
+    assert db.execute("SELECT count(*) FROM insights").fetchone() == (1,)

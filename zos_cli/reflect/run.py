@@ -20,9 +20,10 @@ from pathlib import Path
 
 import sqlite_utils
 
+from zos_cli import db as db_module
 from zos_cli import locks, output
 from zos_cli.config import Config
-from zos_cli.errors import UsageProblem, ZosError
+from zos_cli.errors import TemporaryFailure, UsageProblem, ZosError
 from zos_cli.reflect import llm, store
 from zos_cli.reflect.context import Context, build_context
 from zos_cli.reflect.layers import Layer, get_layer
@@ -180,7 +181,19 @@ def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
         except BaseException as exc:
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
             totals.errors.append({"target": None, "error": f"run aborted: {reason}"})
-            _finish(db, config, run_id, as_of, contexts, totals, force="failed")
+            busy = isinstance(exc, sqlite3.OperationalError) and db_module.is_busy(exc)
+            try:
+                _finish(db, config, run_id, as_of, contexts, totals, force="failed")
+            except sqlite3.OperationalError as again:
+                if not (busy and db_module.is_busy(again)):
+                    raise
+            if busy:  # another job held the database: what finished stays; say what it was
+                raise TemporaryFailure(db_module.busy_message(exc), summary=_summary(
+                    layer, choice, as_of, layer_run_id=run_id, status="failed",
+                    targets=[c.target.key for c in contexts], insights_created=totals.insights,
+                    tokens_used=totals.tokens_input + totals.tokens_output,
+                    cost_usd=round(totals.cost_usd, 6), errors=totals.errors,
+                    skipped=skipped)) from exc
             raise
         status = _finish(db, config, run_id, as_of, contexts, totals)
         return _summary(

@@ -257,3 +257,53 @@ def test_a_bad_count_is_a_usage_error_ending_in_one_error_line(cli, args):
     r = cli(*args)
     assert r.exit_code == 2 and "Traceback" not in r.stderr and "╭" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("Error: Invalid value for '--")
+
+
+def test_another_programs_sqlite_file_is_not_migrated(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "foreign.db"
+    other = sqlite3.connect(path)
+    other.execute("CREATE TABLE notes (x)")
+    other.execute("INSERT INTO notes VALUES (1)")
+    other.commit()
+    other.close()
+    for command in (["migrate"], ["init-db"]):
+        r = Cli(path)(*command)
+        assert r.exit_code == 66
+        assert r.stderr == (f"Error: {path} is not a zos database (it holds tables notes): give "
+                            "--db a new file or a zos database\n")
+    tables = sqlite3.connect(path).execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == [("notes",)]
+
+
+def test_a_database_holding_only_migration_events_gets_no_backup(db_path, tmp_path):
+    from zos_cli import db as database
+    from zos_cli import migrations
+
+    assert not migrations.holds_data(database.connect(db_path).conn)
+
+
+def test_a_job_starting_beside_a_migration_is_refused_whichever_locks_first(db_path):
+    # The job takes its own lock before it looks for a migration: a migration that started
+    # meanwhile holds the migrate lock (the job refuses), or finds the job's lock (it refuses).
+    with locks.job_lock(db_path, locks.MIGRATE):
+        r = Cli(db_path)("salience", "decay")
+    assert r.exit_code == 75
+    assert r.stderr == (f"Error: a `zos migrate` is running on {db_path}: try again when it "
+                        "finishes\n")
+    with locks.job_lock(db_path, "ingest"):
+        assert Cli(db_path)("migrate").exit_code == 75
+
+
+@pytest.mark.parametrize("toml, key", [
+    ("[reflection]\nconcurrency = true\n", "reflection.concurrency"),
+    ('[salience.weights]\nmessage = "2"\n', "salience.weights.message"),
+    ("[salience.budget]\nsocial = 0\nglobal = 0\nspaces = 0\nsemantic = 0\nculture = 0\n",
+     "salience.budget"),
+])
+def test_config_values_of_the_wrong_type_or_shares_not_making_one_are_78(cli, tmp_path, toml, key):
+    config = tmp_path / "lax.toml"
+    config.write_text(toml)
+    r = cli("--config", str(config), "status")
+    assert r.exit_code == 78 and key in r.stderr and r.stderr.startswith("Error: ")

@@ -160,3 +160,17 @@ def test_negative_limits_are_usage_errors(stored, cli):
     for args in (["runs"], ["calls"], ["search", "kiln"]):
         result = cli("insights", *args, "--limit", "-1")
         assert result.exit_code == 2 and result.stdout == "", args
+
+
+def test_export_takes_json_and_nl_like_every_command(cli):
+    from tests.conftest import EXAMPLES
+
+    cli("ingest", str(EXAMPLES / "export"))
+    cli("reflect", "--layer", "user")
+    lines = cli("insights", "export").stdout.splitlines()
+    as_json = cli("insights", "export", "--json")
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout) == [json.loads(x) for x in lines]
+    assert cli("insights", "export", "--nl").stdout.splitlines() == lines
+    refused = cli("insights", "export", "--json", "--format", "md")
+    assert refused.exit_code == 2 and refused.stderr == (
+        "Error: --json exports JSON: leave out --format md\n")

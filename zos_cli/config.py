@@ -10,7 +10,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from zos_cli.errors import ConfigError
 from zos_cli.ids import is_discord_id
@@ -19,7 +19,8 @@ DEFAULT_API_BASE = "https://discord.com/api/v10"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: `concurrency = true` or `message = "2"` is a bad value (exit 78), not a 1 or a 2.0
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 class Weights(Strict):
@@ -61,7 +62,15 @@ class Budget(Strict):
     semantic: float = Field(0.15, ge=0, le=1)
     culture: float = Field(0.10, ge=0, le=1)
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True,
+                              strict=True)
+
+    @model_validator(mode="after")
+    def _shares_make_the_whole(self) -> "Budget":
+        total = sum(self.shares().values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"the shares add up to {total:g}: they must add up to 1")
+        return self
 
     def shares(self) -> dict[str, float]:
         return {

@@ -44,19 +44,20 @@ def job_lock(db_path: str | Path, job: str) -> Iterator[Path]:
     """Hold the lock of `job` (e.g. "ingest", "poll", "reflect-user") for the block."""
     path = lock_path(db_path, job)
     with ExitStack() as stack:
-        if job != MIGRATE:
-            # A migration holds its lock exclusively while it runs: start nothing beside it.
-            probe = _take(lock_path(db_path, MIGRATE), fcntl.LOCK_SH)
-            if probe is None:
-                raise JobBusy(f"a `zos migrate` is running on {db_path}: try again when it finishes")
-            probe.close()
         handle = _take(path, fcntl.LOCK_EX)
         if handle is None:
+            if job != MIGRATE and _migrating(db_path):  # (it holds every job's lock meanwhile)
+                raise JobBusy(_MIGRATING.format(db_path=db_path))
             raise JobBusy(
                 f"another `zos {_command_of(job)}` is already running on {db_path} "
                 f"(lock {path} is held): try again when it finishes"
             )
         stack.callback(handle.close)
+        # A migration holds its lock exclusively while it runs: start nothing beside it. Asked
+        # with this job's own lock held, so a migration starting now finds that lock taken:
+        # one of the two refuses, never neither.
+        if job != MIGRATE and _migrating(db_path):
+            raise JobBusy(_MIGRATING.format(db_path=db_path))
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -64,6 +65,17 @@ def job_lock(db_path: str | Path, job: str) -> Iterator[Path]:
         if job == MIGRATE:
             _refuse_if_others_run(stack, Path(db_path))
         yield path
+
+
+_MIGRATING = "a `zos migrate` is running on {db_path}: try again when it finishes"
+
+
+def _migrating(db_path: str | Path) -> bool:
+    probe = _take(lock_path(db_path, MIGRATE), fcntl.LOCK_SH)
+    if probe is None:
+        return True
+    probe.close()
+    return False
 
 
 def _command_of(job: str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zos_cli.audit import record_event
-from zos_cli.errors import MigrationError
+from zos_cli.errors import MigrationError, NoDatabase
 from zos_cli.timeutil import now, now_stored
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(sql|py)$")
@@ -125,6 +125,7 @@ def status(db, folder: Path | None = None) -> MigrationState:
 
 
 def holds_data(conn: sqlite3.Connection) -> bool:
+    """Any row but the migrations' own (their version rows and `migration` events)."""
     tables = [
         r[0]
         for r in conn.execute(
@@ -133,7 +134,11 @@ def holds_data(conn: sqlite3.Connection) -> bool:
             [VERSION_TABLE],
         )
     ]
-    return any(conn.execute(f"SELECT 1 FROM [{t}] LIMIT 1").fetchone() for t in tables)
+    for table in tables:
+        where = " WHERE event_type <> 'migration'" if table == "events" else ""
+        if conn.execute(f"SELECT 1 FROM [{table}]{where} LIMIT 1").fetchone():
+            return True
+    return False
 
 
 def backup(conn: sqlite3.Connection, db_path: Path, version: int) -> Path:
@@ -184,6 +189,8 @@ def apply(
         if not state.pending:
             summary["applied"] = []
         return summary
+    if state.current == 0 and not dry_run:
+        _refuse_a_foreign_database(conn, db_path)
     if make_backup and db_path is not None and state.current > 0 and holds_data(conn):
         summary["backup"] = str(backup(conn, Path(db_path), state.current))
         log.info("backup of schema version %s: %s", state.current, summary["backup"])
@@ -193,6 +200,17 @@ def apply(
         log.info("applied migration %s in %.2f s", migration.label,
                  (now() - started).total_seconds())
     return summary
+
+
+def _refuse_a_foreign_database(conn: sqlite3.Connection, db_path: Path | None) -> None:
+    """A SQLite file at schema version 0 that already holds tables is another program's:
+    zos does not build its schema into it."""
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "AND name <> ? ORDER BY name LIMIT 4", [VERSION_TABLE])]
+    if tables:
+        raise NoDatabase(f"{db_path or 'the database'} is not a zos database (it holds tables "
+                         f"{', '.join(tables)}): give --db a new file or a zos database")
 
 
 def _apply_one(conn: sqlite3.Connection, migration: Migration) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from zos_cli import output
 from zos_cli.app_state import state
+from zos_cli.errors import UsageProblem
 from zos_cli.output import JsonFlag, NlFlag
 
 # Library modules are imported inside each command so that `zos --help` stays fast.
@@ -114,13 +115,26 @@ def export(
     topic: Annotated[Optional[str], typer.Option("--topic", metavar="KEY", help="One topic.")] = None,
     scope: ScopeOpt = None,
     include_quarantined: QuarantinedOpt = False,
+    json_: JsonFlag = False,
+    nl: NlFlag = False,
 ) -> None:
-    """Export insights to stdout (JSON lines or Markdown grouped by topic)."""
+    """Export insights to stdout (JSON lines or Markdown grouped by topic; --json: one JSON
+    array of the same objects, --nl: the JSON lines)."""
+    import json
+
     from zos_cli.insights import export_insights
 
+    fmt = output.choose(json_, nl)
+    if fmt is not output.Format.TABLE:
+        if format_ != "jsonl":
+            raise UsageProblem(f"--{fmt.value} exports JSON: leave out --format {format_}")
     with state(ctx).database() as db:
-        for line in export_insights(db, format_, scope=scope, topic=topic,
-                                    include_quarantined=include_quarantined):
+        lines = export_insights(db, format_, scope=scope, topic=topic,
+                                include_quarantined=include_quarantined)
+        if fmt is output.Format.JSON:
+            output.print_rows((json.loads(line) for line in lines), fmt)
+            return
+        for line in lines:
             sys.stdout.write(line + "\n")
     sys.stdout.flush()
 

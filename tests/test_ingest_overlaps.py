@@ -124,3 +124,16 @@ def test_links_in_any_case_and_with_their_own_parentheses(cli, db, tmp_path):
         ("Https://Example.com/x", "example.com"),
         ("https://en.wikipedia.org/wiki/Kiln_(pottery)", "en.wikipedia.org"),
         ("https://example.org/b", "example.org")]
+
+
+def test_an_older_export_does_not_bring_back_a_roles_old_name(cli, db, tmp_path):
+    old_role, new_role = role("77", "verified", position=5), role("77", "verified-renamed",
+                                                                 position=6)
+    new = Export(exported_at=NEW, messages=[message(
+        snowflake(0), user("101", "alice", roles=[new_role]), "hi")])
+    old = Export(channel_id="2002", channel_name="other", exported_at=OLD, messages=[message(
+        snowflake(1), user("102", "bob", roles=[old_role]), "hello")])
+    ingest(cli, new.write(tmp_path / "new.json"))
+    ingest(cli, old.write(tmp_path / "old.json"))
+    assert db.execute("SELECT name, position FROM roles WHERE id = '77'").fetchone() == (
+        "verified-renamed", 6)

@@ -53,10 +53,14 @@ _UPSERT_TRACKING = (
 # (user ?1, server ?2, observed ?3): the observation is not older than the stored role set.
 _NOT_OLDER = ("coalesce((SELECT roles_refreshed_at FROM user_server_tracking WHERE user_id = ?1 "
               "AND server_id = ?2), '') <= coalesce(?3, '')")
-_UPSERT_ROLES = (
-    "INSERT INTO roles (id, server_id, name, color, position) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (id) DO UPDATE SET name = coalesce(excluded.name, name), "
-    "color = coalesce(excluded.color, color), position = coalesce(excluded.position, position)")
+_NEWER_ROLE = "coalesce(excluded.observed_at, '') >= coalesce(observed_at, '')"
+_ROLE_FIELD = "CASE WHEN " + _NEWER_ROLE + " THEN coalesce(excluded.{c}, {c}) ELSE {c} END"
+UPSERT_ROLE = (
+    "INSERT INTO roles (id, server_id, name, color, position, observed_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    f"name = {_ROLE_FIELD.format(c='name')}, color = {_ROLE_FIELD.format(c='color')}, "
+    f"position = {_ROLE_FIELD.format(c='position')}, "
+    f"observed_at = {_MAX_SEEN.format(c='observed_at')}")
 
 # Rows remembered per kind before the memory starts over (bounds a run over a huge server).
 REMEMBERED_LIMIT = 20_000
@@ -242,16 +246,19 @@ def _write_roles(batch, roles_now: dict[tuple[str, str], list], places: dict,
                  remembered: WrittenPeople | None) -> None:
     conn = batch.db.conn
     role_rows = {}
-    for (_, sid), roles in roles_now.items():
+    for (uid, sid), roles in roles_now.items():
+        observed = places[(uid, sid)][5]
         for r in roles:
-            role_rows[r.id] = (r.id, sid, r.name, r.color, r.position)
+            known = role_rows.get(r.id)
+            if known is None or (observed or "") >= (known[5] or ""):  # the newest shown
+                role_rows[r.id] = (r.id, sid, r.name, r.color, r.position, observed)
     if remembered is not None:
         role_rows = {rid: row for rid, row in role_rows.items()
                      if remembered.roles.get(rid) != row}
         remembered.roles.update(role_rows)
         roles_now = _changed_role_sets(roles_now, places, remembered.role_sets)
     if role_rows:
-        conn.executemany(_UPSERT_ROLES, list(role_rows.values()))
+        conn.executemany(UPSERT_ROLE, list(role_rows.values()))
     if not roles_now:
         return
     gated = _gate_holders(batch, roles_now)  # before: who held their server's gate role

@@ -28,6 +28,7 @@ from zos_cli.audit import record_event
 from zos_cli.discord import api
 from zos_cli.discord.client import DiscordClient
 from zos_cli.discord.errors import DiscordForbidden
+from zos_cli.observe_people import UPSERT_ROLE
 
 STATE_KEY = "discord.roles_refreshed_at:{}"
 
@@ -128,12 +129,8 @@ def record_member(db: sqlite_utils.Database, guild: GuildRoles, user_id: str,
     roles = {str(r) for r in (member or {}).get("roles", [])}
     for role_id in roles:
         info = (guild.role_names or {}).get(role_id, {})
-        db.execute(
-            "INSERT INTO roles (id, server_id, name, color, position) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET name = coalesce(excluded.name, name), "
-            "color = coalesce(excluded.color, color), position = coalesce(excluded.position, position)",
-            [role_id, server, info.get("name"), info.get("color"), info.get("position")],
-        )
+        db.execute(UPSERT_ROLE, [role_id, server, info.get("name"), info.get("color"),
+                                 info.get("position"), now])
     db.execute("DELETE FROM user_roles WHERE user_id = ? AND server_id = ?", [user_id, server])
     db.conn.executemany(
         "INSERT INTO user_roles (user_id, role_id, server_id, seen_at) VALUES (?, ?, ?, ?)",

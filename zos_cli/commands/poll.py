@@ -59,14 +59,12 @@ def poll(
     channels failed (the summary lists them), 75 on a rate-limit wait beyond --max-wait or a
     Cloudflare ban, 78 on a missing or rejected token."""
     from zos_cli.discord.client import resolve_token
-    from zos_cli.discord.poll import SUMMARY_KEYS, PollOptions, run_poll
+    from zos_cli.discord.poll import PollOptions, empty_summary, run_poll
 
     if once and interval is not None:
         raise UsageProblem("--once and --interval cannot be used together: choose one")
     fmt = output.choose(json_)
-    output.summary_on_failure(fmt, {
-        "poll_id": None, **{k: [] if k in ("skipped_channels", "errors") else 0
-                            for k in SUMMARY_KEYS}}, "channel")
+    output.summary_on_failure(fmt, empty_summary(), "channel")
     secret = resolve_token(token)
     app_state = state(ctx)
     config = app_state.config
@@ -136,13 +134,10 @@ def backfill_command(ctx: typer.Context, *, token: str | None, channel: list[str
                      fmt: output.Format) -> None:
     """`zos ingest --token [--channel ID...] [--guild ID] [--since T]` (called by the ingest
     command): backfill history through the API under the `ingest` lock."""
-    from zos_cli.discord.backfill import BackfillOptions, run_backfill
+    from zos_cli.discord.backfill import BackfillOptions, empty_summary, run_backfill
     from zos_cli.discord.client import resolve_token
 
-    output.summary_on_failure(fmt, {
-        "ingest_id": None, "channels": 0, "channels_complete": 0, "requests": 0,
-        "messages_new": 0, "messages_seen": 0, "reactions_new": 0, "users": 0,
-        "rate_limited": 0, "skipped_channels": [], "errors": []}, "channel")
+    output.summary_on_failure(fmt, empty_summary(), "channel")
     secret = resolve_token(token)
     options = BackfillOptions(_ids(channel, "--channel"), _ids(guild, "--guild"), since)
     app_state = state(ctx)

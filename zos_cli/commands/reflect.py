@@ -69,11 +69,9 @@ def reflect(
         return
     if not layer:
         raise UsageProblem("--layer NAME is required: see `zos reflect --list` for the layers")
-    from zos_cli.reflect.run import RunOptions, run_layer
+    from zos_cli.reflect.run import RunOptions, empty_summary, run_layer
 
-    output.summary_on_failure(fmt, {
-        "layer_run_id": None, "status": "failed", "targets": [], "insights_created": 0,
-        "tokens_used": 0, "cost_usd": 0.0, "layer": layer}, "target")
+    output.summary_on_failure(fmt, empty_summary(layer), "target")
     app_state = state(ctx)
     with app_state.database() as db:
         summary = run_layer(db, app_state.config, app_state.db_path, RunOptions(

@@ -17,8 +17,8 @@ from datetime import date, datetime, time, timezone
 
 import sqlite_utils
 
-from zos_cli.audit import counts_of, record_event
 from zos_cli import db as db_module
+from zos_cli.audit import counts_of, record_event
 from zos_cli.config import discord_api_base
 from zos_cli.discord import api, discovery, store
 from zos_cli.discord.client import DiscordClient, DiscordToken
@@ -178,7 +178,7 @@ class BackfillRun:
             [c["messages_new"], c["messages_seen"], c["reactions_new"], c["users"], c["channels"], log_id],
         )
 
-    def _summary(self) -> dict:
+    def _summary(self) -> dict:  # (the keys of empty_summary)
         counts = self.writer.counts if self.writer else {}
         return {
             "ingest_id": self.run_id,
@@ -190,17 +190,9 @@ class BackfillRun:
             "reactions_new": counts.get("reactions_new", 0),
             "users": counts.get("users", 0),
             "rate_limited": self.client.rate_limited,
-            "skipped_channels": _one_per_channel(self.skipped),
+            "skipped_channels": discovery.one_per_channel(self.skipped),
             "errors": self.errors,
         }
-
-
-def _one_per_channel(skipped: list[dict]) -> list[dict]:
-    """A forbidden channel is met twice (its archived threads, then its messages): list it once."""
-    seen: dict[str, dict] = {}
-    for entry in skipped:
-        seen.setdefault(entry["channel"], entry)
-    return list(seen.values())
 
 
 def _since_snowflake(since: str | None) -> int | None:
@@ -217,6 +209,14 @@ def _since_snowflake(since: str | None) -> int | None:
         raise UsageProblem(
             f"--since {since!r} is not an ISO-8601 time: give e.g. 2024-03-01 or 2024-03-01T12:00Z"
         ) from None
+
+
+def empty_summary() -> dict:
+    """The summary of a backfill that never started (what a failure before it reports)."""
+    counts = ("channels", "channels_complete", "requests", "messages_new", "messages_seen",
+              "reactions_new", "users", "rate_limited")
+    return {"ingest_id": None, **dict.fromkeys(counts, 0), "skipped_channels": [],
+            "errors": []}
 
 
 def run_backfill(db: sqlite_utils.Database, config, token: DiscordToken, options: BackfillOptions, *,

@@ -169,3 +169,12 @@ def dm_channels(db: sqlite_utils.Database, client: DiscordClient, self_user_id: 
         found.channels.append(ChannelRecord(id=channel_id, type="dm", server_id=None,
                                             participant_ids=[user_id]))
     return found
+
+
+def one_per_channel(skipped: list[dict]) -> list[dict]:
+    """A channel the bot may not read at all is met twice (its archived threads, then its
+    messages): listed once, with the later reason, which names its messages."""
+    seen: dict[str, dict] = {}
+    for entry in skipped:
+        seen[entry["channel"]] = entry
+    return list(seen.values())

@@ -41,6 +41,12 @@ SUMMARY_KEYS = ("channels", "requests", "messages_new", "reactions_new", "rate_l
                 "skipped_channels", "errors")
 
 
+def empty_summary() -> dict:
+    """The summary of a poll that never started (what a failure before it reports)."""
+    return {"poll_id": None, **{k: [] if k in ("skipped_channels", "errors") else 0
+                                for k in SUMMARY_KEYS}}
+
+
 @dataclass
 class PollOptions:
     guild_ids: list[str] = field(default_factory=list)
@@ -309,7 +315,7 @@ class PollRun:
             "messages_new": counts.get("messages_new", 0),
             "reactions_new": counts.get("reactions_new", 0),
             "rate_limited": rate_limited,
-            "skipped_channels": _one_per_channel(self.skipped),
+            "skipped_channels": discovery.one_per_channel(self.skipped),
             "errors": self.errors,
             "messages_edited": self.edited,
             "messages_deleted": self.deleted,
@@ -330,15 +336,6 @@ def _reaction_counts(message: dict) -> dict[tuple[str, str], int]:
     from zos_cli.discord.convert import reaction_counts
 
     return {key: n for key, n in reaction_counts(message).items() if n}
-
-
-def _one_per_channel(skipped: list[dict]) -> list[dict]:
-    """A channel the bot may not read at all is met twice (its archived threads, then its
-    messages): listed once, with the later reason, which names its messages."""
-    seen: dict[str, dict] = {}
-    for entry in skipped:
-        seen[entry["channel"]] = entry
-    return list(seen.values())
 
 
 def poll_once(db: sqlite_utils.Database, config, client: DiscordClient,

@@ -44,13 +44,10 @@ def cursor(db: sqlite_utils.Database, channel_id: str) -> str | None:
 
 def newest_stored(db: sqlite_utils.Database, channel_id: str) -> str | None:
     """The newest message id stored for the channel (by an export, a backfill or a poll)."""
-    best = None
-    for (message_id,) in db.execute(
-            "SELECT id FROM messages WHERE channel_id = ? ORDER BY created_at DESC LIMIT 50",
-            [channel_id]):
-        if best is None or int(message_id) > int(best):  # (ids compare as numbers)
-            best = message_id
-    return best
+    row = db.execute(  # (ids as numbers: the longer is the larger)
+        "SELECT id FROM messages WHERE channel_id = ? "
+        "ORDER BY created_at DESC, length(id) DESC, id DESC LIMIT 1", [channel_id]).fetchone()
+    return row[0] if row else None
 
 
 def save_cursor(db: sqlite_utils.Database, channel: ChannelRecord, message_id: str | None,

@@ -112,6 +112,12 @@ def _cached(db, choice: ModelChoice, context: Context) -> tuple[ModelOutcome | N
     return ModelOutcome(answer, [call], None, row[0]), entry
 
 
+def empty_summary(layer_name: str) -> dict:
+    """The summary of a run that never started (what a failure before it reports)."""
+    return {"layer_run_id": None, "status": "failed", "targets": [], "insights_created": 0,
+            "tokens_used": 0, "cost_usd": 0.0, "layer": layer_name}
+
+
 def _summary(layer: Layer, choice: ModelChoice, as_of: str, **values) -> dict:
     doc = {
         "layer_run_id": None, "status": "completed", "targets": [], "insights_created": 0,

@@ -16,10 +16,10 @@ import sqlite_utils
 
 from zos_cli.config import Config
 from zos_cli.errors import NotFound, UsageProblem
+from zos_cli.privacy.gate import gated_anywhere, passes_gate
 from zos_cli.reflect import material
 from zos_cli.reflect.layers import Layer
 from zos_cli.reflect.material import Target, target_from_key
-from zos_cli.privacy.gate import gated_anywhere, passes_gate
 from zos_cli.salience.spending import balance_as_of_sql
 
 _PERSON_KINDS = ("user", "dyad", "user_in_channel", "dyad_in_channel")

@@ -5,7 +5,8 @@
 2. Per file: an unchanged file (same size and sha256 as a completed ingest) is skipped at once,
    unless it holds a DM whose participants have gained consent since. A DM export is read
    once first to learn its participants; without every participant's consent it is only
-   counted (and its participant ids kept in ingest_log, so it is re-read after consent).
+   counted (and its participant ids kept in ingest_log, so it is re-read after consent). The
+   files of a server with a privacy-gate role are read once first too (ingest_gate.py).
 3. The messages of all remaining files are merged in snowflake order (a k-way merge of the
    file streams: memory stays bounded) and written by the one writer in chunks of 2,000, in
    transactions of `--batch-size` messages (the salience engine flushes its aggregated ledger
@@ -41,6 +42,7 @@ from zos_cli.errors import TemporaryFailure
 from zos_cli.ids import new_id
 from zos_cli.ingest_dm import gate_dms, read_dm_participants
 from zos_cli.ingest_files import STDIN, discover, ingest_history, sha256_of, spool
+from zos_cli.ingest_gate import settle_gate
 from zos_cli.observe import COUNT_KEYS, Observation, ObservationWriter
 from zos_cli.records import ChannelRecord
 from zos_cli.sources.export import ExportError, ExportFile
@@ -104,6 +106,8 @@ class IngestRun:
         from zos_cli.salience import SalienceEngine
 
         engine = SalienceEngine(self.db, self.config)
+        groups = _groups(active)
+        engine.gate.settle(settle_gate(self.db, self.config, groups))
         # remember_people: this run writes no people rows of its own, and a failed
         # transaction ends it (the writer is not used again).
         writer = ObservationWriter(self.db, self.config, source_type="export",
@@ -128,7 +132,7 @@ class IngestRun:
         gc_thresholds = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS_DURING_RUN)
         try:
-            for group in _groups(active):
+            for group in groups:
                 self._merge_and_write(group, writer)
             summary = self._finish(writer, files, time.monotonic() - started)
         except sqlite3.OperationalError as exc:

@@ -152,6 +152,34 @@ def test_edit_deletion_and_reactions_on_polled_messages(db, fake):
     assert (again["messages_edited"], again["messages_deleted"], again["reactions_new"]) == (0, 0, 0)
 
 
+def test_only_the_emoji_whose_count_changed_is_read_again(db, fake):
+    small_world(fake)
+    posted = _post_many(fake, "200", 5)
+    mid = posted[2]["id"]
+    for user in ("501", "502"):
+        fake.react("200", mid, user, "🔥")
+        fake.react("200", mid, user, "😀")
+    fake.react("200", mid, "503", "👍")
+    poll_with(db, fake, channel_ids=["200"])
+    fake.react("200", mid, "503", "😀")              # one more 😀
+    fake.reactions[mid][("👍", "")].remove("503")    # 👍 gone from the message altogether
+    fake.clear_log()
+    s = poll_with(db, fake, channel_ids=["200"]).summary
+    assert s["reactions_new"] == 1
+    # 😀 only: 🔥's count did not change, and a reaction no longer there has nothing to read
+    assert [e.path.split("/")[-1] for e in fake.requests("reactors")] == ["%F0%9F%98%80"]
+    live = db.execute("SELECT user_id, emoji FROM reactions WHERE message_id = ? "
+                      "AND removed_at IS NULL", [mid]).fetchall()
+    assert sorted(live) == [("501", "🔥"), ("501", "😀"), ("502", "🔥"), ("502", "😀"),
+                            ("503", "😀")]
+    assert db.execute("SELECT removed_at IS NOT NULL FROM reactions WHERE message_id = ? "
+                      "AND emoji = '👍'", [mid]).fetchall() == [(1,)]
+    # the stored counts are Discord's again: the next poll reads nothing
+    fake.clear_log()
+    again = poll_with(db, fake, channel_ids=["200"]).summary
+    assert again["reactions_new"] == 0 and fake.requests("reactors") == []
+
+
 def test_deleting_the_oldest_message_of_a_short_channel_is_noticed(db, fake):
     # A page shorter than 100 is the whole channel: a stored message missing from it is gone.
     small_world(fake)

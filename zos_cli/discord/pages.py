@@ -60,21 +60,35 @@ class PageWriter:
         return self.gated[server_id]
 
     # ------------------------------------------------------------------ fetching
-    def reactors(self, channel_id: str, message: dict) -> dict[tuple[str, str], list[dict]]:
-        return {
-            convert.emoji_key(r.get("emoji") or {}):
-                api.reactors(self.client, channel_id, str(message["id"]), r.get("emoji") or {})
-            for r in message.get("reactions") or []
-        }
+    def reactors(self, channel_id: str, message: dict,
+                 emojis: set[tuple[str, str]] | None = None) -> dict[tuple[str, str], list[dict]]:
+        """The users of each reaction of the message, or of those whose `emoji_key` is in
+        `emojis`. A reaction left out is recorded with its count and no users: a list shorter
+        than its count, which adds no one and takes no one's reaction away."""
+        out = {}
+        for r in message.get("reactions") or []:
+            key = convert.emoji_key(r.get("emoji") or {})
+            if emojis is None or key in emojis:
+                out[key] = api.reactors(self.client, channel_id, str(message["id"]),
+                                        r.get("emoji") or {})
+        return out
 
-    def records(self, messages: list[dict], *, reactions_for: set[str] | None = None) -> list[MessageRecord]:
-        """Records in snowflake order. Reactors are fetched for messages in `reactions_for`
-        (default: every message); the others carry `reactions=None` (not known here)."""
+    def records(self, messages: list[dict], *,
+                reactions_for: dict[str, set[tuple[str, str]] | None] | None = None,
+                ) -> list[MessageRecord]:
+        """Records in snowflake order. Reactors are fetched for the messages in
+        `reactions_for` (default: every message), of the emojis it names for each (None: all);
+        the other messages carry `reactions=None` (not known here)."""
         observed = now_stored()
         out = []
         for m in sorted(messages, key=lambda m: int(m["id"])):
-            fetch = reactions_for is None or str(m["id"]) in reactions_for
-            reactors = self.reactors(str(m["channel_id"]), m) if fetch else None
+            mid = str(m["id"])
+            if reactions_for is None:
+                reactors = self.reactors(str(m["channel_id"]), m)
+            elif mid in reactions_for:
+                reactors = self.reactors(str(m["channel_id"]), m, reactions_for[mid])
+            else:
+                reactors = None
             out.append(convert.message(m, observed_at=observed, reactors=reactors))
         return out
 

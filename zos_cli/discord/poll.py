@@ -4,7 +4,8 @@ Per channel, one request for its newest 100 messages serves two purposes:
 - what is new: the messages after the channel's cursor (when more than a page arrived, the
   gap is read with `after=` pages, oldest first, each written with its cursor advance);
 - recent changes: among those 100, stored messages whose edit time or reaction counts
-  differ are written again (reactors re-read), and stored ones missing are marked deleted.
+  differ are written again (the reactors of the emoji whose count moved re-read), and
+  stored ones missing are marked deleted.
 A channel without a cursor starts with its newest `initial_messages`; deeper history is
 `zos ingest --token`. Threads archived since the previous poll are polled too (see
 `archived`). An idle poll of C channels costs C message requests, plus a few per guild for
@@ -263,7 +264,8 @@ class PollRun:
 
     def _write_window(self, channel: ChannelRecord, new: list[dict], window: list[dict]) -> None:
         """New messages plus what changed among the stored ones of the newest page."""
-        changed, reactions_changed, deleted = [], set(), []
+        changed, deleted = [], []
+        reactions_changed: dict[str, set[tuple[str, str]]] = {}  # message → emojis to read
         if window:
             # Compared with the stored messages in the page's span only: a newer one may have
             # been stored meanwhile by another job (it is not deleted), and a page shorter
@@ -281,9 +283,13 @@ class PollRun:
                 if known is None:
                     continue
                 edited = normalize(m["edited_timestamp"]) if m.get("edited_timestamp") else None
-                react = _reaction_counts(m) != known.reactions
+                counts = _reaction_counts(m)
+                react = counts != known.reactions
                 if react:
-                    reactions_changed.add(str(m["id"]))
+                    # Only the emojis whose count moved are read again (one request each at
+                    # least); one no longer on the message has no one to read.
+                    reactions_changed[str(m["id"])] = {
+                        key for key, n in counts.items() if known.reactions.get(key) != n}
                 if react or edited != known.edited_at:
                     changed.append(m)
         if not new and not changed and not deleted:
@@ -294,10 +300,12 @@ class PollRun:
         self.deleted += len(deleted)
         last = max(new, key=lambda m: int(m["id"])) if new else None
         self._write(channel, new + [m for m in changed if str(m["id"]) not in new_ids], last,
-                    reactions_for=new_ids | reactions_changed, deleted=deleted)
+                    reactions_for={**reactions_changed, **dict.fromkeys(new_ids)},
+                    deleted=deleted)
 
     def _write(self, channel: ChannelRecord, messages: list[dict], last: dict | None, *,
-               reactions_for: set[str] | None = None, deleted: list[str] = ()) -> None:
+               reactions_for: dict[str, set[tuple[str, str]] | None] | None = None,
+               deleted: list[str] = ()) -> None:
         records = self.pages.records(messages, reactions_for=reactions_for)
         last_id = str(last["id"]) if last else None
         last_at = normalize(last["timestamp"]) if last else None

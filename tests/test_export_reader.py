@@ -208,6 +208,15 @@ BAD = {
     "bad time": (lambda g: _replace(g, b'"timestamp": "2024', b'"timestamp": "yesterday'),
                  f"message {snowflake(0)}: `timestamp` is not an ISO-8601 time: "
                  f"'yesterday-03-01T12:00:00.000+00:00', at message index 0 (byte {M0})"),
+    "nested too deeply": (lambda g: _replace(g, b'"components": []',
+                                            b'"components": ' + b"[" * 5000 + b"]" * 5000),
+                          "not a valid message: arrays or objects nested too deeply (no export "
+                          f"nests more than a few levels), at message index 0 (byte {M0})"),
+    "header nested too deeply": (lambda g: _replace(g, b'"iconUrl"', b'"x": ' + b"[" * 5000
+                                                    + b"]" * 5000 + b', "iconUrl"'),
+                                 "`guild` is not valid: arrays or objects nested too deeply (no "
+                                 "export nests more than a few levels), at byte "
+                                 f"{GOOD.index(b'{', 1)}"),
     "junk after": (lambda g: g + b"{}", f"unexpected data after the export ('{{'), at byte {END}"),
     "count mismatch": (lambda g: _replace(g, b'"messageCount": 2', b'"messageCount": 5'),
                        f"`messageCount` says 5 but the file holds 2 messages, at byte {END}"),

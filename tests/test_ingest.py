@@ -7,7 +7,7 @@ import json
 import re
 import shutil
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, run_zos
 from tests.exports import Export, attachment, emoji, message, reaction, role, snowflake, user
 from zos_cli import locks
 
@@ -238,6 +238,23 @@ def test_a_bad_file_is_reported_and_the_others_are_ingested(cli, db, tmp_path):
     # A failed file is not "unchanged": it is read again (and fails again) next time.
     again, _ = ingest(cli, str(bad_path))
     assert again.exit_code == 65
+
+
+def test_deeply_nested_json_is_bad_input_not_a_crash(db_path, tmp_path):
+    ex = Export(channel_id="2001", messages=[message(snowflake(m), ALICE, f"m{m}")
+                                             for m in range(3)])
+    raw = ex.dumps()
+    nest = raw.rindex(b'"components": []')  # message 2's
+    path = tmp_path / "deep.json"
+    path.write_bytes(raw[:nest] + b'"components": ' + b"[" * 100_000 + b"]" * 100_000
+                     + raw[nest + len(b'"components": []'):])
+    m2 = raw.rindex(b"\n    {") + 5
+    result = run_zos("--db", str(db_path), "ingest", "--json", str(path))
+    assert result.returncode == 65, result.stderr
+    assert result.stderr == (f"Error: {path}: not a valid message: arrays or objects nested too "
+                             "deeply (no export nests more than a few levels), at message index "
+                             f"2 (byte {m2})\n")
+    assert json.loads(result.stdout)["messages_new"] == 2
 
 
 def test_usage_errors(cli, tmp_path):

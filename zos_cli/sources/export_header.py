@@ -21,6 +21,7 @@ from zos_cli.sources.jsonscan import (
 )
 
 DM_GUILD_ID = "0"
+TOO_DEEP = "arrays or objects nested too deeply (no export nests more than a few levels)"
 
 
 @dataclass
@@ -123,6 +124,8 @@ def _decode(s: JsonScanner, decoder, start: int, end: int, what: str):
     except msgspec.DecodeError as exc:
         raise JsonScanError(f"malformed JSON in {what}: {strip_byte_note(str(exc))}",
                             decode_error_offset(exc, s.offset(start))) from None
+    except RecursionError:
+        raise JsonScanError(f"{what} is not valid: {TOO_DEEP}", s.offset(start)) from None
 
 def _skip_array(s: JsonScanner, pos: int) -> int | None:
     """Step over the messages array element by element (never holding it whole); the

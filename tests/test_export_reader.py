@@ -161,6 +161,8 @@ M1 = GOOD.index(b"\n    {", M0) + 5       # where message 1 starts
 END = GOOD.rindex(b"}") + 1              # just after the export
 MESSAGES = GOOD.index(b'"messages": ') + len('"messages": ')
 HI = GOOD.index(b'"hi"')
+CHANNEL = GOOD.index(b'"channel": ') + len('"channel": ')
+EXPORTED_AT = GOOD.index(b'"2024-03-10T12:00:00.000+00:00"')
 
 
 def _replace(data: bytes, old: bytes, new: bytes) -> bytes:
@@ -217,6 +219,18 @@ BAD = {
                                  "`guild` is not valid: arrays or objects nested too deeply (no "
                                  "export nests more than a few levels), at byte "
                                  f"{GOOD.index(b'{', 1)}"),
+    "bad channel id": (lambda g: _replace(g, b'"id": "2001"', b'"id": "general"'),
+                       "`channel.id` 'general' is not a Discord id (a string of digits, at most "
+                       f"2^64 - 1), at byte {CHANNEL}"),
+    "bad guild id": (lambda g: _replace(g, b'"id": "1001"', b'"id": "g1"'),
+                     "`guild.id` 'g1' is not a Discord id (a string of digits, at most 2^64 - 1)"
+                     f", at byte {GOOD.index(b'{', 1)}"),
+    "bad exportedAt": (lambda g: _replace(g, b'"2024-03-10T12:00:00.000+00:00"', b'"soon"'),
+                       "`exportedAt` is not an ISO-8601 time: 'soon', at byte "
+                       f"{EXPORTED_AT}"),
+    "no guild": (lambda g: _replace(g, b'"guild"', b'"server"'),
+                 "channel type 'GuildTextChat' is a server's, but the export has no `guild` "
+                 f"object, at byte {CHANNEL + 1}"),  # ("server" is a byte longer)
     "junk after": (lambda g: g + b"{}", f"unexpected data after the export ('{{'), at byte {END}"),
     "count mismatch": (lambda g: _replace(g, b'"messageCount": 2', b'"messageCount": 5'),
                        f"`messageCount` says 5 but the file holds 2 messages, at byte {END}"),

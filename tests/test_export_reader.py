@@ -181,6 +181,10 @@ BAD = {
                     "`messages` array, at byte 71"),
     "messages not a list": (lambda g: _replace(g, b'"messages": [', b'"messages": {"a": ['),
                             f"`messages` is not a list (found an object), at byte {MESSAGES}"),
+    "messages null": (lambda g: _replace(g, b'"messages": [', b'"messages": null, "x": ['),
+                      f"`messages` is not a list (found null), at byte {MESSAGES}"),
+    "messages a number": (lambda g: _replace(g, b'"messages": [', b'"messages": 7, "x": ['),
+                          f"`messages` is not a list (found a number), at byte {MESSAGES}"),
     "non-UTF-8": (lambda g: _replace(g, b'"hi"', b'"h\xffi"'),
                   "not UTF-8 text (byte 0xff): exports are UTF-8, at message index 0 "
                   f"(byte {HI + 2})"),

@@ -93,8 +93,12 @@ def read_members(s: JsonScanner, pos: int, fields: dict, *, stop_at_messages: bo
         if key == "messages":
             if s.byte_at(pos) != 0x5B:
                 found = s.byte_at(pos)
+                s.byte_at(pos + 4)  # (buffered, to tell null, true and false)
+                literal = bytes(s.buf[pos:pos + 5]).rstrip(b" \t\r\n,}")
                 kind = {0x7B: "an object", 0x22: "a string", None: "the end of the file"}.get(
-                    found, describe_byte(found))
+                    found) or (literal.decode() if literal in (b"null", b"true", b"false")
+                               else "a number" if found in b"-0123456789"
+                               else describe_byte(found))
                 raise JsonScanError(f"`messages` is not a list (found {kind})", s.offset(pos))
             if stop_at_messages:
                 return pos, s.offset(pos)

@@ -265,6 +265,19 @@ def test_usage_errors(cli, tmp_path):
     result = cli("ingest", str(tmp_path / "nope.json"))
     assert result.exit_code == 2
     assert result.stderr == f"Error: no such file or folder: {tmp_path / 'nope.json'}\n"
+    # Arguments that would be ignored are refused.
+    result = cli("ingest", "--history", str(EXAMPLE))
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: --history lists past ingests: give it no PATH and no API "
+                             "backfill option\n")
+    result = cli("ingest", "--limit", "3", str(EXAMPLE))
+    assert (result.exit_code, result.stderr) == (2, "Error: --limit goes with --history\n")
+    # Under --json the summary is printed all the same, with the error.
+    for args in [(), ("--limit", "3", str(EXAMPLE)), (str(tmp_path / "nope.json"),)]:
+        result = cli("ingest", "--json", *args)
+        assert result.exit_code == 2
+        summary = json.loads(result.stdout)
+        assert summary["files"] == 0 and summary["errors"][0]["file"] is None
 
 
 def test_a_second_ingest_waits_for_no_one(cli, db_path):

@@ -206,6 +206,25 @@ def test_history_and_status(cli, db):
     assert status["last_ingest"]["status"] == "completed"
 
 
+def test_status_shows_the_last_run_not_just_its_last_file(cli, db, tmp_path):
+    Export(channel_id="2002", messages=[message(snowflake(0), ALICE, "b")]).write(
+        tmp_path / "in" / "b.json")
+    ingest(cli, str(tmp_path / "in"))
+    Export(channel_id="2001", messages=[message(snowflake(m), ALICE, f"a{m}")
+                                        for m in range(1, 6)]).write(tmp_path / "in" / "a.json")
+    _, summary = ingest(cli, str(tmp_path / "in"))  # a.json new, b.json (listed last) unchanged
+    status = json.loads(cli("status", "--json").stdout)
+    assert (status["last_ingest"]["path"], status["last_ingest"]["status"]) == (
+        str(tmp_path / "in" / "b.json"), "skipped")
+    run = status["last_ingest_run"]
+    assert {k: run[k] for k in ("ingest_id", "files", "files_skipped_unchanged", "messages_new",
+                                "messages_seen", "errors")} == {
+        "ingest_id": summary["ingest_id"], "files": 2, "files_skipped_unchanged": 1,
+        "messages_new": 5, "messages_seen": 0, "errors": 0}
+    line = next(x for x in cli("status").stdout.splitlines() if x.startswith("last ingest"))
+    assert line.rstrip().endswith("2 files: 5 new messages, 0 already stored, 1 unchanged")
+
+
 # ---------------------------------------------------------------------- bad input, usage, locks
 def test_a_bad_file_is_reported_and_the_others_are_ingested(cli, db, tmp_path):
     good = Export(channel_id="2001", messages=[message(snowflake(10), ALICE, "fine")])

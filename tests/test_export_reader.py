@@ -161,6 +161,8 @@ M1 = GOOD.index(b"\n    {", M0) + 5       # where message 1 starts
 END = GOOD.rindex(b"}") + 1              # just after the export
 MESSAGES = GOOD.index(b'"messages": ') + len('"messages": ')
 HI = GOOD.index(b'"hi"')
+CHANNEL = GOOD.index(b'"channel": ') + len('"channel": ')
+EXPORTED_AT = GOOD.index(b'"2024-03-10T12:00:00.000+00:00"')
 
 
 def _replace(data: bytes, old: bytes, new: bytes) -> bytes:
@@ -179,6 +181,10 @@ BAD = {
                     "`messages` array, at byte 71"),
     "messages not a list": (lambda g: _replace(g, b'"messages": [', b'"messages": {"a": ['),
                             f"`messages` is not a list (found an object), at byte {MESSAGES}"),
+    "messages null": (lambda g: _replace(g, b'"messages": [', b'"messages": null, "x": ['),
+                      f"`messages` is not a list (found null), at byte {MESSAGES}"),
+    "messages a number": (lambda g: _replace(g, b'"messages": [', b'"messages": 7, "x": ['),
+                          f"`messages` is not a list (found a number), at byte {MESSAGES}"),
     "non-UTF-8": (lambda g: _replace(g, b'"hi"', b'"h\xffi"'),
                   "not UTF-8 text (byte 0xff): exports are UTF-8, at message index 0 "
                   f"(byte {HI + 2})"),
@@ -208,6 +214,27 @@ BAD = {
     "bad time": (lambda g: _replace(g, b'"timestamp": "2024', b'"timestamp": "yesterday'),
                  f"message {snowflake(0)}: `timestamp` is not an ISO-8601 time: "
                  f"'yesterday-03-01T12:00:00.000+00:00', at message index 0 (byte {M0})"),
+    "nested too deeply": (lambda g: _replace(g, b'"components": []',
+                                            b'"components": ' + b"[" * 5000 + b"]" * 5000),
+                          "not a valid message: arrays or objects nested too deeply (no export "
+                          f"nests more than a few levels), at message index 0 (byte {M0})"),
+    "header nested too deeply": (lambda g: _replace(g, b'"iconUrl"', b'"x": ' + b"[" * 5000
+                                                    + b"]" * 5000 + b', "iconUrl"'),
+                                 "`guild` is not valid: arrays or objects nested too deeply (no "
+                                 "export nests more than a few levels), at byte "
+                                 f"{GOOD.index(b'{', 1)}"),
+    "bad channel id": (lambda g: _replace(g, b'"id": "2001"', b'"id": "general"'),
+                       "`channel.id` 'general' is not a Discord id (a string of digits, at most "
+                       f"2^64 - 1), at byte {CHANNEL}"),
+    "bad guild id": (lambda g: _replace(g, b'"id": "1001"', b'"id": "g1"'),
+                     "`guild.id` 'g1' is not a Discord id (a string of digits, at most 2^64 - 1)"
+                     f", at byte {GOOD.index(b'{', 1)}"),
+    "bad exportedAt": (lambda g: _replace(g, b'"2024-03-10T12:00:00.000+00:00"', b'"soon"'),
+                       "`exportedAt` is not an ISO-8601 time: 'soon', at byte "
+                       f"{EXPORTED_AT}"),
+    "no guild": (lambda g: _replace(g, b'"guild"', b'"server"'),
+                 "channel type 'GuildTextChat' is a server's, but the export has no `guild` "
+                 f"object, at byte {CHANNEL + 1}"),  # ("server" is a byte longer)
     "junk after": (lambda g: g + b"{}", f"unexpected data after the export ('{{'), at byte {END}"),
     "count mismatch": (lambda g: _replace(g, b'"messageCount": 2', b'"messageCount": 5'),
                        f"`messageCount` says 5 but the file holds 2 messages, at byte {END}"),

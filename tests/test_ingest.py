@@ -7,7 +7,7 @@ import json
 import re
 import shutil
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, run_zos
 from tests.exports import Export, attachment, emoji, message, reaction, role, snowflake, user
 from zos_cli import locks
 
@@ -206,6 +206,25 @@ def test_history_and_status(cli, db):
     assert status["last_ingest"]["status"] == "completed"
 
 
+def test_status_shows_the_last_run_not_just_its_last_file(cli, db, tmp_path):
+    Export(channel_id="2002", messages=[message(snowflake(0), ALICE, "b")]).write(
+        tmp_path / "in" / "b.json")
+    ingest(cli, str(tmp_path / "in"))
+    Export(channel_id="2001", messages=[message(snowflake(m), ALICE, f"a{m}")
+                                        for m in range(1, 6)]).write(tmp_path / "in" / "a.json")
+    _, summary = ingest(cli, str(tmp_path / "in"))  # a.json new, b.json (listed last) unchanged
+    status = json.loads(cli("status", "--json").stdout)
+    assert (status["last_ingest"]["path"], status["last_ingest"]["status"]) == (
+        str(tmp_path / "in" / "b.json"), "skipped")
+    run = status["last_ingest_run"]
+    assert {k: run[k] for k in ("ingest_id", "files", "files_skipped_unchanged", "messages_new",
+                                "messages_seen", "errors")} == {
+        "ingest_id": summary["ingest_id"], "files": 2, "files_skipped_unchanged": 1,
+        "messages_new": 5, "messages_seen": 0, "errors": 0}
+    line = next(x for x in cli("status").stdout.splitlines() if x.startswith("last ingest"))
+    assert line.rstrip().endswith("2 files: 5 new messages, 0 already stored, 1 unchanged")
+
+
 # ---------------------------------------------------------------------- bad input, usage, locks
 def test_a_bad_file_is_reported_and_the_others_are_ingested(cli, db, tmp_path):
     good = Export(channel_id="2001", messages=[message(snowflake(10), ALICE, "fine")])
@@ -240,6 +259,23 @@ def test_a_bad_file_is_reported_and_the_others_are_ingested(cli, db, tmp_path):
     assert again.exit_code == 65
 
 
+def test_deeply_nested_json_is_bad_input_not_a_crash(db_path, tmp_path):
+    ex = Export(channel_id="2001", messages=[message(snowflake(m), ALICE, f"m{m}")
+                                             for m in range(3)])
+    raw = ex.dumps()
+    nest = raw.rindex(b'"components": []')  # message 2's
+    path = tmp_path / "deep.json"
+    path.write_bytes(raw[:nest] + b'"components": ' + b"[" * 100_000 + b"]" * 100_000
+                     + raw[nest + len(b'"components": []'):])
+    m2 = raw.rindex(b"\n    {") + 5
+    result = run_zos("--db", str(db_path), "ingest", "--json", str(path))
+    assert result.returncode == 65, result.stderr
+    assert result.stderr == (f"Error: {path}: not a valid message: arrays or objects nested too "
+                             "deeply (no export nests more than a few levels), at message index "
+                             f"2 (byte {m2})\n")
+    assert json.loads(result.stdout)["messages_new"] == 2
+
+
 def test_usage_errors(cli, tmp_path):
     result = cli("ingest")
     assert result.exit_code == 2
@@ -248,6 +284,19 @@ def test_usage_errors(cli, tmp_path):
     result = cli("ingest", str(tmp_path / "nope.json"))
     assert result.exit_code == 2
     assert result.stderr == f"Error: no such file or folder: {tmp_path / 'nope.json'}\n"
+    # Arguments that would be ignored are refused.
+    result = cli("ingest", "--history", str(EXAMPLE))
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: --history lists past ingests: give it no PATH and no API "
+                             "backfill option\n")
+    result = cli("ingest", "--limit", "3", str(EXAMPLE))
+    assert (result.exit_code, result.stderr) == (2, "Error: --limit goes with --history\n")
+    # Under --json the summary is printed all the same, with the error.
+    for args in [(), ("--limit", "3", str(EXAMPLE)), (str(tmp_path / "nope.json"),)]:
+        result = cli("ingest", "--json", *args)
+        assert result.exit_code == 2
+        summary = json.loads(result.stdout)
+        assert summary["files"] == 0 and summary["errors"][0]["file"] is None
 
 
 def test_a_second_ingest_waits_for_no_one(cli, db_path):

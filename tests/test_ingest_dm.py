@@ -253,6 +253,23 @@ def test_a_bad_part_still_counts_who_it_showed(cli, db, config_file, tmp_path, t
                       ).fetchone() == ('["894"]',)
 
 
+def test_a_bad_dm_file_stores_nothing_even_with_consent(cli, db, config_file, tmp_path):
+    # Unlike a server channel's file, a DM file is stored whole or not at all: who is in the
+    # conversation is known only once the file is read to its end (README, Bad input).
+    cli("consent", "grant", "733")
+    raw = dm_export("4010", "priya_k", messages=[
+        message(snowflake(m), PRIYA, f"m{m} {CANARY}") for m in range(3)]).dumps()
+    path = tmp_path / "dm.json"
+    path.write_bytes(raw[:raw.index(snowflake(2).encode()) + 5])
+    result = cli("--config", str(config_file), "ingest", str(path), "--json")
+    assert result.exit_code == 65
+    summary = json.loads(result.stdout)
+    assert (summary["messages_new"], len(summary["errors"])) == (0, 1)
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+    path.write_bytes(raw)
+    assert ingest(cli, config_file, path)["messages_new"] == 3
+
+
 def test_a_one_to_one_dm_whose_other_side_is_unknown_is_not_stored(cli, db, tmp_path):
     # No self id: the exporting account (999) speaks alone in a DM named after "zed", whom
     # nothing identifies. Its consent is not zed's.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import sqlite_utils
@@ -22,6 +23,10 @@ COUNTED_TABLES = [
     "llm_calls",
     "consents",
 ]
+
+# What `last_ingest_run` shows of an ingest run's summary (`errors`: how many files failed).
+RUN_KEYS = ("ingest_id", "files", "files_skipped_unchanged", "messages_new", "messages_seen",
+            "errors")
 
 
 def file_size(db_path: Path) -> int:
@@ -47,6 +52,7 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
         "newer_than_code": state.newer_than_code,
         "counts": table_counts(db, [t for t in COUNTED_TABLES if db[t].exists()]),
         "last_ingest": None,
+        "last_ingest_run": None,
         "last_poll_at": None,
         "last_reflect": None,
         "top_salience": [],
@@ -56,6 +62,12 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
     last_ingest = db.execute(
         "SELECT path, status, messages_new, finished_at FROM ingest_log "
         "WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    # The last ingest_log row is one file; the run it belongs to is the `ingest` event its
+    # run recorded at the end (with the run's totals).
+    last_run = db.execute(
+        "SELECT payload, created_at FROM events WHERE event_type = 'ingest' "
+        "ORDER BY created_at DESC LIMIT 1"
     ).fetchone()
     last_poll = db.execute("SELECT max(last_polled_at) FROM poll_state").fetchone()[0]
     last_reflect = db.execute(
@@ -71,6 +83,10 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
         "last_ingest": dict(zip(("path", "status", "messages_new", "finished_at"), last_ingest))
         if last_ingest
         else None,
+        "last_ingest_run": {
+            **{k: json.loads(last_run[0]).get(k) for k in RUN_KEYS},
+            "finished_at": last_run[1],
+        } if last_run else None,
         "last_poll_at": last_poll,
         "last_reflect": dict(zip(("layer", "status", "started_at"), last_reflect))
         if last_reflect

@@ -137,7 +137,7 @@ def _print_status(doc: dict) -> None:
                            if doc["newer_than_code"] else doc["schema_version"]),
         "pending migrations": ", ".join(doc["pending_migrations"]) or "none",
         **{k: v for k, v in doc["counts"].items()},
-        "last ingest": _describe_ingest(doc["last_ingest"]),
+        "last ingest": _describe_ingest(doc["last_ingest"], doc.get("last_ingest_run")),
         "last poll": doc["last_poll_at"] or "never",
         "last reflect": _describe_reflect(doc["last_reflect"]),
     }
@@ -148,7 +148,14 @@ def _print_status(doc: dict) -> None:
         output.note("Run `zos migrate` to apply the pending migrations.")
 
 
-def _describe_ingest(row: dict | None) -> str:
+def _describe_ingest(row: dict | None, run: dict | None) -> str:
+    """The last `zos ingest` run with its totals, unless a file logged later (an API
+    backfill) is newer: then that file."""
+    if run and (not row or (row["finished_at"] or "") <= run["finished_at"]):
+        failed = f", {run['errors']} failed" if run["errors"] else ""
+        return (f"{run['finished_at']} {run['files']} files: {run['messages_new']} new "
+                f"messages, {run['messages_seen']} already stored, "
+                f"{run['files_skipped_unchanged']} unchanged{failed}")
     if not row:
         return "never"
     return f"{row['finished_at']} {row['path']} ({row['status']}, {row['messages_new']} new)"

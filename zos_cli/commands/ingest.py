@@ -62,11 +62,21 @@ def ingest(
     (same size and sha256) is skipped. Bad files are reported (exit 65) after the others
     are ingested; the summary is printed either way."""
     fmt = output.choose(json_, nl)
+    api = token is not None or channel or guild or since is not None or max_wait is not None
     if history:
+        if paths or api:
+            raise UsageProblem("--history lists past ingests: give it no PATH and no API "
+                               "backfill option")
         _history(ctx, fmt, limit)
         return
     summary_format = output.Format.JSON if fmt is output.Format.NL else fmt  # one document
-    if token is not None or channel or guild or since is not None or max_wait is not None:
+    if not api:  # (a usage error prints the summary too, like the other failures)
+        from zos_cli.ingest import empty_summary
+
+        output.summary_on_failure(summary_format, empty_summary(), "file")
+    if limit is not None:
+        raise UsageProblem("--limit goes with --history")
+    if api:
         if paths:
             raise UsageProblem("give export PATHs or an API backfill (--token/--channel/"
                                "--guild/--since/--max-wait), not both")
@@ -92,9 +102,8 @@ def _history(ctx: typer.Context, fmt: output.Format, limit: int | None) -> None:
 
 def _ingest_exports(ctx: typer.Context, paths: list[str], fmt: output.Format,
                     batch_messages: int) -> None:
-    from zos_cli.ingest import empty_summary, ingest_exports
+    from zos_cli.ingest import ingest_exports
 
-    output.summary_on_failure(fmt, empty_summary(), "file")
     app_state = state(ctx)
     with app_state.database() as db, locks.job_lock(app_state.db_path, "ingest"), \
             output.progress("Ingesting", unit="messages") as bar:

@@ -22,7 +22,13 @@ import msgspec
 from zos_cli.errors import InputDataError
 from zos_cli.records import MessageRecord
 from zos_cli.sources import export_schema as schema
-from zos_cli.sources.export_header import ExportHeader, read_header, read_members, utf8_problem
+from zos_cli.sources.export_header import (
+    TOO_DEEP,
+    ExportHeader,
+    read_header,
+    read_members,
+    utf8_problem,
+)
 from zos_cli.sources.jsonscan import (
     JsonScanError,
     JsonScanner,
@@ -37,6 +43,11 @@ from zos_cli.sources.jsonscan import (
 # run per open file, so a run is also at most an eighth of the read chunk (which shrinks as
 # more files are merged): together at most ≈ 1/6 of the merge's read-ahead.
 RUN_BYTES = 128 << 10
+
+# msgspec decodes nested arrays and objects recursively, up to Python's recursion limit:
+# deeper (`[[[[…` a thousand levels) is a RecursionError, reported as bad input.
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError,
+                  RecursionError)
 
 
 class ExportError(InputDataError):
@@ -229,7 +240,7 @@ class ExportFile:
         raw[0], raw[-1] = 0x5B, 0x5D  # the bytes around the run become the brackets of a list
         try:
             return schema.message_list_decoder.decode(raw), end
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        except _DECODE_ERRORS:
             return None, end
 
     def _one_message(self, pos: int, index: int, builder, ids: _IdCheck):
@@ -237,13 +248,13 @@ class ExportFile:
         end, certain = s.element_end(pos, f"message {index}")
         try:
             x = schema.message_decoder.decode(s.buf[pos:end])
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        except _DECODE_ERRORS:
             if certain:
                 raise self._message_decode_problem(pos, end, index) from None
             end = s._composite_end(pos, f"message {index}")
             try:
                 x = schema.message_decoder.decode(s.buf[pos:end])
-            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            except _DECODE_ERRORS:
                 raise self._message_decode_problem(pos, end, index) from None
         return self._record(x, builder, ids, pos, 0, index), end
 
@@ -285,6 +296,9 @@ class ExportFile:
         except msgspec.DecodeError as exc:
             return ExportError(self.label, f"malformed JSON: {strip_byte_note(str(exc))}",
                                decode_error_offset(exc, s.offset(pos)), index)
+        except RecursionError:
+            return ExportError(self.label, f"not a valid message: {TOO_DEEP}", s.offset(pos),
+                               index)
         return ExportError(self.label, "message could not be decoded", s.offset(pos), index)
 
     def _read_trailer(self, pos: int, count: int) -> None:

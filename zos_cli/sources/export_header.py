@@ -21,6 +21,7 @@ from zos_cli.sources.jsonscan import (
 )
 
 DM_GUILD_ID = "0"
+TOO_DEEP = "arrays or objects nested too deeply (no export nests more than a few levels)"
 
 
 @dataclass
@@ -42,6 +43,7 @@ def read_header(s: JsonScanner, size: int) -> ExportHeader:
             "save it without the BOM (e.g. `tail -c +4 FILE > FIXED`)", 0
         )
     fields: dict[str, object] = {}
+    offsets: dict[str, int] = {}  # where each header value starts (to locate its problems)
     pos = s.skip_ws(0)
     found = s.byte_at(pos)
     if found != 0x7B:
@@ -50,7 +52,8 @@ def read_header(s: JsonScanner, size: int) -> ExportHeader:
             f"not a DiscordChatExporter channel export: expected a JSON object, found {what}",
             s.offset(pos),
         )
-    pos, messages_offset = read_members(s, pos + 1, fields, stop_at_messages=True)
+    pos, messages_offset = read_members(s, pos + 1, fields, stop_at_messages=True,
+                                        offsets=offsets)
     if messages_offset is None:
         raise JsonScanError(
             "not a DiscordChatExporter channel export: it has no `messages` array",
@@ -61,15 +64,17 @@ def read_header(s: JsonScanner, size: int) -> ExportHeader:
         # and come back (stdin is spooled to a file, so every source can seek).
         pos = _skip_array(s, pos)
         if pos is not None:
-            read_members(s, pos, fields, stop_at_messages=False)
+            read_members(s, pos, fields, stop_at_messages=False, offsets=offsets)
         if "channel" not in fields:
             raise JsonScanError(
                 "not a DiscordChatExporter channel export: it has no `channel` object", 0
             )
-    return _header_from(fields, messages_offset)
+    return _header_from(fields, messages_offset, offsets)
 
-def read_members(s: JsonScanner, pos: int, fields: dict, *, stop_at_messages: bool):
-    """Read `"key": value` members until `messages` (returned with its `[` offset) or `}`."""
+def read_members(s: JsonScanner, pos: int, fields: dict, *, stop_at_messages: bool,
+                 offsets: dict | None = None):
+    """Read `"key": value` members until `messages` (returned with its `[` offset) or `}`;
+    `offsets` gets the file offset of each value read."""
     pos = s.skip_ws(pos)
     if s.byte_at(pos) == 0x7D and not fields:
         return pos + 1, None
@@ -88,8 +93,12 @@ def read_members(s: JsonScanner, pos: int, fields: dict, *, stop_at_messages: bo
         if key == "messages":
             if s.byte_at(pos) != 0x5B:
                 found = s.byte_at(pos)
+                s.byte_at(pos + 4)  # (buffered, to tell null, true and false)
+                literal = bytes(s.buf[pos:pos + 5]).rstrip(b" \t\r\n,}")
                 kind = {0x7B: "an object", 0x22: "a string", None: "the end of the file"}.get(
-                    found, describe_byte(found))
+                    found) or (literal.decode() if literal in (b"null", b"true", b"false")
+                               else "a number" if found in b"-0123456789"
+                               else describe_byte(found))
                 raise JsonScanError(f"`messages` is not a list (found {kind})", s.offset(pos))
             if stop_at_messages:
                 return pos, s.offset(pos)
@@ -98,6 +107,8 @@ def read_members(s: JsonScanner, pos: int, fields: dict, *, stop_at_messages: bo
         decoder = _HEADER_DECODERS.get(key)
         if decoder is not None:
             fields[key] = _decode(s, decoder, pos, end, f"`{key}`")
+            if offsets is not None:
+                offsets[key] = s.offset(pos)
         pos = s.skip_ws(end)
         found = s.byte_at(pos)
         if found == 0x2C:
@@ -123,6 +134,8 @@ def _decode(s: JsonScanner, decoder, start: int, end: int, what: str):
     except msgspec.DecodeError as exc:
         raise JsonScanError(f"malformed JSON in {what}: {strip_byte_note(str(exc))}",
                             decode_error_offset(exc, s.offset(start))) from None
+    except RecursionError:
+        raise JsonScanError(f"{what} is not valid: {TOO_DEEP}", s.offset(start)) from None
 
 def _skip_array(s: JsonScanner, pos: int) -> int | None:
     """Step over the messages array element by element (never holding it whole); the
@@ -144,29 +157,35 @@ def _skip_array(s: JsonScanner, pos: int) -> int | None:
     pos = s.skip_ws(pos + 1)
     return pos + 1 if s.byte_at(pos) == 0x2C else None
 
-def _header_from(fields: dict, messages_offset: int) -> ExportHeader:
+def _header_from(fields: dict, messages_offset: int, offsets: dict[str, int]) -> ExportHeader:
     guild: schema.XGuild | None = fields.get("guild")
     channel: schema.XChannel = fields["channel"]
     try:
         schema.check_snowflake(channel.id, "channel.id")
-        exported_at = fields.get("exportedAt")
-        if exported_at is not None:
-            exported_at = schema.stored_time(exported_at, "exportedAt")
     except schema.RecordError as exc:
-        raise JsonScanError(str(exc), 0) from None
+        raise JsonScanError(str(exc), offsets["channel"]) from None
+    exported_at = fields.get("exportedAt")
+    if exported_at is not None:
+        try:
+            exported_at = schema.stored_time(exported_at, "exportedAt")
+        except schema.RecordError as exc:
+            raise JsonScanError(str(exc), offsets["exportedAt"]) from None
     guild_id = guild.id if guild else DM_GUILD_ID
     ctype = records.CHANNEL_TYPES_BY_EXPORT_NAME.get(channel.type, "unknown")
     is_dm = ctype in records.DM_TYPES
+    if guild is None and not is_dm:
+        raise JsonScanError(f"channel type {channel.type!r} is a server's, but the export has "
+                            "no `guild` object", offsets["channel"])
     if is_dm != (guild_id == DM_GUILD_ID):
         raise JsonScanError(
             f"channel type {channel.type!r} does not match guild id {guild_id!r} "
-            "(DMs are exported with guild id \"0\")", 0
+            "(DMs are exported with guild id \"0\")", offsets["channel"]
         )
     if not is_dm:
         try:
             schema.check_snowflake(guild_id, "guild.id")
         except schema.RecordError as exc:
-            raise JsonScanError(str(exc), 0) from None
+            raise JsonScanError(str(exc), offsets["guild"]) from None
     thread = ctype in records.THREAD_TYPES
     record = ChannelRecord(
         id=channel.id,

@@ -34,6 +34,8 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterator
 
 import sqlite_utils
@@ -132,7 +134,7 @@ def _read_group(gated: list, group: int, chunk: int, seen: _Seen, newest: dict) 
     pending: list[tuple] = []  # chosen, to be checked against the stored messages
 
     def check() -> None:
-        for f, message in seen.taken(pending, channels):
+        for f, message in seen.taken(pending, channels, group):
             _note(message, channels[f].server_id, group, f, erased, newest)
         pending.clear()
 
@@ -163,8 +165,8 @@ class _Seen:
             for plan in group:
                 in_groups.setdefault(plan.channel.id, set()).add(g)
         self.spanning = {ch for ch, gs in in_groups.items() if len(gs) > 1}
-        self.written: dict[str, str | None] = {}  # message id → observed, spanning channels
-        self._stored_in: dict[str, bool] = {}     # server → has messages stored
+        self.written = _Written()  # what earlier groups wrote of the spanning channels
+        self._stored_in: dict[str, bool] = {}  # server → has messages stored
 
     def may_be_stored(self, channel) -> bool:
         return channel.id in self.spanning or self._has_messages(channel.server_id)
@@ -177,8 +179,8 @@ class _Seen:
                 is not None
         return known
 
-    def taken(self, chosen: list[tuple], channels: dict) -> list[tuple]:
-        """The (file index, record) of `chosen` the writer takes."""
+    def taken(self, chosen: list[tuple], channels: dict, group: int) -> list[tuple]:
+        """The (file index, record) of `chosen` (in merge group `group`) the writer takes."""
         lookup = [m.id for f, m in chosen if self._has_messages(channels[f].server_id)]
         stored = {}
         if lookup:
@@ -187,16 +189,50 @@ class _Seen:
                 "WHERE id IN (SELECT value FROM json_each(?))", [json.dumps(lookup)]).fetchall())
         taken = []
         for f, m in chosen:
-            if m.id in self.written:
-                known, before = True, self.written[m.id]
-            else:
+            spanning = channels[f].id in self.spanning
+            known, before = self.written.get(int(m.id)) if spanning else (False, None)
+            if not known:
                 known, before = m.id in stored, stored.get(m.id)
             if known and not _newer(m.observed_at, before):
                 continue  # an older or equal observation of a stored message
-            if channels[f].id in self.spanning:
-                self.written[m.id] = m.observed_at
+            if spanning:
+                self.written.add(group, int(m.id), m.observed_at)
             taken.append((f, m))
         return taken
+
+
+class _Written:
+    """Message id → the observation time the writer stores, for what earlier merge groups
+    write of the channels whose files fall in several groups: per group the ids in the order
+    merged (ascending: looked up by bisection, 12 bytes each), out-of-order ones aside."""
+
+    def __init__(self):
+        self.segments: list[tuple[int, array, array, dict]] = []  # (group, ids, at, aside)
+        self.times: list[str | None] = []
+        self._time_index: dict[str | None, int] = {}
+
+    def get(self, message_id: int) -> tuple[bool, str | None]:
+        for _, ids, at, aside in reversed(self.segments):  # the latest group wrote last
+            if message_id in aside:
+                return True, self.times[aside[message_id]]
+            i = bisect_left(ids, message_id)
+            if i < len(ids) and ids[i] == message_id:
+                return True, self.times[at[i]]
+        return False, None
+
+    def add(self, group: int, message_id: int, observed: str | None) -> None:
+        t = self._time_index.get(observed)
+        if t is None:
+            t = self._time_index[observed] = len(self.times)
+            self.times.append(observed)
+        if not self.segments or self.segments[-1][0] != group:
+            self.segments.append((group, array("Q"), array("I"), {}))
+        _, ids, at, aside = self.segments[-1]
+        if not ids or message_id > ids[-1]:
+            ids.append(message_id)
+            at.append(t)
+        else:
+            aside[message_id] = t
 
 
 def _note(message, server_id: str, group: int, file_index: int, erased: frozenset,

@@ -35,7 +35,7 @@ from typing import BinaryIO
 
 import sqlite_utils
 
-from zos_cli import consent
+from zos_cli import consent, ingest_files
 from zos_cli import db as db_module
 from zos_cli.audit import counts_of, record_event
 from zos_cli.errors import TemporaryFailure
@@ -51,7 +51,6 @@ from zos_cli.timeutil import now_stored
 BATCH_MESSAGES = 10_000        # messages per transaction (--batch-size)
 WRITE_CHUNK_MESSAGES = 2000    # messages per writer call: what is held in memory at once
 MAX_OPEN_FILES = 256          # files merged at once; more are merged group by group
-MERGE_BUFFER_BYTES = 32 << 20  # read-ahead shared by the open files
 WAL_PAGES_DURING_RUN = 10_000
 CACHE_KIB_DURING_RUN = 8 << 10
 GC_THRESHOLDS_DURING_RUN = (50_000, 20, 100)
@@ -221,7 +220,7 @@ class IngestRun:
 
     # ------------------------------------------------------------------ merge and write
     def _merge_and_write(self, group: list[FilePlan], writer: ObservationWriter) -> None:
-        chunk = max(64 << 10, min(1 << 20, MERGE_BUFFER_BYTES // max(1, len(group))))
+        chunk = ingest_files.merge_chunk_bytes(len(group))
         size = min(WRITE_CHUNK_MESSAGES, self.batch_messages)
         if len(group) == 1:
             # One file: already in its order, and it holds each id once (the reader refuses

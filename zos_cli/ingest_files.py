@@ -1,5 +1,6 @@
-"""Which files an ingest reads, reading them whole for their size and sha256, and the
-history of what was read (`zos ingest --history`)."""
+"""Which files an ingest reads, reading them whole for their size and sha256, how much of each
+is read ahead while they are merged, and the history of what was read (`zos ingest
+--history`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import BinaryIO
 from zos_cli.errors import UsageProblem
 
 STDIN = "-"
+MERGE_BUFFER_BYTES = 32 << 20  # read-ahead shared by the files merged at once
 
 
 def discover(paths: list[str]) -> list[str]:
@@ -37,6 +39,11 @@ def discover(paths: list[str]) -> list[str]:
     if missing:
         raise UsageProblem(f"no such file or folder: {', '.join(missing)}")
     return list(found)
+
+
+def merge_chunk_bytes(files: int) -> int:
+    """The read-ahead of each of `files` files merged at once (MERGE_BUFFER_BYTES shared)."""
+    return max(64 << 10, min(1 << 20, MERGE_BUFFER_BYTES // max(1, files)))
 
 
 def spool(stream: BinaryIO) -> tuple[BinaryIO, int, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import json
 
 import pytest
@@ -310,3 +311,19 @@ def test_generated_exports_read_back_or_fail_with_the_documented_error(tmp_path,
         read(path)
     except ExportError as exc:
         assert exc.message.startswith(f"{path}: ") and ", at " in exc.message
+
+
+@pytest.mark.parametrize("order", ["reversed", "shuffled"])
+def test_duplicate_ids_are_found_in_any_order(order, monkeypatch):
+    from zos_cli.sources.export import _IdCheck
+
+    monkeypatch.setattr(_IdCheck, "MERGE_ASIDE", 8)  # merged into the array many times
+    ids = list(range(1000, 1300))
+    if order == "reversed":
+        ids.reverse()
+    else:
+        random.Random(5).shuffle(ids)
+    check = _IdCheck()
+    assert all(check.add(i) for i in ids)
+    assert not any(check.add(i) for i in ids)
+    assert sorted((*check.ids, *check.aside)) == sorted(ids)

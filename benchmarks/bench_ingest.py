@@ -9,8 +9,9 @@
    reactions and users rows into a fresh zos database (no topics, no ledger, no validation).
 3. `zos ingest` of the same file into a fresh database, in-process, with full derivation
    (users, roles, tracking, mentions, reactions, media, links, sources, topics and ledger).
-   Also, as a diagnostic, the same ingest with salience switched off (an engine that drops
-   events), to show what the writer costs and what the salience engine costs.
+   Also, as diagnostics, the same ingest with salience switched off (an engine that drops
+   events), to show what the writer costs and what the salience engine costs; and the time a
+   privacy-gate role adds (the run then reads the file once first for its role sets).
 4. The re-ingest of the unchanged file (recognised by size + sha256 and skipped).
 5. Memory: generates `--memory-messages` messages (1M ≈ 1.4 GB) and runs
    `python -m zos_cli ingest` on it in a child process; its peak RSS comes from wait4() in a
@@ -100,6 +101,9 @@ class _DroppingEngine:
     """Diagnostic only: salience switched off, to separate the writer's cost from the engine's."""
 
     def __init__(self, db, config):
+        self.gate = self  # (the run settles its privacy gate on the engine's gate)
+
+    def settle(self, answers) -> None:
         pass
 
     def apply(self, event) -> None:
@@ -109,21 +113,57 @@ class _DroppingEngine:
         return 0
 
 
+def gated_config(export: Path) -> Config:
+    """The export's server with a privacy-gate role (one of the generated roles): the run then
+    reads the file once first for the role sets it shows."""
+    from zos_cli.sources.export import ExportFile
+
+    file = ExportFile(export)
+    try:
+        server_id = file.open().channel.server_id
+        role = next(file.messages()).author.roles[0].id
+    finally:
+        file.close()
+    return Config.model_validate(
+        {"servers": {server_id: {"privacy_gate_role": role}}})
+
+
+def gate_read(export: Path, db_path: Path) -> tuple[float, int]:
+    """What a privacy-gate role adds to an ingest run: the first read of the file for the role
+    sets it shows (ingest_gate.settle_gate), timed alone."""
+    from zos_cli.ingest import IngestRun
+    from zos_cli.ingest_gate import settle_gate
+
+    db = fresh_db(db_path)
+    config = gated_config(export)
+    try:
+        run = IngestRun(db, config)
+        run._plan(str(export))
+        started = time.perf_counter()
+        answers = settle_gate(db, config, [run.plans])
+        return time.perf_counter() - started, len(answers)
+    finally:
+        for plan in run.plans:
+            plan.export.close()
+        db.close()
+
+
 def zos_ingest(export: Path, db_path: Path, *, salience: bool = True) -> tuple[float, dict]:
     import zos_cli.salience as salience_module
     from zos_cli.ingest import ingest_exports
 
     db = fresh_db(db_path)
+    config = Config()
     real = salience_module.SalienceEngine
     if not salience:
         salience_module.SalienceEngine = _DroppingEngine
     try:
         started = time.perf_counter()
-        summary = ingest_exports(db, Config(), [str(export)])
+        summary = ingest_exports(db, config, [str(export)])
         seconds = time.perf_counter() - started
         if salience:
             started_again = time.perf_counter()
-            again = ingest_exports(db, Config(), [str(export)])
+            again = ingest_exports(db, config, [str(export)])
             summary["reingest_seconds"] = time.perf_counter() - started_again
             summary["reingest_skipped"] = again["files_skipped_unchanged"]
             summary["ledger_rows"] = db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0]
@@ -204,6 +244,10 @@ def main() -> None:
                 "ingest_without_salience_diagnostic", seconds=round(bare_s, 2),
                 messages_per_second=round(args.messages / bare_s),
                 vs_floor=round(floor_s / bare_s, 3))
+            gate_s, users = gate_read(export, work / "gated.db")
+            results["gate_read"] = report(
+                "privacy_gate_read_diagnostic", seconds=round(gate_s, 2), users=users,
+                of_ingest=round(gate_s / full_s, 3))
     finally:
         export.unlink(missing_ok=True)
     if not args.skip_memory:

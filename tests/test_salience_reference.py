@@ -69,7 +69,8 @@ def ingest(exports: list[Export | str], cfg: dict) -> tuple[dict[str, float], di
         assert cli(*base, "init-db").exit_code == 0
         for uid in cfg.get("consents", ()):
             assert cli(*base, "consent", "grant", uid).exit_code == 0
-        result = cli(*base, "ingest", "--json", str(root / "in"))
+        batch = ("--batch-size", str(cfg["batch_size"])) if cfg.get("batch_size") else ()
+        result = cli(*base, "ingest", "--json", *batch, str(root / "in"))
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["errors"] == []
         conn = sqlite3.connect(root / "zos.db")
@@ -101,7 +102,8 @@ def scenarios(draw):
                      SERVER_B: draw(st.sampled_from([1.0, 1.5]))},
            "threads_as_topics": {SERVER_A: draw(st.booleans())},
            "gate": {SERVER_A: GATE} if gated and draw(st.booleans()) else {},
-           "consents": sorted(draw(st.sets(st.sampled_from(["101", "104"]))))}
+           "consents": sorted(draw(st.sets(st.sampled_from(["101", "104"])))),
+           "batch_size": draw(st.sampled_from([None, 1, 3]))}  # balances never depend on it
     files = {
         "2001": Export(channel_id="2001", channel_name="general", guild_id=SERVER_A),
         "2002": Export(channel_id="2002", channel_name="art", guild_id=SERVER_A),

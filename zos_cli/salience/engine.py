@@ -284,9 +284,6 @@ class SalienceEngine:
         self.pending.clear()
         idx.flushed()
         self._in_batch = False
-        # Server user topics that earned in this job only as the author of a reacted-to
-        # message (a welcome wave on a join message): that is not being active there.
-        self._passive: set[str] = set()
         return written
 
     def discard(self) -> None:
@@ -294,6 +291,4 @@ class SalienceEngine:
         self.pending.clear()
         self.index.drop()
         self._in_batch = False
-        # Server user topics that earned in this job only as the author of a reacted-to
-        # message (a welcome wave on a join message): that is not being active there.
-        self._passive: set[str] = set()
+        self._passive = set()

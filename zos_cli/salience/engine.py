@@ -44,6 +44,9 @@ class SalienceEngine:
         self.self_user_id = (self_user_id or config.discord.self_user_id
                              or get_state(db, "discord.self_user_id"))
         self._in_batch = False
+        # Server user topics that earned in this job only as the author of a reacted-to
+        # message (a welcome wave on a join message): that is not being active there.
+        self._passive: set[str] = set()
 
     # ------------------------------------------------------------ events
     def apply(self, event) -> None:
@@ -59,10 +62,19 @@ class SalienceEngine:
         ref = int(event.message_id) if hasattr(event, "message_id") else None
         single = isinstance(event, (SubjectNamedEvent, LayerRunCompletedEvent))
         run_id = getattr(event, "layer_run_id", None)
+        passive = None
+        if isinstance(event, ReactionEvent):
+            passive = f"server:{server_id}:user:{event.message_author_id}"
+            if self.index.is_active(passive) and passive not in self._passive:
+                passive = None
         self.index.begin_event()
-        self._warm_before(event, earns, at)
+        here = self._warm_before(event, earns, at)
         for earn in earns:
             self._earn(earn, at, ref, single, run_id)
+        if passive is not None and self.index.is_active(passive):
+            self._passive.add(passive)
+        if here is not None:
+            self._passive.discard(here)  # the user authored or reacted here: active
 
     def earn(self, key: str, amount: float, at: str, *, kind: str = "earn",
              user_id: str | None = None) -> None:
@@ -83,25 +95,35 @@ class SalienceEngine:
             self._in_batch = True
 
     # ------------------------------------------------------------ warming
-    def _warm_before(self, event, earns: list[Earn], at: str) -> None:
-        """The two warming rules for a global user, checked before the event's own earns."""
+    def _acted(self, key: str) -> bool:
+        """Whether a server user topic's user has been active there: authored or reacted
+        (DESIGN §5), not only received reactions (known for this job's events; a topic
+        active in storage before it counts as active)."""
+        return self.index.is_active(key) and key not in self._passive
+
+    def _warm_before(self, event, earns: list[Earn], at: str) -> str | None:
+        """The two warming rules for a global user, checked before the event's own earns;
+        returns the actor's server user topic when the event earns it."""
         if isinstance(event, MessageEvent) and event.server_id is None:
             if any(e.topic == f"user:{event.author_id}" for e in earns):
                 self._warm_global_user(event.author_id, at, "warm: sent a DM")
-            return
+            return None
         if isinstance(event, MessageEvent):
             actor = event.author_id
         elif isinstance(event, ReactionEvent):
             actor = event.reactor_id
         else:
-            return
+            return None
         s = event.server_id
         here = f"server:{s}:user:{actor}"
-        if self.index.is_active(here) or not any(e.topic == here for e in earns):
-            return  # (already active: the usual case, so asked first)
-        if any(self.index.is_active(f"server:{other}:user:{actor}")
+        if self._acted(here):
+            return here  # (already active: the usual case, so asked first)
+        if not any(e.topic == here for e in earns):
+            return None
+        if any(self._acted(f"server:{other}:user:{actor}")
                for other in sorted(self.index.servers) if other != s):
             self._warm_global_user(actor, at, f"warm: first active in a second server ({s})")
+        return here
 
     def _warm_global_user(self, user_id: str, at: str, reason: str) -> None:
         if self.index.value(f"user:{user_id}") > ZERO:
@@ -269,3 +291,4 @@ class SalienceEngine:
         self.pending.clear()
         self.index.drop()
         self._in_batch = False
+        self._passive = set()

@@ -319,7 +319,10 @@ class TopicIndex:
             if key in self.seen and not receptive:
                 self._leave(key)
             elif receptive and key not in self.seen:
-                self.joins.append(key)
+                if record:
+                    self.joins.append(key)  # warmed by this event: receptive from the next
+                else:
+                    self._join(key)  # a warm row (or a stored value) counts as there before
 
     def mark_active(self, key: str, at: str) -> None:
         """`key` has had an earn (at `at`; the newest time is written by the batch)."""

@@ -242,3 +242,34 @@ def test_reactions_to_a_join_message_do_not_make_its_author_active():
     engine, ref = ingest([s1, s2], {})
     assert_same(engine, ref)
     assert engine["user:101"] == pytest.approx(5.3)  # warm 5.0 + 0.3 × her message's 1.0
+
+
+def test_a_wave_at_a_join_message_is_remembered_across_runs_and_rebuilt(tmp_path):
+    """What made ann's server topic earn without her acting is stored with the batch: split
+    over two runs (a kill between them leaves the same), the wave and ann's first message give
+    what one run gives, and rebuild agrees."""
+    s1 = Export(channel_id="2001", guild_id=SERVER_A)
+    s1.add(message(snowflake(0), ANN, "hi"))
+    first = Export(channel_id="2201", guild_id=SERVER_B)
+    first.add(message(snowflake(1), ANN, "Joined the server.", type="GuildMemberJoin",
+                      reactions=[reaction(emoji("👋"), [BOB])]))
+    later = Export(channel_id="2202", guild_id=SERVER_B)
+    later.add(message(snowflake(2), ANN, "hello everyone"))
+    one_run, _ = ingest([s1, first, later], {})
+    cli = Cli(tmp_path / "zos.db")
+    assert cli("init-db").exit_code == 0
+    for i, export in enumerate(([s1, first], [later])):
+        folder = tmp_path / f"run{i}"
+        for j, ex in enumerate(export):
+            ex.write(folder / f"{j}.json")
+        assert cli("ingest", str(folder)).exit_code == 0
+    conn = sqlite3.connect(tmp_path / "zos.db")
+    two_runs = {k: b for k, b in conn.execute("SELECT key, balance FROM topics") if b}
+    conn.close()
+    assert_same(two_runs, one_run)
+    assert two_runs["user:101"] == pytest.approx(5.3)
+    assert cli("salience", "rebuild", "--yes").exit_code == 0
+    conn = sqlite3.connect(tmp_path / "zos.db")
+    rebuilt = {k: b for k, b in conn.execute("SELECT key, balance FROM topics") if b}
+    conn.close()
+    assert_same(rebuilt, one_run)

@@ -15,7 +15,9 @@ readings of it, documented in the README:
 
 from __future__ import annotations
 
-from zos_cli.db import get_state
+import json
+
+from zos_cli.db import get_state, set_state
 from zos_cli.events import LayerRunCompletedEvent, MessageEvent, ReactionEvent, SubjectNamedEvent
 from zos_cli.salience import batch
 from zos_cli.salience.earns import Earn, earn_list
@@ -25,6 +27,8 @@ from zos_cli.salience.spending import reflection_amounts
 from zos_cli.topics import parse, sorted_pair
 
 ZERO = 1e-9  # a balance at or below this is "0" for the warming rules
+# zos_state key: the server user topics active only by others' reactions (see __init__).
+PASSIVE_STATE = "salience.passive_server_users"
 
 
 class SalienceEngine:
@@ -44,9 +48,11 @@ class SalienceEngine:
         self.self_user_id = (self_user_id or config.discord.self_user_id
                              or get_state(db, "discord.self_user_id"))
         self._in_batch = False
-        # Server user topics that earned in this job only as the author of a reacted-to
-        # message (a welcome wave on a join message): that is not being active there.
+        # Server user topics that earned only as the author of a reacted-to message (a
+        # welcome wave on a join message): that is not being active there. Stored with each
+        # batch (zos_state), so that a later job, a resumed one, sees what an earlier wrote.
         self._passive: set[str] = set()
+        self._passive_stored: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------ events
     def apply(self, event) -> None:
@@ -92,6 +98,9 @@ class SalienceEngine:
     def _start_batch(self) -> None:
         if not self._in_batch:
             self.index.sync()
+            stored = get_state(self.db, PASSIVE_STATE)
+            self._passive_stored = frozenset(json.loads(stored) if stored else ())
+            self._passive = set(self._passive_stored)
             self._in_batch = True
 
     # ------------------------------------------------------------ warming
@@ -283,6 +292,8 @@ class SalienceEngine:
                               idx.balance)
         self.pending.clear()
         idx.flushed()
+        if self._passive != self._passive_stored:
+            set_state(self.db, PASSIVE_STATE, json.dumps(sorted(self._passive)))
         self._in_batch = False
         return written
 
@@ -291,4 +302,3 @@ class SalienceEngine:
         self.pending.clear()
         self.index.drop()
         self._in_batch = False
-        self._passive = set()

@@ -34,7 +34,7 @@ from zos_cli.consent import dm_may_be_stored, self_user_id
 from zos_cli.events import LayerRunCompletedEvent, MessageEvent, ReactionEvent, SubjectNamedEvent
 from zos_cli.ids import new_id
 from zos_cli.records import CONVERSATIONAL_TYPES, DM_TYPES, THREAD_TYPES
-from zos_cli.salience.engine import SalienceEngine
+from zos_cli.salience.engine import PASSIVE_STATE, SalienceEngine
 from zos_cli.salience.spending import TOKENS_IN_REASON
 from zos_cli.topics import parse
 
@@ -87,6 +87,7 @@ def _empty_ledger(db) -> None:
     with db_module.triggers_suspended(db, "salience_ledger_ad"):
         db.execute("DELETE FROM salience_ledger")
     db.execute("UPDATE topics SET balance = 0.0, last_activity_at = NULL")
+    db.execute("DELETE FROM zos_state WHERE key = ?", [PASSIVE_STATE])  # replayed too
 
 
 def _kept_events(db):

@@ -76,6 +76,12 @@ def ingest(exports: list[Export | str], cfg: dict) -> tuple[dict[str, float], di
         conn = sqlite3.connect(root / "zos.db")
         engine = {k: b for k, b in conn.execute("SELECT key, balance FROM topics") if b}
         conn.close()
+        # ... and rebuild after that one run gives the same balances (DESIGN §5)
+        assert cli(*base, "salience", "rebuild", "--yes").exit_code == 0
+        conn = sqlite3.connect(root / "zos.db")
+        rebuilt = {k: b for k, b in conn.execute("SELECT key, balance FROM topics") if b}
+        conn.close()
+        assert_same(rebuilt, engine)
     return engine, reference_balances(texts, {"self_user_id": ZOS, **cfg})
 
 

@@ -106,8 +106,7 @@ class SalienceEngine:
     # ------------------------------------------------------------ warming
     def _acted(self, key: str) -> bool:
         """Whether a server user topic's user has been active there: authored or reacted
-        (DESIGN §5), not only received reactions (known for this job's events; a topic
-        active in storage before it counts as active)."""
+        (DESIGN §5), not only received reactions (those topics are `_passive`)."""
         return self.index.is_active(key) and key not in self._passive
 
     def _warm_before(self, event, earns: list[Earn], at: str) -> str | None:

@@ -118,11 +118,13 @@ def record_member(db: sqlite_utils.Database, guild: GuildRoles, user_id: str,
     server = guild.server_id
     _ensure_server(db, server)
     user = (member or {}).get("user") or {"id": user_id}
+    # The row user_roles refers to. Seen times are left to the observations (a member lookup
+    # is not the user seen: a backfill of 2020 history would make everyone last seen today).
     db.execute(
-        "INSERT INTO users (id, name, display_name, discriminator, is_bot, first_seen_at, last_seen_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO users (id, name, display_name, discriminator, is_bot) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
         [user_id, user.get("username"), (member or {}).get("nick") or user.get("global_name")
-         or user.get("username"), user.get("discriminator"), int(bool(user.get("bot"))), now, now],
+         or user.get("username"), user.get("discriminator"), int(bool(user.get("bot")))],
     )
     before = _stored_roles(db, user_id, server)
     was_known = _roles_known(db, user_id, server)

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 import sqlite_utils
 
 from zos_cli.ingest_files import merge_chunk_bytes
+from zos_cli.observe import newer_observation
 from zos_cli.privacy.gate import gate_role, holds_role
 from zos_cli.sources.export import ExportError
 
@@ -49,7 +50,8 @@ log = logging.getLogger("zos.ingest")
 LOOKUP_IDS = 2000  # message ids looked up in one query
 
 
-def settle_gate(db: sqlite_utils.Database, config, groups: list[list]) -> dict[tuple[str, str], bool]:
+def settle_gate(db: sqlite_utils.Database, config,
+                groups: list[list]) -> dict[tuple[str, str], bool]:
     """(server id, user id) → whether the user holds the server's gate role once the run is
     written, for every user the run shows with roles in a server that has a gate role.
     `groups` are the run's file plans as they will be merged (FilePlan: export, channel)."""
@@ -81,10 +83,6 @@ def settle_gate(db: sqlite_utils.Database, config, groups: list[list]) -> dict[t
     if newest:
         log.info("privacy gate: role sets of %s users read from the gated files", len(newest))
     return answers
-
-
-def _newer(observed: str | None, stored: str | None) -> bool:
-    return observed is not None and (stored is None or observed > stored)
 
 
 def _messages(plan, chunk: int) -> Iterator:
@@ -120,7 +118,7 @@ def _chosen(gated: list, chunk: int) -> Iterator[tuple]:
             if run is not None:
                 yield run
             run_id, run = snowflake, (f, message)
-        elif not _newer(run[1].observed_at, message.observed_at):
+        elif not newer_observation(run[1].observed_at, message.observed_at):
             run = (f, message)
     if run is not None:
         yield run
@@ -193,7 +191,7 @@ class _Seen:
             known, before = self.written.get(int(m.id)) if spanning else (False, None)
             if not known:
                 known, before = m.id in stored, stored.get(m.id)
-            if known and not _newer(m.observed_at, before):
+            if known and not newer_observation(m.observed_at, before):
                 continue  # an older or equal observation of a stored message
             if spanning:
                 self.written.add(group, int(m.id), m.observed_at)

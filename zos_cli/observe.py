@@ -51,7 +51,9 @@ class Observation(NamedTuple):
     source_id: str          # the ingest_log id (export, backfill) or poll run id that saw it
 
 
-def _newer(observed: str | None, stored: str | None) -> bool:
+def newer_observation(observed: str | None, stored: str | None) -> bool:
+    """Whether an observation (its export time, or a poll's) replaces the one stored: only a
+    newer one does (ingest_gate.py applies the same rule ahead of the writer)."""
     return observed is not None and (stored is None or observed > stored)
 
 
@@ -211,8 +213,8 @@ class _Batch:
             chosen = {}
             for obs in self.observations:
                 current = chosen.get(obs.message.id)
-                if current is None or not _newer(current.message.observed_at,
-                                                 obs.message.observed_at):
+                if current is None or not newer_observation(current.message.observed_at,
+                                                            obs.message.observed_at):
                     chosen[obs.message.id] = obs
         stored = {
             row[0]: row[1]
@@ -226,7 +228,7 @@ class _Batch:
         self.new_ids = [mid for mid in chosen if mid not in stored]
         self.new_id_set = set(self.new_ids)
         self.updated_ids = [mid for mid, observed in stored.items()
-                            if _newer(chosen[mid].message.observed_at, observed)]
+                            if newer_observation(chosen[mid].message.observed_at, observed)]
         updated = set(self.updated_ids)
         self.effective = [obs for mid, obs in chosen.items()
                           if mid in self.new_id_set or mid in updated]

@@ -164,3 +164,46 @@ def test_a_first_poll_reads_the_newest_messages_whatever_the_page_order(db, fake
     report = poll_with(db, fake, initial_messages=150, channel_ids=["200"])
     assert report.summary["messages_new"] == 150
     assert _ids(db, "200") == _fake_ids(fake, "200")[-150:]
+
+
+def test_messages_stored_by_a_stopped_backfill_earn_in_the_next_one(db, fake, tmp_path):
+    """A backfill earns its new messages at its end, in snowflake order (pages come newest
+    first). Stopped after two pages, it leaves them marked `salience_pending` and unearned;
+    the next backfill earns them with the rest, exactly as one uninterrupted backfill."""
+    import threading
+
+    from zos_cli import db as database
+    from zos_cli import migrations
+
+    small_world(fake)
+    posted = _post_many(fake, "200", 250)
+    fake.post("200", "502", "a late reply to the first page", reply_to=posted[120]["id"])
+    whole = database.connect(tmp_path / "whole.db", create=True)
+    migrations.apply(whole, tmp_path / "whole.db")
+    assert backfill_with(whole, fake, channel_ids=["200"]).summary["messages_new"] == 251
+    expected = dict(whole.execute("SELECT key, round(balance, 9) FROM topics"))
+    assert whole.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
+                         ).fetchone()[0] == 0
+    whole.close()
+
+    stop = threading.Event()
+    pages = []
+
+    def stop_after_two_pages(entry):
+        if entry.route == "messages":
+            pages.append(entry)
+            if len(pages) == 2:
+                stop.set()
+
+    fake.hooks.append(stop_after_two_pages)
+    first = backfill_with(db, fake, channel_ids=["200"], stop=stop)
+    fake.hooks.clear()
+    assert first.summary["messages_new"] == 200
+    assert db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
+                      ).fetchone()[0] == 200
+    assert db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0] == 0
+    again = backfill_with(db, fake, channel_ids=["200"])
+    assert again.summary["messages_new"] == 51
+    assert db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
+                      ).fetchone()[0] == 0
+    assert dict(db.execute("SELECT key, round(balance, 9) FROM topics")) == expected

@@ -75,6 +75,9 @@ class ObservationWriter:
         # caller holds several batches in one transaction (fewer, more aggregated rows): it
         # sets flush_each_batch = False and calls flush_salience() before committing.
         self.flush_each_batch = True
+        # New messages are marked `salience_pending` instead of earning now (a backfill, which
+        # reads newest first, earns them in event order at its end: salience/pending.py).
+        self.defer_new_messages = False
         self.engine_fed = False  # events given to the engine since its last flush
         self.by_source: dict[str, dict[str, int]] = defaultdict(
             lambda: dict.fromkeys(COUNT_KEYS, 0))
@@ -253,8 +256,15 @@ class _Batch:
             ).fetchall())
         apply = self.w.engine.apply
         fed = False
+        if self.w.defer_new_messages and new:
+            self.db.execute("UPDATE messages SET salience_pending = 1 "
+                            "WHERE id IN (SELECT value FROM json_each(?))",
+                            [rows.json_ids(new)])
+            new = ()  # their events, reactions included, come when they are earned
         for mid, obs in self.chosen.items():
             is_new, reacted = mid in new, fresh_reactions.get(mid)
+            if mid in self.new_id_set and not is_new:
+                continue
             if not is_new and not reacted:
                 continue
             fed = True

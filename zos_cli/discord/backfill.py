@@ -7,6 +7,8 @@ killed backfill resumes at that checkpoint with no duplicate and no gap. A chann
 `complete` once its first message was reached; `--since T` stops earlier without marking it
 complete (a later run with an older `--since` goes on from the checkpoint). Every channel of a
 run gets an `ingest_log` row (kind `api`, path `api:channel:<id>`) with its counts.
+New messages are stored marked `salience_pending` and earned at the end of the run, in
+snowflake order over every channel (salience/pending.py): pages arrive newest first.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class BackfillRun:
     def _run(self) -> None:
         from zos_cli.observe import ObservationWriter
         from zos_cli.salience import SalienceEngine
+        from zos_cli.salience.pending import earn_pending
 
         self._close_interrupted()
         self_id = str(api.current_user(self.client)["id"])
@@ -89,11 +92,16 @@ class BackfillRun:
         self.writer = ObservationWriter(self.db, self.config, source_type="backfill",
                                         source_id=self.run_id, engine=engine)
         self.writer.batch_label = f"backfill {self.run_id}"
+        # Pages come newest first, channel after channel: new messages earn at the end, in
+        # snowflake order across the run (salience/pending.py), not as they arrive.
+        self.writer.defer_new_messages = True
         self.pages = PageWriter(self.db, self.config, self.client, self.writer, engine, self_id)
         for channel in found.channels:
             if self.stop.is_set():
                 break
             self._channel(channel)
+        if not self.stop.is_set():  # (stopped: the next backfill earns what is marked)
+            earn_pending(self.db, self.config, engine, f"backfill {self.run_id}")
 
     def _close_interrupted(self) -> None:
         """ingest_log rows a killed backfill left 'running' (we hold the ingest lock)."""

@@ -51,12 +51,14 @@ _KEEP = (
     "OR (transaction_type = 'earn' AND (topic_key = 'self:zos' "
     "    OR topic_key GLOB 'server:*:subject:*'))"
 )
-_MESSAGES = (
+_SELECT = (
     "SELECT m.id, m.channel_id, m.server_id, m.author_id, m.content, m.created_at, "
     "m.message_type, m.reply_to_id, m.has_media, m.has_links, m.custom_emoji_ids, "
     "c.type, c.parent_id, c.participant_ids FROM messages m JOIN channels c ON c.id = m.channel_id "
-    "ORDER BY length(m.id), m.id"
 )
+_ORDER = "ORDER BY length(m.id), m.id"
+_MESSAGES = _SELECT + _ORDER
+_SOME_MESSAGES = _SELECT + "WHERE m.id IN (SELECT value FROM json_each(?)) " + _ORDER
 
 
 def rebuild(db, config, *, progress=None) -> dict:
@@ -88,6 +90,8 @@ def _empty_ledger(db) -> None:
         db.execute("DELETE FROM salience_ledger")
     db.execute("UPDATE topics SET balance = 0.0, last_activity_at = NULL")
     db.execute("DELETE FROM zos_state WHERE key = ?", [PASSIVE_STATE])  # replayed too
+    # Messages a backfill stored to earn later are replayed with all the others.
+    db.execute("UPDATE messages SET salience_pending = 0 WHERE salience_pending = 1")
 
 
 def _kept_events(db):
@@ -130,11 +134,12 @@ def _grouped(db, sql: str, ids: str) -> dict[str, list]:
     return out
 
 
-def _message_events(db, stats: dict, self_id: str | None):
-    """Every stored message in snowflake order as ((time, 0, n), [message event, reaction
-    events…]), read in chunks with their mentions, role mentions, reactions and reply
-    parents."""
-    cursor = db.conn.execute(_MESSAGES)
+def message_events(db, stats: dict, self_id: str | None, ids: list[str] | None = None):
+    """Every stored message (or those of `ids`) in snowflake order as ((time, 0, n), [message
+    event, reaction events…]), read in chunks with their mentions, role mentions, reactions
+    and reply parents."""
+    cursor = (db.conn.execute(_MESSAGES) if ids is None
+              else db.conn.execute(_SOME_MESSAGES, [_ids_json(ids)]))
     may_store: dict[str, bool] = {}
     n = 0
     while True:
@@ -190,12 +195,12 @@ def _replay(db, config, engine: SalienceEngine, reason: str, progress) -> dict:
     stats = {"messages_replayed": 0, "reactions_replayed": 0, "dm_messages_skipped": 0,
              "reflection_earns_reapplied": 0, "spends_reapplied": 0, "decays_reapplied": 0,
              "ledger_rows_written": 0}
-    events = _message_events(db, stats, self_user_id(db, config))
+    events = message_events(db, stats, self_user_id(db, config))
     messages = ((key, ("message", batch)) for key, batch in events)
     pending = 0
     for (at, _priority, _n), item in heapq.merge(messages, _kept_events(db),
                                                  key=lambda a: a[0]):
-        pending += _apply(engine, config, at, item, stats)
+        pending += apply_item(engine, config, at, item, stats)
         if pending >= FLUSH_EVERY:
             stats["ledger_rows_written"] += engine.flush(reason)
             pending = 0
@@ -205,7 +210,7 @@ def _replay(db, config, engine: SalienceEngine, reason: str, progress) -> dict:
     return stats
 
 
-def _apply(engine: SalienceEngine, config, at: str, item: tuple, stats: dict) -> int:
+def apply_item(engine: SalienceEngine, config, at: str, item: tuple, stats: dict) -> int:
     """Replay one merged item; returns how many changes it made (for flushing)."""
     kind = item[0]
     if kind == "message":

@@ -1,0 +1,43 @@
+"""Earning what a backfill stored without earning (`messages.salience_pending`, migration
+0006): the marked messages with their reactions, in snowflake order, as `zos salience
+rebuild` replays messages (the same events from the same stored rows), a chunk per
+transaction with the chunk's marks cleared in it. Killed midway, the next backfill earns the
+rest; rebuild clears every mark (it replays them all)."""
+
+from __future__ import annotations
+
+import json
+
+import sqlite_utils
+
+from zos_cli import db as db_module
+from zos_cli.consent import self_user_id
+from zos_cli.salience.engine import SalienceEngine
+from zos_cli.salience.rebuild import apply_item, message_events
+
+CHUNK = 2000  # messages earned per transaction
+
+
+def earn_pending(db: sqlite_utils.Database, config, engine: SalienceEngine, reason: str) -> dict:
+    """Earn every marked message; returns {messages_earned, reactions_earned,
+    ledger_rows_written}."""
+    stats = {"messages_replayed": 0, "reactions_replayed": 0, "dm_messages_skipped": 0}
+    rows = 0
+    self_id = self_user_id(db, config)
+    while True:
+        with db_module.write_transaction(db):
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM messages WHERE salience_pending = 1 "
+                "ORDER BY length(id), id LIMIT ?", [CHUNK])]
+            if not ids:
+                break
+            applied = 0
+            for (at, _, _), events in message_events(db, stats, self_id, ids):
+                applied += apply_item(engine, config, at, ("message", events), stats)
+            if applied:
+                rows += engine.flush(reason)
+            db.execute("UPDATE messages SET salience_pending = 0 "
+                       "WHERE id IN (SELECT value FROM json_each(?))", [json.dumps(ids)])
+    return {"messages_earned": stats["messages_replayed"],
+            "reactions_earned": stats["reactions_replayed"], "ledger_rows_written": rows}
+

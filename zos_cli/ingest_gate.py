@@ -32,7 +32,6 @@ the writer merges them, but an id seen twice then is not always seen together.
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 from array import array
 from bisect import bisect_left
@@ -42,6 +41,7 @@ import sqlite_utils
 
 from zos_cli.ingest_files import merge_chunk_bytes
 from zos_cli.observe import newer_observation
+from zos_cli.observe_rows import stored_observations
 from zos_cli.privacy.gate import gate_role, holds_role
 from zos_cli.sources.export import ExportError
 
@@ -180,11 +180,7 @@ class _Seen:
     def taken(self, chosen: list[tuple], channels: dict, group: int) -> list[tuple]:
         """The (file index, record) of `chosen` (in merge group `group`) the writer takes."""
         lookup = [m.id for f, m in chosen if self._has_messages(channels[f].server_id)]
-        stored = {}
-        if lookup:
-            stored = dict(self.db.execute(
-                "SELECT id, source_exported_at FROM messages "
-                "WHERE id IN (SELECT value FROM json_each(?))", [json.dumps(lookup)]).fetchall())
+        stored = stored_observations(self.db, lookup) if lookup else {}
         taken = []
         for f, m in chosen:
             spanning = channels[f].id in self.spanning

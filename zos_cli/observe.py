@@ -219,14 +219,7 @@ class _Batch:
                 if current is None or not newer_observation(current.message.observed_at,
                                                             obs.message.observed_at):
                     chosen[obs.message.id] = obs
-        stored = {
-            row[0]: row[1]
-            for row in self.db.execute(
-                "SELECT id, source_exported_at FROM messages "
-                "WHERE id IN (SELECT value FROM json_each(?))",
-                [rows.json_ids(chosen)],
-            )
-        }
+        stored = rows.stored_observations(self.db, chosen)
         self.chosen = chosen
         self.new_ids = [mid for mid in chosen if mid not in stored]
         self.new_id_set = set(self.new_ids)
@@ -245,8 +238,14 @@ class _Batch:
                 counts["messages_seen"] += 1
 
     def _feed_engine(self, fresh_reactions: dict[str, list[tuple[str, str, str]]]) -> None:
-        new = self.new_id_set
-        replies = [self.chosen[mid].message.reply_to_id for mid in self.new_ids
+        new, deferred = self.new_id_set, frozenset()
+        if self.w.defer_new_messages and new:
+            self.db.execute("UPDATE messages SET salience_pending = 1 "
+                            "WHERE id IN (SELECT value FROM json_each(?))",
+                            [rows.json_ids(new)])
+            # Their events, reactions included, come when they are earned (from the rows).
+            new, deferred = frozenset(), new
+        replies = [self.chosen[mid].message.reply_to_id for mid in new
                    if self.chosen[mid].message.reply_to_id]
         parents = {}
         if replies:
@@ -256,15 +255,10 @@ class _Batch:
             ).fetchall())
         apply = self.w.engine.apply
         fed = False
-        if self.w.defer_new_messages and new:
-            self.db.execute("UPDATE messages SET salience_pending = 1 "
-                            "WHERE id IN (SELECT value FROM json_each(?))",
-                            [rows.json_ids(new)])
-            new = ()  # their events, reactions included, come when they are earned
         for mid, obs in self.chosen.items():
-            is_new, reacted = mid in new, fresh_reactions.get(mid)
-            if mid in self.new_id_set and not is_new:
+            if mid in deferred:
                 continue
+            is_new, reacted = mid in new, fresh_reactions.get(mid)
             if not is_new and not reacted:
                 continue
             fed = True

@@ -22,6 +22,14 @@ def json_ids(ids) -> str:
     return json.dumps(list(ids))
 
 
+def stored_observations(db, ids) -> dict[str, str | None]:
+    """Stored message id → when its stored observation was made (`source_exported_at`), for
+    those of `ids` that are stored: what a new observation must be newer than to replace it."""
+    return dict(db.execute("SELECT id, source_exported_at FROM messages "
+                           "WHERE id IN (SELECT value FROM json_each(?))",
+                           [json_ids(ids)]).fetchall())
+
+
 def domain_of(url: str) -> str:
     try:
         return (urlsplit(url).hostname or "").lower()

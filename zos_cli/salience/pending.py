@@ -6,16 +6,19 @@ rest; rebuild clears every mark (it replays them all)."""
 
 from __future__ import annotations
 
-import json
+import logging
 
 import sqlite_utils
 
 from zos_cli import db as db_module
 from zos_cli.consent import self_user_id
+from zos_cli.observe_rows import json_ids
 from zos_cli.salience.engine import SalienceEngine
 from zos_cli.salience.rebuild import apply_item, message_events
 
 CHUNK = 2000  # messages earned per transaction
+
+log = logging.getLogger("zos.salience")
 
 
 def earn_pending(db: sqlite_utils.Database, config, engine: SalienceEngine, reason: str) -> dict:
@@ -37,7 +40,9 @@ def earn_pending(db: sqlite_utils.Database, config, engine: SalienceEngine, reas
             if applied:
                 rows += engine.flush(reason)
             db.execute("UPDATE messages SET salience_pending = 0 "
-                       "WHERE id IN (SELECT value FROM json_each(?))", [json.dumps(ids)])
-    return {"messages_earned": stats["messages_replayed"],
+                       "WHERE id IN (SELECT value FROM json_each(?))", [json_ids(ids)])
+    done = {"messages_earned": stats["messages_replayed"],
             "reactions_earned": stats["reactions_replayed"], "ledger_rows_written": rows}
+    log.info("earned the pending messages: %s", ", ".join(f"{k} {v}" for k, v in done.items()))
+    return done
 

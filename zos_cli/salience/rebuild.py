@@ -33,6 +33,7 @@ from zos_cli import db as db_module
 from zos_cli.consent import dm_may_be_stored, self_user_id
 from zos_cli.events import LayerRunCompletedEvent, MessageEvent, ReactionEvent, SubjectNamedEvent
 from zos_cli.ids import new_id
+from zos_cli.observe_rows import json_ids
 from zos_cli.records import CONVERSATIONAL_TYPES, DM_TYPES, THREAD_TYPES
 from zos_cli.salience.engine import PASSIVE_STATE, SalienceEngine
 from zos_cli.salience.spending import TOKENS_IN_REASON
@@ -123,10 +124,6 @@ def _kept_events(db):
     return heapq.merge(actions, decays, key=lambda a: a[0])
 
 
-def _ids_json(values) -> str:
-    return json.dumps(list(values))
-
-
 def _grouped(db, sql: str, ids: str) -> dict[str, list]:
     out: dict[str, list] = defaultdict(list)
     for message_id, *rest in db.execute(sql, [ids]):
@@ -139,14 +136,14 @@ def message_events(db, stats: dict, self_id: str | None, ids: list[str] | None =
     event, reaction events…]), read in chunks with their mentions, role mentions, reactions
     and reply parents."""
     cursor = (db.conn.execute(_MESSAGES) if ids is None
-              else db.conn.execute(_SOME_MESSAGES, [_ids_json(ids)]))
+              else db.conn.execute(_SOME_MESSAGES, [json_ids(ids)]))
     may_store: dict[str, bool] = {}
     n = 0
     while True:
         chunk = cursor.fetchmany(CHUNK)
         if not chunk:
             return
-        ids = _ids_json(r[0] for r in chunk)
+        ids = json_ids(r[0] for r in chunk)
         inside = "WHERE message_id IN (SELECT value FROM json_each(?))"
         mentions = _grouped(db, f"SELECT message_id, user_id FROM mentions {inside} "
                                 "ORDER BY message_id, user_id", ids)
@@ -156,7 +153,7 @@ def message_events(db, stats: dict, self_id: str | None, ids: list[str] | None =
                                  "ORDER BY message_id, user_id, emoji, emoji_id", ids)
         parents = dict(db.execute(
             "SELECT id, author_id FROM messages WHERE id IN (SELECT value FROM json_each(?))",
-            [_ids_json(r[7] for r in chunk if r[7])]).fetchall())
+            [json_ids(r[7] for r in chunk if r[7])]).fetchall())
         for (mid, channel_id, server_id, author, content, at, mtype, reply_to, media, links,
              emoji_json, ctype, parent_id, participants_json) in chunk:
             participants: tuple[str, ...] = ()

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_ingest.py [--messages 200000] [--memory-messages 1000000]
                                       [--workdir /tmp/zos-bench] [--skip-memory] [--repeat N]
+                                      [--batch-size N] [--skip-diagnostic]
 
 1. Generates a single-channel export of `--messages` messages (benchmarks/gen_export.py).
 2. The floor, in the same run (with `--repeat N`, the floor and step 3's full ingest N times
@@ -12,6 +13,9 @@
    Also, as diagnostics, the same ingest with salience switched off (an engine that drops
    events), to show what the writer costs and what the salience engine costs; and the time a
    privacy-gate role adds (the run then reads the file once first for its role sets).
+   And two lower bounds, on the full ingest's result (benchmarks/ingest_bounds.py): the time
+   to store its rows alone (copied into a fresh database, nothing parsed or computed), and
+   the CPU time of the salience engine's arithmetic alone (nothing read or written).
 4. The re-ingest of the unchanged file (recognised by size + sha256 and skipped).
 5. Memory: generates `--memory-messages` messages (1M ≈ 1.4 GB) and runs
    `python -m zos_cli ingest` on it in a child process; its peak RSS comes from wait4() in a
@@ -39,6 +43,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from gen_export import generate  # noqa: E402
+from ingest_bounds import engine_compute, store_only  # noqa: E402
 
 from zos_cli import db as db_module  # noqa: E402
 from zos_cli import migrations  # noqa: E402
@@ -148,7 +153,8 @@ def gate_read(export: Path, db_path: Path) -> tuple[float, int]:
         db.close()
 
 
-def zos_ingest(export: Path, db_path: Path, *, salience: bool = True) -> tuple[float, dict]:
+def zos_ingest(export: Path, db_path: Path, *, salience: bool = True,
+               batch_messages: int | None = None) -> tuple[float, dict]:
     import zos_cli.salience as salience_module
     from zos_cli.ingest import ingest_exports
 
@@ -159,7 +165,8 @@ def zos_ingest(export: Path, db_path: Path, *, salience: bool = True) -> tuple[f
         salience_module.SalienceEngine = _DroppingEngine
     try:
         started = time.perf_counter()
-        summary = ingest_exports(db, config, [str(export)])
+        batch = {"batch_messages": batch_messages} if batch_messages else {}
+        summary = ingest_exports(db, config, [str(export)], **batch)
         seconds = time.perf_counter() - started
         if salience:
             started_again = time.perf_counter()
@@ -207,6 +214,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/zos-bench"))
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-diagnostic", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="messages per transaction of the timed ingests (zos ingest "
+                             "--batch-size; default: the CLI's default)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the floor and the ingest this many times each, in turn, and "
                              "report their medians (a shared machine's noise is ±20%%)")
@@ -222,7 +232,8 @@ def main() -> None:
         floors, fulls = [], []
         for _ in range(max(1, args.repeat)):  # in turn: both see the same machine load
             floors.append(floor(export, work / "floor.db"))
-            seconds, summary = zos_ingest(export, work / "ingest.db")
+            seconds, summary = zos_ingest(export, work / "ingest.db",
+                                          batch_messages=args.batch_size)
             fulls.append(seconds)
         floor_s, full_s = statistics.median(floors), statistics.median(fulls)
         runs = {"runs": len(floors)} if len(floors) > 1 else {}
@@ -239,7 +250,8 @@ def main() -> None:
             vs_first_ingest=round(summary["reingest_seconds"] / full_s, 4),
             skipped=summary["reingest_skipped"])
         if not args.skip_diagnostic:
-            bare_s, _ = zos_ingest(export, work / "bare.db", salience=False)
+            bare_s, _ = zos_ingest(export, work / "bare.db", salience=False,
+                                   batch_messages=args.batch_size)
             results["without_salience"] = report(
                 "ingest_without_salience_diagnostic", seconds=round(bare_s, 2),
                 messages_per_second=round(args.messages / bare_s),
@@ -248,6 +260,17 @@ def main() -> None:
             results["gate_read"] = report(
                 "privacy_gate_read_diagnostic", seconds=round(gate_s, 2), users=users,
                 of_ingest=round(gate_s / full_s, 3))
+            # Lower bounds, on the last full ingest's result (see ingest_bounds.py).
+            stored = store_only(work / "ingest.db", work / "store.db", fresh_db)
+            report("store_only_bound_tables", **stored["tables"])
+            results["store_only"] = report(
+                "store_only_bound", seconds=round(stored["seconds"], 2),
+                vs_floor=round(floor_s / stored["seconds"], 3))
+            computed = engine_compute(work / "ingest.db", work / "engine.db", fresh_db)
+            results["engine_compute"] = report(
+                "salience_compute_bound", cpu_seconds=round(computed["cpu_seconds"], 2),
+                vs_floor=round(floor_s / computed["cpu_seconds"], 3),
+                events=computed["events"])
     finally:
         export.unlink(missing_ok=True)
     if not args.skip_memory:

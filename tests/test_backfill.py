@@ -166,12 +166,95 @@ def test_a_first_poll_reads_the_newest_messages_whatever_the_page_order(db, fake
     assert _ids(db, "200") == _fake_ids(fake, "200")[-150:]
 
 
+def _stop_after_two_pages(db, fake) -> None:
+    """A backfill of channel 200 stopped after its second page (200 messages, unearned)."""
+    import threading
+
+    stop = threading.Event()
+    pages = []
+
+    def stop_after_two_pages(entry):
+        if entry.route == "messages":
+            pages.append(entry)
+            if len(pages) == 2:
+                stop.set()
+
+    fake.hooks.append(stop_after_two_pages)
+    try:
+        first = backfill_with(db, fake, channel_ids=["200"], stop=stop)
+    finally:
+        fake.hooks.clear()
+    assert first.summary["messages_new"] == 200
+    assert _pending(db) == 200
+    assert db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0] == 0
+
+
+def _pending(db) -> int:
+    return db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1").fetchone()[0]
+
+
+def _rebuilt_balances(db, tmp_path) -> dict:
+    """The balances `zos salience rebuild` gives, on a copy of the database."""
+    from zos_cli import db as database
+    from zos_cli.config import Config
+    from zos_cli.salience.rebuild import rebuild
+
+    copy = tmp_path / "rebuilt.db"
+    db.conn.execute("VACUUM INTO ?", [str(copy)])
+    rebuilt = database.connect(copy)
+    try:
+        rebuild(rebuilt, Config())
+        return dict(rebuilt.execute("SELECT key, round(balance, 9) FROM topics"))
+    finally:
+        rebuilt.close()
+
+
+def test_a_poll_leaves_a_stopped_backfills_marks_and_their_reactions_wait_with_them(
+        db, db_path, fake, tmp_path):
+    """A poll may run beside a backfill that is still marking, so it earns no marks; a
+    reaction it reads on a marked message is earned with that message, by the next backfill
+    (once, after its message, as rebuild counts it)."""
+    from zos_cli.status import collect_status
+
+    small_world(fake)
+    posted = _post_many(fake, "200", 250)
+    _stop_after_two_pages(db, fake)
+    assert collect_status(db, db_path)["salience_pending_messages"] == 200
+    fake.react("200", posted[-1]["id"], "503", "👍")
+    report = poll_with(db, fake, initial_messages=50, channel_ids=["200"])
+    assert report.fatal is None and report.summary["reactions_new"] == 1
+    assert _pending(db) == 200
+    assert db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0] == 0
+    assert backfill_with(db, fake, channel_ids=["200"]).summary["messages_new"] == 50
+    assert _pending(db) == 0
+    assert collect_status(db, db_path)["salience_pending_messages"] == 0
+    balances = dict(db.execute("SELECT key, round(balance, 9) FROM topics"))
+    assert balances["server:100:channel:200"] > 0
+    assert balances == _rebuilt_balances(db, tmp_path)
+
+
+def test_an_export_ingest_after_a_stopped_backfill_earns_what_it_left_first(db, fake, tmp_path):
+    from tests.exports import Export, message, snowflake, user
+    from zos_cli.config import Config
+    from zos_cli.ingest import ingest_exports
+
+    small_world(fake)
+    _post_many(fake, "200", 250)
+    _stop_after_two_pages(db, fake)
+    other = Export(channel_id="2001", guild_id="1001")  # another server, other people
+    other.add(message(snowflake(1), user("601", "dee"), "hello"))
+    summary = ingest_exports(db, Config(), [str(other.write(tmp_path / "other.json"))])
+    assert summary["messages_new"] == 1
+    assert _pending(db) == 0
+    balances = dict(db.execute("SELECT key, round(balance, 9) FROM topics"))
+    assert balances["server:100:channel:200"] > 0 and balances["server:1001:channel:2001"] > 0
+    assert balances == _rebuilt_balances(db, tmp_path)
+
+
 def test_messages_stored_by_a_stopped_backfill_earn_in_the_next_one(db, fake, tmp_path):
     """A backfill earns its new messages at its end, in snowflake order (pages come newest
     first). Stopped after two pages, it leaves them marked `salience_pending` and unearned;
     the next backfill earns them with the rest, exactly as one uninterrupted backfill."""
-    import threading
-
     from zos_cli import db as database
     from zos_cli import migrations
 
@@ -186,22 +269,7 @@ def test_messages_stored_by_a_stopped_backfill_earn_in_the_next_one(db, fake, tm
                          ).fetchone()[0] == 0
     whole.close()
 
-    stop = threading.Event()
-    pages = []
-
-    def stop_after_two_pages(entry):
-        if entry.route == "messages":
-            pages.append(entry)
-            if len(pages) == 2:
-                stop.set()
-
-    fake.hooks.append(stop_after_two_pages)
-    first = backfill_with(db, fake, channel_ids=["200"], stop=stop)
-    fake.hooks.clear()
-    assert first.summary["messages_new"] == 200
-    assert db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
-                      ).fetchone()[0] == 200
-    assert db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0] == 0
+    _stop_after_two_pages(db, fake)
     again = backfill_with(db, fake, channel_ids=["200"])
     assert again.summary["messages_new"] == 51
     assert db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"

@@ -85,7 +85,8 @@ def test_backfill_takes_the_ingest_lock(cli, db_path, fake):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [3, 6])
-def test_killed_backfill_resumes_without_duplicate_or_gap(db_path, tmp_path, fake, kill_after):
+def test_killed_backfill_resumes_without_duplicate_or_gap(cli, db_path, tmp_path, fake,
+                                                          kill_after):
     small_world(fake)
     fake.add_thread("200", "251", "archived", archived=True)
     _history(fake, "200", 900)
@@ -109,11 +110,18 @@ def test_killed_backfill_resumes_without_duplicate_or_gap(db_path, tmp_path, fak
     try:
         partial = db.execute("SELECT count(*) FROM messages").fetchone()[0]
         assert 0 < partial < 930 if kill_after == 6 else partial < 930
+        # What it stored is not earned yet (a backfill earns at its end): status says so.
+        assert db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
+                          ).fetchone()[0] == partial
+        assert json.loads(cli("status", "--json").stdout)["salience_pending_messages"] == partial
+        shown = " ".join(cli("status").stdout.split())
+        assert (f"{partial} messages a stopped backfill stored" in shown) == (partial > 0)
         checkpoint = db.execute("SELECT oldest_message_id, complete FROM backfill_state").fetchall()
         assert all(c == 0 for _, c in checkpoint)
         report = backfill_with(db, fake, guild_ids=["100"])
         assert report.summary["errors"] == [] and report.summary["messages_seen"] == 0
         assert report.summary["messages_new"] == 930 - partial
+        assert json.loads(cli("status", "--json").stdout)["salience_pending_messages"] == 0
         for channel in ("200", "251"):
             stored = sorted((r[0] for r in db.execute(
                 "SELECT id FROM messages WHERE channel_id = ?", [channel])), key=int)

@@ -155,7 +155,8 @@ def test_status_json_keys(cli):
     r = cli("status", "--json")
     doc = json.loads(r.stdout)
     assert {"database", "size_bytes", "schema_version", "pending_migrations", "counts",
-            "last_ingest", "last_poll_at", "last_reflect", "top_salience"} <= doc.keys()
+            "last_ingest", "last_poll_at", "last_reflect", "salience_pending_messages",
+            "top_salience"} <= doc.keys()
     assert doc["counts"]["messages"] == 0
 
 

@@ -103,6 +103,7 @@ class IngestRun:
         gate_dms(self.db, self.plans, self._log_start, self._log_final)
         active = [p for p in self.plans if p.status == "running"]
         from zos_cli.salience import SalienceEngine
+        from zos_cli.salience.pending import earn_pending
 
         engine = SalienceEngine(self.db, self.config)
         groups = _groups(active)
@@ -131,6 +132,8 @@ class IngestRun:
         gc_thresholds = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS_DURING_RUN)
         try:
+            # What a stopped backfill stored and left unearned is earned first (pending.py).
+            earn_pending(self.db, self.config, engine, writer.batch_label)
             for group in groups:
                 self._merge_and_write(group, writer)
             summary = self._finish(writer, files, time.monotonic() - started)

@@ -245,6 +245,11 @@ class _Batch:
                             [rows.json_ids(new)])
             # Their events, reactions included, come when they are earned (from the rows).
             new, deferred = frozenset(), new
+        waiting = [mid for mid in fresh_reactions if mid not in new and mid not in deferred]
+        if waiting:  # stored by a backfill, not yet earned: their reactions are earned with them
+            deferred = deferred | {r[0] for r in self.db.execute(
+                "SELECT id FROM messages WHERE salience_pending = 1 "
+                "AND id IN (SELECT value FROM json_each(?))", [rows.json_ids(waiting)])}
         replies = [self.chosen[mid].message.reply_to_id for mid in new
                    if self.chosen[mid].message.reply_to_id]
         parents = {}

@@ -55,6 +55,7 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
         "last_ingest_run": None,
         "last_poll_at": None,
         "last_reflect": None,
+        "salience_pending_messages": 0,
         "top_salience": [],
     }
     if state.pending or state.newer_than_code:
@@ -70,6 +71,8 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
         "ORDER BY created_at DESC LIMIT 1"
     ).fetchone()
     last_poll = db.execute("SELECT max(last_polled_at) FROM poll_state").fetchone()[0]
+    # Stored by a stopped backfill and not yet earned (the next `zos ingest` earns them).
+    pending = db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1").fetchone()[0]
     last_reflect = db.execute(
         "SELECT layer_name, status, started_at FROM layer_runs "
         "WHERE status <> 'dry_run' ORDER BY started_at DESC LIMIT 1"
@@ -88,6 +91,7 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
             "finished_at": last_run[1],
         } if last_run else None,
         "last_poll_at": last_poll,
+        "salience_pending_messages": pending,
         "last_reflect": dict(zip(("layer", "status", "started_at"), last_reflect))
         if last_reflect
         else None,

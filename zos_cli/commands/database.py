@@ -141,6 +141,9 @@ def _print_status(doc: dict) -> None:
         "last poll": doc["last_poll_at"] or "never",
         "last reflect": _describe_reflect(doc["last_reflect"]),
     }
+    if doc["salience_pending_messages"]:
+        summary["not yet earned"] = (f"{doc['salience_pending_messages']} messages a stopped "
+                                     "backfill stored (the next `zos ingest` earns them first)")
     output.print_key_values(summary, title="zos status")
     if doc["top_salience"]:
         output.print_rows(doc["top_salience"], output.Format.TABLE, title="Top salience")

@@ -100,7 +100,8 @@ class BackfillRun:
             if self.stop.is_set():
                 break
             self._channel(channel)
-        if not self.stop.is_set():  # (stopped: the next backfill earns what is marked)
+        # (Stopped: the next export ingest, first thing, or backfill earns what is marked.)
+        if not self.stop.is_set():
             earn_pending(self.db, self.config, engine, f"backfill {self.run_id}")
 
     def _close_interrupted(self) -> None:

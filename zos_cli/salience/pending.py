@@ -1,8 +1,11 @@
 """Earning what a backfill stored without earning (`messages.salience_pending`, migration
 0006): the marked messages with their reactions, in snowflake order, as `zos salience
 rebuild` replays messages (the same events from the same stored rows), a chunk per
-transaction with the chunk's marks cleared in it. Killed midway, the next backfill earns the
-rest; rebuild clears every mark (it replays them all)."""
+transaction with the chunk's marks cleared in it. What a stopped or killed backfill left
+marked is earned by the next job under the ingest lock (an export ingest, first thing, or a
+backfill, with its own); not by a poll, which may run beside a backfill that is still marking
+(a poll's reads of a marked message leave its reactions to be earned with it). Rebuild clears
+every mark (it replays them all)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ def earn_pending(db: sqlite_utils.Database, config, engine: SalienceEngine, reas
     ledger_rows_written}."""
     stats = {"messages_replayed": 0, "reactions_replayed": 0, "dm_messages_skipped": 0}
     rows = 0
+    if db.execute("SELECT 1 FROM messages WHERE salience_pending = 1 LIMIT 1").fetchone() is None:
+        return {"messages_earned": 0, "reactions_earned": 0, "ledger_rows_written": 0}
     self_id = self_user_id(db, config)
     while True:
         with db_module.write_transaction(db):

@@ -25,6 +25,66 @@ def _post_many(fake, channel: str, n: int, prefix: str = "m") -> list[dict]:
     return [fake.post(channel, authors[i % 3], f"{prefix} {i}") for i in range(n)]
 
 
+def _balances(db) -> dict:
+    return dict(db.execute("SELECT key, round(balance, 9) FROM topics"))
+
+
+def _rebuilt_balances(db, tmp_path) -> dict:
+    """The balances `zos salience rebuild` gives, on a copy of the database."""
+    from zos_cli import db as database
+    from zos_cli.config import Config
+    from zos_cli.salience.rebuild import rebuild
+
+    copy = tmp_path / "rebuilt.db"
+    db.conn.execute("VACUUM INTO ?", [str(copy)])
+    rebuilt = database.connect(copy)
+    try:
+        rebuild(rebuilt, Config())
+        return _balances(rebuilt)
+    finally:
+        rebuilt.close()
+
+
+# ---------------------------------------------------------------------------- event order
+def test_a_poll_earns_in_event_time_across_channels(db, fake, tmp_path):
+    """Channels are read one after another; what they hold interleaves in time. A poll
+    marks its new messages and earns them at its end in one snowflake order, as rebuild."""
+    small_world(fake)
+    for i in range(40):  # the two channels take turns; replies and mentions cross over
+        channel, other = ("200", "201") if i % 2 else ("201", "200")
+        author, partner = ("501", "502", "503")[i % 3], ("501", "502", "503")[(i + 1) % 3]
+        fake.post(channel, author, f"turn {i} <@{partner}>", mentions=[partner])
+    report = poll_with(db, fake)
+    assert report.fatal is None and report.summary["messages_new"] == 40
+    assert db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
+                      ).fetchone()[0] == 0
+    assert _balances(db) == _rebuilt_balances(db, tmp_path)
+
+
+def test_a_poll_that_fails_midway_leaves_its_marks_to_the_next_poll(db, fake, tmp_path):
+    small_world(fake)
+    _post_many(fake, "200", 30)
+    _post_many(fake, "201", 20, "r")
+
+    def revoke_after_the_first_channel(entry):
+        if entry.route == "messages":
+            fake.revoked = True  # the token is revoked: the next request fails (401, fatal)
+
+    fake.hooks.append(revoke_after_the_first_channel)
+    failed = poll_with(db, fake)
+    fake.hooks.clear()
+    fake.revoked = False
+    assert failed.fatal is not None and failed.summary["messages_new"] == 30
+    marked = db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1").fetchone()[0]
+    assert marked == 30
+    assert db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0] == 0
+    again = poll_with(db, fake)
+    assert again.fatal is None and again.summary["messages_new"] == 20
+    assert db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
+                      ).fetchone()[0] == 0
+    assert _balances(db) == _rebuilt_balances(db, tmp_path)
+
+
 # ---------------------------------------------------------------------------- first poll
 def test_first_poll_stores_everything_once(db, fake):
     small_world(fake)

@@ -132,7 +132,7 @@ class IngestRun:
         gc_thresholds = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS_DURING_RUN)
         try:
-            # What a stopped backfill stored and left unearned is earned first (pending.py).
+            # Marks a stopped backfill or poll left are earned first (pending.py).
             earn_pending(self.db, self.config, engine, writer.batch_label)
             for group in groups:
                 self._merge_and_write(group, writer)

@@ -76,8 +76,10 @@ class ObservationWriter:
         # sets flush_each_batch = False and calls flush_salience() before committing.
         self.flush_each_batch = True
         # New messages are marked `salience_pending` instead of earning now (a backfill, which
-        # reads newest first, earns them in event order at its end: salience/pending.py).
+        # reads newest first, and a poll, which reads channel after channel, earn them in
+        # event order at their end: salience/pending.py).
         self.defer_new_messages = False
+        self.deferred_ids: list[str] = []  # the messages it marked so (a poll earns just those)
         self.engine_fed = False  # events given to the engine since its last flush
         self.by_source: dict[str, dict[str, int]] = defaultdict(
             lambda: dict.fromkeys(COUNT_KEYS, 0))
@@ -244,9 +246,10 @@ class _Batch:
                             "WHERE id IN (SELECT value FROM json_each(?))",
                             [rows.json_ids(new)])
             # Their events, reactions included, come when they are earned (from the rows).
+            self.w.deferred_ids.extend(new)
             new, deferred = frozenset(), new
         waiting = [mid for mid in fresh_reactions if mid not in new and mid not in deferred]
-        if waiting:  # stored by a backfill, not yet earned: their reactions are earned with them
+        if waiting:  # marked, not yet earned: their reactions are earned with them
             deferred = deferred | {r[0] for r in self.db.execute(
                 "SELECT id FROM messages WHERE salience_pending = 1 "
                 "AND id IN (SELECT value FROM json_each(?))", [rows.json_ids(waiting)])}

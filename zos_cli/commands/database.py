@@ -143,7 +143,7 @@ def _print_status(doc: dict) -> None:
     }
     if doc["salience_pending_messages"]:
         summary["not yet earned"] = (f"{doc['salience_pending_messages']} messages a stopped "
-                                     "backfill stored (the next `zos ingest` earns them first)")
+                                     "job stored (the next `zos ingest` earns them first)")
     output.print_key_values(summary, title="zos status")
     if doc["top_salience"]:
         output.print_rows(doc["top_salience"], output.Format.TABLE, title="Top salience")

@@ -120,6 +120,7 @@ class PollRun:
     def _run(self) -> None:
         from zos_cli.observe import ObservationWriter
         from zos_cli.salience import SalienceEngine
+        from zos_cli.salience.pending import earn_pending, poll_leftovers
 
         me = api.current_user(self.client)
         self_id = str(me["id"])
@@ -130,6 +131,11 @@ class PollRun:
         writer = ObservationWriter(self.db, self.config, source_type="poll", source_id=self.poll_id,
                                    engine=engine)
         writer.batch_label = f"poll {self.poll_id}"
+        # Channels are read one after another: new messages earn at the end, in snowflake
+        # order across the run (salience/pending.py), not channel by channel; with them,
+        # what a stopped poll left marked.
+        writer.defer_new_messages = True
+        writer.deferred_ids.extend(poll_leftovers(self.db))
         self.writer = writer
         self.pages = PageWriter(self.db, self.config, self.client, writer, engine, self_id)
         self._refresh_roles(targets)
@@ -149,6 +155,7 @@ class PollRun:
                 self.errors.append({"channel": channel.id, "error": exc.message})
             except (KeyError, TypeError, ValueError) as exc:
                 self.errors.append({"channel": channel.id, "error": unexpected(exc)})
+        earn_pending(self.db, self.config, engine, writer.batch_label, ids=writer.deferred_ids)
 
     def _targets(self, self_id: str) -> list[ChannelRecord]:
         opts = self.options

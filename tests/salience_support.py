@@ -52,6 +52,25 @@ def balances(db) -> dict[str, float]:
     return dict(db.execute("SELECT key, balance FROM topics").fetchall())
 
 
+def rounded_balances(db) -> dict[str, float]:
+    return dict(db.execute("SELECT key, round(balance, 9) FROM topics").fetchall())
+
+
+def rebuilt_balances(db, folder) -> dict[str, float]:
+    """The balances `zos salience rebuild` gives, on a copy of the database (in `folder`)."""
+    from zos_cli.config import Config
+    from zos_cli.salience.rebuild import rebuild
+
+    copy = folder / "rebuilt.db"
+    db.conn.execute("VACUUM INTO ?", [str(copy)])
+    rebuilt = database.connect(copy)
+    try:
+        rebuild(rebuilt, Config())
+        return rounded_balances(rebuilt)
+    finally:
+        rebuilt.close()
+
+
 def rows(db, key, *types) -> list[tuple]:
     """(type, amount, source_topic) of a topic's ledger rows, oldest first."""
     sql = "SELECT transaction_type, amount, source_topic FROM salience_ledger WHERE topic_key = ?"

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.fake_discord import backfill_with, fake, poll_with, small_world  # noqa: F401
+from tests.salience_support import rebuilt_balances
 from zos_cli.errors import UsageProblem
 
 
@@ -193,22 +194,6 @@ def _pending(db) -> int:
     return db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1").fetchone()[0]
 
 
-def _rebuilt_balances(db, tmp_path) -> dict:
-    """The balances `zos salience rebuild` gives, on a copy of the database."""
-    from zos_cli import db as database
-    from zos_cli.config import Config
-    from zos_cli.salience.rebuild import rebuild
-
-    copy = tmp_path / "rebuilt.db"
-    db.conn.execute("VACUUM INTO ?", [str(copy)])
-    rebuilt = database.connect(copy)
-    try:
-        rebuild(rebuilt, Config())
-        return dict(rebuilt.execute("SELECT key, round(balance, 9) FROM topics"))
-    finally:
-        rebuilt.close()
-
-
 def test_a_poll_leaves_a_stopped_backfills_marks_and_their_reactions_wait_with_them(
         db, db_path, fake, tmp_path):
     """A poll may run beside a backfill that is still marking, so it earns no marks; a
@@ -230,7 +215,7 @@ def test_a_poll_leaves_a_stopped_backfills_marks_and_their_reactions_wait_with_t
     assert collect_status(db, db_path)["salience_pending_messages"] == 0
     balances = dict(db.execute("SELECT key, round(balance, 9) FROM topics"))
     assert balances["server:100:channel:200"] > 0
-    assert balances == _rebuilt_balances(db, tmp_path)
+    assert balances == rebuilt_balances(db, tmp_path)
 
 
 def test_an_export_ingest_after_a_stopped_backfill_earns_what_it_left_first(db, fake, tmp_path):
@@ -248,7 +233,7 @@ def test_an_export_ingest_after_a_stopped_backfill_earns_what_it_left_first(db, 
     assert _pending(db) == 0
     balances = dict(db.execute("SELECT key, round(balance, 9) FROM topics"))
     assert balances["server:100:channel:200"] > 0 and balances["server:1001:channel:2001"] > 0
-    assert balances == _rebuilt_balances(db, tmp_path)
+    assert balances == rebuilt_balances(db, tmp_path)
 
 
 def test_messages_stored_by_a_stopped_backfill_earn_in_the_next_one(db, fake, tmp_path):

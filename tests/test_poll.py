@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import scan_files
 from tests.fake_discord import fake, poll_with, small_world  # noqa: F401
+from tests.salience_support import rebuilt_balances, rounded_balances
 from zos_cli import consent
 from zos_cli.db import get_state
 
@@ -25,26 +26,6 @@ def _post_many(fake, channel: str, n: int, prefix: str = "m") -> list[dict]:
     return [fake.post(channel, authors[i % 3], f"{prefix} {i}") for i in range(n)]
 
 
-def _balances(db) -> dict:
-    return dict(db.execute("SELECT key, round(balance, 9) FROM topics"))
-
-
-def _rebuilt_balances(db, tmp_path) -> dict:
-    """The balances `zos salience rebuild` gives, on a copy of the database."""
-    from zos_cli import db as database
-    from zos_cli.config import Config
-    from zos_cli.salience.rebuild import rebuild
-
-    copy = tmp_path / "rebuilt.db"
-    db.conn.execute("VACUUM INTO ?", [str(copy)])
-    rebuilt = database.connect(copy)
-    try:
-        rebuild(rebuilt, Config())
-        return _balances(rebuilt)
-    finally:
-        rebuilt.close()
-
-
 # ---------------------------------------------------------------------------- event order
 def test_a_poll_earns_in_event_time_across_channels(db, fake, tmp_path):
     """Channels are read one after another; what they hold interleaves in time. A poll
@@ -58,7 +39,7 @@ def test_a_poll_earns_in_event_time_across_channels(db, fake, tmp_path):
     assert report.fatal is None and report.summary["messages_new"] == 40
     assert db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
                       ).fetchone()[0] == 0
-    assert _balances(db) == _rebuilt_balances(db, tmp_path)
+    assert rounded_balances(db) == rebuilt_balances(db, tmp_path)
 
 
 def test_a_poll_that_fails_midway_leaves_its_marks_to_the_next_poll(db, fake, tmp_path):
@@ -82,7 +63,7 @@ def test_a_poll_that_fails_midway_leaves_its_marks_to_the_next_poll(db, fake, tm
     assert again.fatal is None and again.summary["messages_new"] == 20
     assert db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
                       ).fetchone()[0] == 0
-    assert _balances(db) == _rebuilt_balances(db, tmp_path)
+    assert rounded_balances(db) == rebuilt_balances(db, tmp_path)
 
 
 # ---------------------------------------------------------------------------- first poll

@@ -115,7 +115,7 @@ def test_killed_backfill_resumes_without_duplicate_or_gap(cli, db_path, tmp_path
                           ).fetchone()[0] == partial
         assert json.loads(cli("status", "--json").stdout)["salience_pending_messages"] == partial
         shown = " ".join(cli("status").stdout.split())
-        assert (f"{partial} messages a stopped job stored" in shown) == (partial > 0)
+        assert (f"not yet earned {partial} messages" in shown) == (partial > 0)
         checkpoint = db.execute("SELECT oldest_message_id, complete FROM backfill_state").fetchall()
         assert all(c == 0 for _, c in checkpoint)
         report = backfill_with(db, fake, guild_ids=["100"])

@@ -66,6 +66,27 @@ def test_a_poll_that_fails_midway_leaves_its_marks_to_the_next_poll(db, fake, tm
     assert rounded_balances(db) == rebuilt_balances(db, tmp_path)
 
 
+def test_status_during_a_poll_counts_its_marks_as_not_yet_earned(db, fake, cli):
+    """A poll marks every new message until its end: `zos status` run meanwhile counts them,
+    and must not say a stopped job left them (this one is running and earns them)."""
+    small_world(fake)
+    _post_many(fake, "200", 10)
+    _post_many(fake, "201", 10, "r")
+    shown = []
+
+    def status_while_the_second_channel_is_read(entry):
+        if entry.route == "messages" and "/201/" in entry.path and not shown:
+            shown.append(" ".join(cli("status").stdout.split()))
+
+    fake.hooks.append(status_while_the_second_channel_is_read)
+    report = poll_with(db, fake)
+    fake.hooks.clear()
+    assert report.fatal is None and report.summary["messages_new"] == 20
+    assert "not yet earned 10 messages (a running poll or backfill earns its own" in shown[0]
+    assert "stopped job" not in shown[0]
+    assert "not yet earned" not in " ".join(cli("status").stdout.split())
+
+
 # ---------------------------------------------------------------------------- first poll
 def test_first_poll_stores_everything_once(db, fake):
     small_world(fake)

@@ -71,7 +71,7 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
         "ORDER BY created_at DESC LIMIT 1"
     ).fetchone()
     last_poll = db.execute("SELECT max(last_polled_at) FROM poll_state").fetchone()[0]
-    # Stored by a stopped backfill or poll, not yet earned (the next `zos ingest` earns them).
+    # Stored, not yet earned: a running poll's or backfill's, or what a stopped one left.
     pending = db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1").fetchone()[0]
     last_reflect = db.execute(
         "SELECT layer_name, status, started_at FROM layer_runs "

@@ -142,8 +142,10 @@ def _print_status(doc: dict) -> None:
         "last reflect": _describe_reflect(doc["last_reflect"]),
     }
     if doc["salience_pending_messages"]:
-        summary["not yet earned"] = (f"{doc['salience_pending_messages']} messages a stopped "
-                                     "job stored (the next `zos ingest` earns them first)")
+        summary["not yet earned"] = (
+            f"{doc['salience_pending_messages']} messages (a running poll or backfill earns "
+            "its own at its end; what a killed or failed poll left, the next poll; what a "
+            "stopped backfill left, the next `zos ingest`)")
     output.print_key_values(summary, title="zos status")
     if doc["top_salience"]:
         output.print_rows(doc["top_salience"], output.Format.TABLE, title="Top salience")

@@ -133,7 +133,7 @@ class PollRun:
         writer.batch_label = f"poll {self.poll_id}"
         # Channels are read one after another: new messages earn at the end, in snowflake
         # order across the run (salience/pending.py), not channel by channel; with them,
-        # what a stopped poll left marked.
+        # what a killed or failed poll left marked.
         writer.defer_new_messages = True
         writer.deferred_ids.extend(poll_leftovers(self.db))
         self.writer = writer

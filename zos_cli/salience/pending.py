@@ -4,7 +4,7 @@ salience rebuild` replays messages (the same events from the same stored rows), 
 transaction with the chunk's marks cleared in it.
 
 A backfill earns every mark at its end (its own and any left before). A poll earns, at its
-end, the marks it made and those a stopped or killed poll left, but no mark of a backfill's: one
+end, the marks it made and those a killed or failed poll left, but no mark of a backfill's: one
 may be running beside it, still marking, and earning those would break its event order. An
 export ingest earns every mark first thing (it holds the ingest lock: no backfill runs). A
 reaction read on a marked message is earned with that message. Rebuild clears every mark (it
@@ -71,7 +71,7 @@ def earn_pending(db: sqlite_utils.Database, config, engine: SalienceEngine, reas
 
 
 def poll_leftovers(db: sqlite_utils.Database) -> list[str]:
-    """Marked messages no backfill has seen: what a stopped or killed poll left."""
+    """Marked messages no backfill has seen: what a killed or failed poll left."""
     return [r[0] for r in db.execute(
         "SELECT m.id FROM messages m WHERE m.salience_pending = 1 AND NOT EXISTS ("
         "SELECT 1 FROM message_sources s WHERE s.message_id = m.id "

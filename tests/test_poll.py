@@ -26,19 +26,22 @@ def _post_many(fake, channel: str, n: int, prefix: str = "m") -> list[dict]:
     return [fake.post(channel, authors[i % 3], f"{prefix} {i}") for i in range(n)]
 
 
+def _marked(db) -> int:
+    return db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1").fetchone()[0]
+
+
 # ---------------------------------------------------------------------------- event order
 def test_a_poll_earns_in_event_time_across_channels(db, fake, tmp_path):
     """Channels are read one after another; what they hold interleaves in time. A poll
     marks its new messages and earns them at its end in one snowflake order, as rebuild."""
     small_world(fake)
-    for i in range(40):  # the two channels take turns; replies and mentions cross over
-        channel, other = ("200", "201") if i % 2 else ("201", "200")
+    for i in range(40):  # the two channels take turns; each message mentions the next author
+        channel = "200" if i % 2 else "201"
         author, partner = ("501", "502", "503")[i % 3], ("501", "502", "503")[(i + 1) % 3]
         fake.post(channel, author, f"turn {i} <@{partner}>", mentions=[partner])
     report = poll_with(db, fake)
     assert report.fatal is None and report.summary["messages_new"] == 40
-    assert db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
-                      ).fetchone()[0] == 0
+    assert _marked(db) == 0
     assert rounded_balances(db) == rebuilt_balances(db, tmp_path)
 
 
@@ -56,13 +59,11 @@ def test_a_poll_that_fails_midway_leaves_its_marks_to_the_next_poll(db, fake, tm
     fake.hooks.clear()
     fake.revoked = False
     assert failed.fatal is not None and failed.summary["messages_new"] == 30
-    marked = db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1").fetchone()[0]
-    assert marked == 30
+    assert _marked(db) == 30
     assert db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0] == 0
     again = poll_with(db, fake)
     assert again.fatal is None and again.summary["messages_new"] == 20
-    assert db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
-                      ).fetchone()[0] == 0
+    assert _marked(db) == 0
     assert rounded_balances(db) == rebuilt_balances(db, tmp_path)
 
 

@@ -56,6 +56,11 @@ def rounded_balances(db) -> dict[str, float]:
     return dict(db.execute("SELECT key, round(balance, 9) FROM topics").fetchall())
 
 
+def marked(db) -> int:
+    """Messages stored `salience_pending`, not yet earned."""
+    return db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1").fetchone()[0]
+
+
 def rebuilt_balances(db, folder) -> dict[str, float]:
     """The balances `zos salience rebuild` gives, on a copy of the database (in `folder`)."""
     from zos_cli.config import Config

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.fake_discord import backfill_with, fake, poll_with, small_world  # noqa: F401
-from tests.salience_support import rebuilt_balances
+from tests.salience_support import marked, rebuilt_balances
 from zos_cli.errors import UsageProblem
 
 
@@ -186,12 +186,8 @@ def _stop_after_two_pages(db, fake) -> None:
     finally:
         fake.hooks.clear()
     assert first.summary["messages_new"] == 200
-    assert _pending(db) == 200
+    assert marked(db) == 200
     assert db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0] == 0
-
-
-def _pending(db) -> int:
-    return db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1").fetchone()[0]
 
 
 def test_a_poll_leaves_a_stopped_backfills_marks_and_their_reactions_wait_with_them(
@@ -208,10 +204,10 @@ def test_a_poll_leaves_a_stopped_backfills_marks_and_their_reactions_wait_with_t
     fake.react("200", posted[-1]["id"], "503", "👍")
     report = poll_with(db, fake, initial_messages=50, channel_ids=["200"])
     assert report.fatal is None and report.summary["reactions_new"] == 1
-    assert _pending(db) == 200
+    assert marked(db) == 200
     assert db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0] == 0
     assert backfill_with(db, fake, channel_ids=["200"]).summary["messages_new"] == 50
-    assert _pending(db) == 0
+    assert marked(db) == 0
     assert collect_status(db, db_path)["salience_pending_messages"] == 0
     balances = dict(db.execute("SELECT key, round(balance, 9) FROM topics"))
     assert balances["server:100:channel:200"] > 0
@@ -230,7 +226,7 @@ def test_an_export_ingest_after_a_stopped_backfill_earns_what_it_left_first(db, 
     other.add(message(snowflake(1), user("601", "dee"), "hello"))
     summary = ingest_exports(db, Config(), [str(other.write(tmp_path / "other.json"))])
     assert summary["messages_new"] == 1
-    assert _pending(db) == 0
+    assert marked(db) == 0
     balances = dict(db.execute("SELECT key, round(balance, 9) FROM topics"))
     assert balances["server:100:channel:200"] > 0 and balances["server:1001:channel:2001"] > 0
     assert balances == rebuilt_balances(db, tmp_path)
@@ -250,13 +246,11 @@ def test_messages_stored_by_a_stopped_backfill_earn_in_the_next_one(db, fake, tm
     migrations.apply(whole, tmp_path / "whole.db")
     assert backfill_with(whole, fake, channel_ids=["200"]).summary["messages_new"] == 251
     expected = dict(whole.execute("SELECT key, round(balance, 9) FROM topics"))
-    assert whole.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
-                         ).fetchone()[0] == 0
+    assert marked(whole) == 0
     whole.close()
 
     _stop_after_two_pages(db, fake)
     again = backfill_with(db, fake, channel_ids=["200"])
     assert again.summary["messages_new"] == 51
-    assert db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1"
-                      ).fetchone()[0] == 0
+    assert marked(db) == 0
     assert dict(db.execute("SELECT key, round(balance, 9) FROM topics")) == expected

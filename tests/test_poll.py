@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import scan_files
 from tests.fake_discord import fake, poll_with, small_world  # noqa: F401
-from tests.salience_support import rebuilt_balances, rounded_balances
+from tests.salience_support import marked, rebuilt_balances, rounded_balances
 from zos_cli import consent
 from zos_cli.db import get_state
 
@@ -26,10 +26,6 @@ def _post_many(fake, channel: str, n: int, prefix: str = "m") -> list[dict]:
     return [fake.post(channel, authors[i % 3], f"{prefix} {i}") for i in range(n)]
 
 
-def _marked(db) -> int:
-    return db.execute("SELECT count(*) FROM messages WHERE salience_pending = 1").fetchone()[0]
-
-
 # ---------------------------------------------------------------------------- event order
 def test_a_poll_earns_in_event_time_across_channels(db, fake, tmp_path):
     """Channels are read one after another; what they hold interleaves in time. A poll
@@ -41,7 +37,7 @@ def test_a_poll_earns_in_event_time_across_channels(db, fake, tmp_path):
         fake.post(channel, author, f"turn {i} <@{partner}>", mentions=[partner])
     report = poll_with(db, fake)
     assert report.fatal is None and report.summary["messages_new"] == 40
-    assert _marked(db) == 0
+    assert marked(db) == 0
     assert rounded_balances(db) == rebuilt_balances(db, tmp_path)
 
 
@@ -59,11 +55,11 @@ def test_a_poll_that_fails_midway_leaves_its_marks_to_the_next_poll(db, fake, tm
     fake.hooks.clear()
     fake.revoked = False
     assert failed.fatal is not None and failed.summary["messages_new"] == 30
-    assert _marked(db) == 30
+    assert marked(db) == 30
     assert db.execute("SELECT count(*) FROM salience_ledger").fetchone()[0] == 0
     again = poll_with(db, fake)
     assert again.fatal is None and again.summary["messages_new"] == 20
-    assert _marked(db) == 0
+    assert marked(db) == 0
     assert rounded_balances(db) == rebuilt_balances(db, tmp_path)
 
 

@@ -45,8 +45,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from gen_export import generate  # noqa: E402
 from ingest_bounds import engine_compute, store_only  # noqa: E402
 
-from zos_cli import db as db_module  # noqa: E402
-from zos_cli import migrations  # noqa: E402
+from zos_cli.store import db as db_module
+from zos_cli.store import migrations
 from zos_cli.config import Config  # noqa: E402
 
 
@@ -136,8 +136,8 @@ def gated_config(export: Path) -> Config:
 def gate_read(export: Path, db_path: Path) -> tuple[float, int]:
     """What a privacy-gate role adds to an ingest run: the first read of the file for the role
     sets it shows (ingest_gate.settle_gate), timed alone."""
-    from zos_cli.ingest import IngestRun
-    from zos_cli.ingest_gate import settle_gate
+    from zos_cli.ingest.run import IngestRun
+    from zos_cli.ingest.role_gate import settle_gate
 
     db = fresh_db(db_path)
     config = gated_config(export)
@@ -156,7 +156,7 @@ def gate_read(export: Path, db_path: Path) -> tuple[float, int]:
 def zos_ingest(export: Path, db_path: Path, *, salience: bool = True,
                batch_messages: int | None = None) -> tuple[float, dict]:
     import zos_cli.salience as salience_module
-    from zos_cli.ingest import ingest_exports
+    from zos_cli.ingest.run import ingest_exports
 
     db = fresh_db(db_path)
     config = Config()

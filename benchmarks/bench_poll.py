@@ -25,8 +25,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.fake_discord import FakeDiscord, backfill_with, poll_with  # noqa: E402
-from zos_cli import db as database  # noqa: E402
-from zos_cli import migrations  # noqa: E402
+from zos_cli.store import db as database
+from zos_cli.store import migrations
 
 
 def world(guilds: int, channels: int, messages: int) -> FakeDiscord:

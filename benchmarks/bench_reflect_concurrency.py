@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 
 from tests.fake_openai import FakeOpenAI  # noqa: E402
 from tests.reflect_world import SELF_ID, build_world  # noqa: E402
-from zos_cli import db as db_module  # noqa: E402
-from zos_cli import migrations  # noqa: E402
+from zos_cli.store import db as db_module
+from zos_cli.store import migrations
 from zos_cli.config import Config  # noqa: E402
 from zos_cli.reflect.layers import SHIPPED_DIR  # noqa: E402
 from zos_cli.reflect.run import RunOptions, run_layer  # noqa: E402

@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from zos_cli import db as database  # noqa: E402
-from zos_cli import migrations  # noqa: E402
+from zos_cli.store import db as database
+from zos_cli.store import migrations
 from zos_cli.salience.queries import check, top  # noqa: E402
 
 KINDS = ["user", "channel", "dyad", "user_in_channel", "dyad_in_channel", "emoji", "subject"]

@@ -71,7 +71,7 @@ def store_only(result: Path, target: Path, fresh_db) -> dict:
 def engine_compute(result: Path, target: Path, fresh_db) -> dict:
     """CPU seconds of the salience engine applying the stored history, nothing written."""
     from zos_cli.config import Config
-    from zos_cli.db import connect
+    from zos_cli.store.db import connect
     from zos_cli.salience import SalienceEngine
     from zos_cli.salience.rebuild import message_events
 

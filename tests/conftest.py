@@ -14,8 +14,8 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 from typer.testing import CliRunner  # noqa: E402
 
-from zos_cli import db as database  # noqa: E402
-from zos_cli import migrations  # noqa: E402
+from zos_cli.store import db as database
+from zos_cli.store import migrations
 from zos_cli.config import Config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -537,7 +537,7 @@ def fake():
 
 
 def make_client(server: FakeDiscord, **kwargs):
-    from zos_cli.discord.client import DiscordClient, DiscordToken
+    from zos_cli.sources.discord.client import DiscordClient, DiscordToken
 
     kwargs.setdefault("backoff_base", 0.01)
     kwargs.setdefault("max_wait", 5.0)
@@ -554,8 +554,8 @@ def config_for(server: FakeDiscord, **sections):
 
 def poll_with(db, server: FakeDiscord, config=None, **options):
     """One library-level poll against the fake; returns the PollReport."""
-    from zos_cli.discord.client import DiscordToken
-    from zos_cli.discord.poll import PollOptions, run_poll
+    from zos_cli.sources.discord.client import DiscordToken
+    from zos_cli.ingest.poll import PollOptions, run_poll
 
     client_kw = {k: options.pop(k) for k in ("max_wait", "stop") if k in options}
     return run_poll(db, config or config_for(server), DiscordToken(server.token),
@@ -575,8 +575,8 @@ def small_world(server: FakeDiscord) -> None:
 def backfill_with(db, server: FakeDiscord, config=None, *, channel_ids=(), guild_ids=(),
                   since=None, **client_options):
     """One library-level `ingest --token` against the fake; returns the BackfillReport."""
-    from zos_cli.discord.backfill import BackfillOptions, run_backfill
-    from zos_cli.discord.client import DiscordToken
+    from zos_cli.ingest.backfill import BackfillOptions, run_backfill
+    from zos_cli.sources.discord.client import DiscordToken
 
     client_options.setdefault("backoff_base", 0.01)
     options = BackfillOptions(list(channel_ids), list(guild_ids), since)

@@ -3,7 +3,7 @@
     world = build_world(db, tmp_path, users=4, messages_each=12)
     world.user_key("alice")  ->  "server:1001:user:101"
 
-Exports are written with `tests.exports` and ingested with `zos_cli.ingest.ingest_exports`, so
+Exports are written with `tests.exports` and ingested with `zos_cli.ingest.run.ingest_exports`, so
 messages, users, reactions, topics and salience are exactly what `zos ingest` would store.
 """
 
@@ -56,8 +56,8 @@ def build_world(db, folder: Path, *, users: int = 4, messages_each: int = 12,
     reacting to them, so every user, their dyads and the channels earn salience.
     `gated` users lack the privacy-gate role (the others hold it; when none is gated no gate
     role is configured by the caller). `dm_with` adds a consented DM with zos."""
-    from zos_cli import consent
-    from zos_cli.ingest import ingest_exports
+    from zos_cli.privacy import consent
+    from zos_cli.ingest.run import ingest_exports
 
     config = config or config_for()
     world = World()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zos_cli import db as database
+from zos_cli.store import db as database
 from zos_cli.events import MessageEvent, ReactionEvent
 from zos_cli.salience import SalienceEngine
 

@@ -195,7 +195,7 @@ def test_a_poll_leaves_a_stopped_backfills_marks_and_their_reactions_wait_with_t
     """A poll may run beside a backfill that is still marking, so it earns no marks; a
     reaction it reads on a marked message is earned with that message, by the next backfill
     (once, after its message, as rebuild counts it)."""
-    from zos_cli.status import collect_status
+    from zos_cli.store.status import collect_status
 
     small_world(fake)
     posted = _post_many(fake, "200", 250)
@@ -217,7 +217,7 @@ def test_a_poll_leaves_a_stopped_backfills_marks_and_their_reactions_wait_with_t
 def test_an_export_ingest_after_a_stopped_backfill_earns_what_it_left_first(db, fake, tmp_path):
     from tests.exports import Export, message, snowflake, user
     from zos_cli.config import Config
-    from zos_cli.ingest import ingest_exports
+    from zos_cli.ingest.run import ingest_exports
 
     small_world(fake)
     _post_many(fake, "200", 250)
@@ -236,8 +236,8 @@ def test_messages_stored_by_a_stopped_backfill_earn_in_the_next_one(db, fake, tm
     """A backfill earns its new messages at its end, in snowflake order (pages come newest
     first). Stopped after two pages, it leaves them marked `salience_pending` and unearned;
     the next backfill earns them with the rest, exactly as one uninterrupted backfill."""
-    from zos_cli import db as database
-    from zos_cli import migrations
+    from zos_cli.store import db as database
+    from zos_cli.store import migrations
 
     small_world(fake)
     posted = _post_many(fake, "200", 250)

@@ -14,8 +14,8 @@ import pytest
 
 from tests.fake_discord import backfill_with, fake, small_world  # noqa: F401
 from tests.salience_support import marked
-from zos_cli import db as database
-from zos_cli import locks
+from zos_cli.store import db as database
+from zos_cli.store import locks
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,8 @@ import pytest
 import typer.main
 
 from tests.conftest import Cli, run_on_a_terminal, run_zos
-from zos_cli import __version__, locks
+from zos_cli import __version__
+from zos_cli.store import locks
 from zos_cli.cli import app
 
 ALL_MIGRATIONS = ["0001_initial", "0002_ledger_topic_id", "0003_llm_call_sources",
@@ -283,8 +284,8 @@ def test_another_programs_sqlite_file_is_not_migrated(tmp_path):
 
 
 def test_a_database_holding_only_migration_events_gets_no_backup(db_path, tmp_path):
-    from zos_cli import db as database
-    from zos_cli import migrations
+    from zos_cli.store import db as database
+    from zos_cli.store import migrations
 
     assert not migrations.holds_data(database.connect(db_path).conn)
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from zos_cli import consent
-from zos_cli import db as db_module
+from zos_cli.privacy import consent
+from zos_cli.store import db as db_module
 from zos_cli.errors import UsageProblem
 
 

@@ -8,9 +8,9 @@ import pickle
 import pytest
 
 from tests.fake_discord import FakeDiscord, fake, make_client  # noqa: F401
-from zos_cli.discord import api
-from zos_cli.discord.client import USER_AGENT, DiscordToken, resolve_token
-from zos_cli.discord.errors import (
+from zos_cli.sources.discord import api
+from zos_cli.sources.discord.client import USER_AGENT, DiscordToken, resolve_token
+from zos_cli.sources.discord.errors import (
     CloudflareBan,
     DiscordForbidden,
     DiscordNotFound,
@@ -126,7 +126,7 @@ class _FakeClock:
 
 
 def test_global_429_pauses_every_route():
-    from zos_cli.discord.ratelimit import RateLimiter, route_key
+    from zos_cli.sources.discord.ratelimit import RateLimiter, route_key
 
     clock = _FakeClock()
     limiter = RateLimiter(clock, max_wait=10)
@@ -139,7 +139,7 @@ def test_global_429_pauses_every_route():
 
 
 def test_bucket_learned_once_serves_every_channel():
-    from zos_cli.discord.ratelimit import RateLimiter, route_key
+    from zos_cli.sources.discord.ratelimit import RateLimiter, route_key
 
     clock = _FakeClock()
     limiter = RateLimiter(clock, max_wait=10)
@@ -158,7 +158,7 @@ def test_bucket_learned_once_serves_every_channel():
 
 
 def test_client_side_global_window():
-    from zos_cli.discord.ratelimit import RateLimiter, route_key
+    from zos_cli.sources.discord.ratelimit import RateLimiter, route_key
 
     clock = _FakeClock()
     limiter = RateLimiter(clock, max_wait=10, per_second=3)
@@ -255,7 +255,7 @@ def test_invalid_request_budget_stops_before_a_ban(fake):
 
 def test_network_errors_never_show_the_token():
     token = DiscordToken("very.secret.token")
-    from zos_cli.discord.client import DiscordClient
+    from zos_cli.sources.discord.client import DiscordClient
 
     with DiscordClient(token, "http://127.0.0.1:9/api/v10", backoff_base=0.001) as client:
         with pytest.raises(DiscordRequestFailed) as err:

@@ -9,7 +9,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zos_cli.discord import convert
+from zos_cli.sources.discord import convert
 from zos_cli.sources.export import ExportFile
 from zos_cli.timeutil import normalize
 

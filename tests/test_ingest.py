@@ -9,7 +9,7 @@ import shutil
 
 from tests.conftest import EXAMPLES, run_zos
 from tests.exports import Export, attachment, emoji, message, reaction, role, snowflake, user
-from zos_cli import locks
+from zos_cli.store import locks
 
 EXAMPLE = EXAMPLES / "export"
 GENERAL = "1093876544121149511"

@@ -194,7 +194,7 @@ def test_a_stored_group_dm_learns_a_participant_without_consent(cli, db, config_
     summary = ingest(cli, config_file, refused.write(tmp_path / "b.json"))
     assert (summary["messages_new"], summary["dm_skipped_without_consent"]) == (0, 1)
     assert db.execute("SELECT participant_ids FROM channels").fetchone() == ('["733", "894"]',)
-    from zos_cli.consent import dm_may_be_stored
+    from zos_cli.privacy.consent import dm_may_be_stored
 
     assert not dm_may_be_stored(db, ["733", "894"])
 

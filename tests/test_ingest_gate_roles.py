@@ -20,8 +20,8 @@ import pytest
 
 from tests.exports import Export, emoji, message, reaction, role, snowflake, user
 from tests.test_ingest_kill import start_writing, stored_messages, wait_until_stored
-from zos_cli import db as db_module
-from zos_cli import migrations
+from zos_cli.store import db as db_module
+from zos_cli.store import migrations
 from zos_cli.salience.rebuild import rebuild
 
 GATE, OTHER = "9", "8"
@@ -293,9 +293,9 @@ def test_a_channel_split_across_merge_groups_counts_the_observation_written(tmp_
     """Beyond MAX_OPEN_FILES a channel's files may fall in two merge groups: the later group's
     observation with the same exportedAt is not written (the stored one is not older), so its
     role set (101 without the role) does not count either."""
-    import zos_cli.ingest
+    import zos_cli.ingest.run
 
-    monkeypatch.setattr(zos_cli.ingest, "MAX_OPEN_FILES", 1)
+    monkeypatch.setattr(zos_cli.ingest.run, "MAX_OPEN_FILES", 1)
     member = people({"101": True, "102": True, "103": True})
     guest = people({"101": False})
     first, second = Export(channel_id="2001"), Export(channel_id="2001")

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.exports import Export, attachment, emoji, message, reaction, role, snowflake, user
-from zos_cli import db as db_module
-from zos_cli import migrations
+from zos_cli.store import db as db_module
+from zos_cli.store import migrations
 
 KILLS = 22
 BATCH = "7"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 
 from tests.exports import snowflake
-from zos_cli import db as db_module
-from zos_cli import migrations
-from zos_cli.observe import Observation, ObservationWriter
+from zos_cli.store import db as db_module
+from zos_cli.store import migrations
+from zos_cli.observe.writer import Observation, ObservationWriter
 from zos_cli.records import ChannelRecord, MessageRecord, ReactionRecord, RoleRecord, UserRecord
 
 CHANNELS = [ChannelRecord(id="2001", type="text", server_id="1001", server_name="A"),

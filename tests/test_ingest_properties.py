@@ -8,10 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.exports import Export, emoji, message, reaction, role, snowflake, user
-from zos_cli import db as db_module
-from zos_cli import migrations
+from zos_cli.store import db as db_module
+from zos_cli.store import migrations
 from zos_cli.config import Config
-from zos_cli.ingest import ingest_exports
+from zos_cli.ingest.run import ingest_exports
 
 PEOPLE = [user(str(100 + i), f"u{i}", roles=[role("9", "members")]) for i in range(4)]
 TEXTS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)

@@ -9,8 +9,9 @@ import re
 import pytest
 
 from tests.exports import Export, message, reaction, role, snowflake, emoji, user
-from zos_cli import db as database
-from zos_cli import ingest, migrations
+from zos_cli.store import db as database
+from zos_cli.ingest import run as ingest
+from zos_cli.store import migrations
 from zos_cli.config import Config
 
 ALICE = user("101", "alice", roles=[role("9", "members")])

@@ -1,4 +1,4 @@
-"""The one writer (`zos_cli.observe`) as the live API path uses it: records in, rows and
+"""The one writer (`zos_cli.observe.writer`) as the live API path uses it: records in, rows and
 salience out; newest observation wins; `reactions=None` leaves stored reactions alone."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from tests.exports import snowflake
-from zos_cli import consent
-from zos_cli import db as db_module
-from zos_cli.observe import ObservationWriter
+from zos_cli.privacy import consent
+from zos_cli.store import db as db_module
+from zos_cli.observe.writer import ObservationWriter
 from zos_cli.records import ChannelRecord, MessageRecord, ReactionRecord, RoleRecord, UserRecord
 from zos_cli.salience import SalienceEngine
 

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from zos_cli import db as database
-from zos_cli import migrations
+from zos_cli.store import db as database
+from zos_cli.store import migrations
 from zos_cli.salience.queries import check, ledger
 
 T = "2024-03-01T12:00:00.000000+00:00"

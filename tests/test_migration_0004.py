@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from zos_cli import db as database
-from zos_cli import migrations
+from zos_cli.store import db as database
+from zos_cli.store import migrations
 
 T = "2024-03-01T12:00:00.000000+00:00"
 

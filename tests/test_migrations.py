@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from zos_cli import db as database
-from zos_cli import migrations
+from zos_cli.store import db as database
+from zos_cli.store import migrations
 from zos_cli.errors import MigrationError, NoDatabase
 
 

@@ -10,8 +10,8 @@ import sqlite3
 import pytest
 
 from tests.conftest import EXAMPLES, Cli, run_on_a_terminal, run_zos
-from zos_cli import db as db_module
-from zos_cli import locks
+from zos_cli.store import db as db_module
+from zos_cli.store import locks
 
 DM_TEXT = "Maren said you keep notes on the studio schedule"
 

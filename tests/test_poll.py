@@ -8,8 +8,8 @@ import pytest
 from tests.conftest import scan_files
 from tests.fake_discord import fake, poll_with, small_world  # noqa: F401
 from tests.salience_support import marked, rebuilt_balances, rounded_balances
-from zos_cli import consent
-from zos_cli.db import get_state
+from zos_cli.privacy import consent
+from zos_cli.store.db import get_state
 
 
 def _ids(db, channel: str | None = None) -> list[str]:
@@ -253,7 +253,7 @@ def test_deleting_the_oldest_message_of_a_short_channel_is_noticed(db, fake):
 def test_a_message_stored_by_another_job_meanwhile_is_not_deleted(db, fake, monkeypatch):
     # Another poll (or a backfill) stores a message posted after this poll read its newest
     # page: it is newer than that page, not missing from it.
-    from zos_cli.discord import api
+    from zos_cli.sources.discord import api
 
     small_world(fake)
     _post_many(fake, "200", 10)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.fake_discord import fake, poll_with, small_world  # noqa: F401
-from zos_cli.discord.archived import STATE_KEY
+from zos_cli.ingest.archived import STATE_KEY
 from zos_cli.timeutil import parse_time, to_stored
 
 HOUR = timedelta(hours=1)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.fake_discord import fake, poll_with, small_world  # noqa: F401
-from zos_cli import db as database
-from zos_cli import locks
+from zos_cli.store import db as database
+from zos_cli.store import locks
 
 KEYS = {"channels", "requests", "messages_new", "reactions_new", "rate_limited",
         "skipped_channels", "errors"}
@@ -194,7 +194,7 @@ def test_killed_poll_resumes_without_duplicate_or_gap(db_path, tmp_path, fake, k
         fake.post("200", "501", f"old {i}")
     reference = tmp_path / "reference.db"
     handle = database.connect(reference, create=True)
-    from zos_cli import migrations
+    from zos_cli.store import migrations
 
     migrations.apply(handle, reference)
     for path in (db_path, reference):

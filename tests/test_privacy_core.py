@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import scan_files
-from zos_cli import db as database
+from zos_cli.store import db as database
 from zos_cli.privacy import (
     apply_gate_change,
     combine_scopes,

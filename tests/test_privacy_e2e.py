@@ -16,11 +16,11 @@ from tests.conftest import scan_files as scan
 from tests.exports import dm_export, message, snowflake, user
 from tests.fake_openai import FakeOpenAI, Reply, echo_reply
 from tests.reflect_world import DM_CHANNEL, SELF_ID, build_world, config_for
-from zos_cli import consent
-from zos_cli import db as database
-from zos_cli import migrations
+from zos_cli.privacy import consent
+from zos_cli.store import db as database
+from zos_cli.store import migrations
 from zos_cli.config import Config
-from zos_cli.ingest import ingest_exports
+from zos_cli.ingest.run import ingest_exports
 from zos_cli.reflect.run import RunOptions, run_layer
 
 DM_CANARY = "QZXV-dm-canary"

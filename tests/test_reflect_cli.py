@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import EXAMPLES
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.reflect_world import GUILD, SELF_ID, build_world
-from zos_cli import locks
+from zos_cli.store import locks
 
 LIST_KEYS = ["id", "topic_key", "category", "content", "sources_scope_max", "created_at",
              "strength", "confidence", "importance", "novelty", "valence", "quarantined",

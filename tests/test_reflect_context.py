@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.reflect_world import GATE_ROLE, GUILD, SELF_ID, build_world, config_for
-from zos_cli import consent
+from zos_cli.privacy import consent
 from zos_cli.config import Config
 from zos_cli.reflect.context import build_context
 from zos_cli.reflect.layers import get_layer, load_layer_file
@@ -81,8 +81,8 @@ def test_budget_keeps_the_newest_messages(db, tmp_path):
 @settings(max_examples=15, deadline=None)
 @given(budget=st.integers(min_value=900, max_value=6000))
 def test_prompt_never_exceeds_the_budget(budget, tmp_path_factory):
-    from zos_cli import db as db_module
-    from zos_cli import migrations
+    from zos_cli.store import db as db_module
+    from zos_cli.store import migrations
 
     folder = tmp_path_factory.mktemp("budget")
     db = db_module.connect(folder / "z.db", create=True)
@@ -132,7 +132,7 @@ def test_gated_user_is_never_a_target(db, db_path, tmp_path, cli):
 def test_a_gated_user_takes_no_place_under_the_target_limit(db, tmp_path):
     # Bob earned before the gate was configured (as when someone loses the role), and has
     # the highest balance: the limit counts the others, not him.
-    from zos_cli import db as db_module
+    from zos_cli.store import db as db_module
     from zos_cli.reflect.targets import choose_targets
     from zos_cli.salience import SalienceEngine
 
@@ -269,7 +269,7 @@ def test_the_emoji_layer_reads_messages_using_the_emoji_in_their_text(db, tmp_pa
     # Exports write a custom emoji as :party: in the text (its id only in inlineEmojis), so
     # the messages are found through custom_emoji_ids, as well as through reactions.
     from tests.exports import Export, emoji, message, reaction, snowflake, user
-    from zos_cli.ingest import ingest_exports
+    from zos_cli.ingest.run import ingest_exports
 
     alice, bob = user("101", "alice"), user("102", "bob")
     party = emoji("party", "5001")
@@ -286,7 +286,7 @@ def test_the_emoji_layer_reads_messages_using_the_emoji_in_their_text(db, tmp_pa
 def test_a_mention_of_someone_outside_the_gate_is_chat_n_in_the_text(db, tmp_path):
     # Exports write mentions as @Name in the text; the mentions list says who they are.
     from tests.exports import Export, message, role, snowflake, user
-    from zos_cli.ingest import ingest_exports
+    from zos_cli.ingest.run import ingest_exports
 
     member = role(GATE_ROLE, "member")
     alice = user("101", "alice", nickname="Alice", roles=[member])

@@ -318,7 +318,7 @@ def test_without_cache_flag_the_model_is_asked_again(db, db_path, world, server)
 
 def test_dm_reflection_through_a_model_is_dm_scoped(db, db_path, tmp_path, server):
     from tests.fake_openai import echo_reply
-    from zos_cli import consent
+    from zos_cli.privacy import consent
 
     world = build_world(db, tmp_path, users=2, messages_each=2, dm_with="alice",
                         dm_texts=("canary-7f3 kiln", "noted", "canary-7f3 glaze"))
@@ -341,7 +341,7 @@ def test_a_database_busy_midway_ends_the_run_with_what_it_did(db, db_path, world
     # first target stays stored, and the error carries this run's summary, not an empty one.
     import sqlite3
 
-    from zos_cli import db as database
+    from zos_cli.store import db as database
     from zos_cli.errors import TemporaryFailure
 
     holder = {}

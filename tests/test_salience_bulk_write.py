@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from tests.conftest import EXAMPLES
-from zos_cli import db as database
+from zos_cli.store import db as database
 from zos_cli.ids import new_id
 from zos_cli.salience.batch import write as write_rows
 from zos_cli.salience.batch import write_topics

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tests.salience_support import T0, earn_all, msg, run
-from zos_cli import db as database
-from zos_cli import locks
+from zos_cli.store import db as database
+from zos_cli.store import locks
 
 TOP_KEYS = ["topic_key", "category", "group", "balance", "last_activity_at"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.salience_support import T0, balances, earn_all, rows
-from zos_cli import db as database
+from zos_cli.store import db as database
 from zos_cli.config import Config
 from zos_cli.errors import UsageProblem
 from zos_cli.salience import decay, resolve_as_of
@@ -125,7 +125,7 @@ def test_a_late_decay_takes_each_days_balance_as_nightly_decays_would(db, config
     late_rows = [a for _t, a, _s in rows(db, channel, "decay")]
     late_balance = balances(db)[channel]
 
-    from zos_cli import migrations  # a second world, decayed every night
+    from zos_cli.store import migrations
 
     path = db.conn.execute("PRAGMA database_list").fetchone()[2] + ".nightly"
     nightly_db = database.connect(path, create=True)

@@ -8,7 +8,7 @@ import pytest
 from tests.salience_support import (
     T0, balances, dm, earn_all, ledger_sums, msg, react, rows, run,
 )
-from zos_cli import db as database
+from zos_cli.store import db as database
 from zos_cli.config import Config
 from zos_cli.salience import SalienceEngine, after_reflection
 

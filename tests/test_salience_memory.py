@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 from tests.salience_support import msg, react
-from zos_cli import db as database
+from zos_cli.store import db as database
 from zos_cli.salience import SalienceEngine
 
 USERS = [str(100 + i) for i in range(12)]

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.salience_support import dm, msg, react
-from zos_cli import db as database
-from zos_cli import migrations, topics
+from zos_cli.store import db as database
+from zos_cli import topics
+from zos_cli.store import migrations
 from zos_cli.config import Config
 from zos_cli.salience import SalienceEngine, after_reflection, decay
 from zos_cli.salience.queries import check

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from tests.conftest import EXAMPLES
-from zos_cli import consent
-from zos_cli import db as database
+from zos_cli.privacy import consent
+from zos_cli.store import db as database
 from zos_cli.config import load_config
 from zos_cli.salience import after_reflection, decay
 from zos_cli.salience.clock import data_clock

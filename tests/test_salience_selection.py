@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.salience_support import T0, balances, earn_all, rows
-from zos_cli import db as database
+from zos_cli.store import db as database
 from zos_cli.config import Config
 from zos_cli.salience import after_reflection, allocate, decay, select_targets
 from zos_cli.salience.selection import apportion, budget_plan

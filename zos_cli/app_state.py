@@ -50,7 +50,7 @@ class AppState:
 
     def open_db(self) -> sqlite_utils.Database:
         """The migrated database (66 when missing, 78 when pending/newer)."""
-        from zos_cli import db as database
+        from zos_cli.store import db as database
 
         return database.open_database(self.db_path)
 

@@ -102,7 +102,7 @@ def _report(exc: BaseException) -> int:
 def _describe(exc: ZosError | sqlite3.OperationalError) -> tuple[str, int]:
     if isinstance(exc, ZosError):
         return exc.message, exc.exit_code
-    from zos_cli.db import busy_message, is_busy
+    from zos_cli.store.db import busy_message, is_busy
 
     if is_busy(exc):
         return busy_message(exc), EXIT_TEMPORARY

@@ -1,5 +1,5 @@
 """Normalized Discord records: what the export reader and the API client both produce, and
-what the one writer (`zos_cli.observe`) stores. The same message from an export or the API
+what the one writer (`zos_cli.observe.writer`) stores. The same message from an export or the API
 becomes the same record (ids, times, authors, flags, relations, reactions).
 
 All times are in the stored form of `zos_cli.timeutil.to_stored`.

@@ -36,7 +36,7 @@ def grant(
 ) -> None:
     """Record that USER consents to zos reading their DMs (a new row; nothing overwritten)."""
     fmt = output.choose(json_)
-    from zos_cli import consent
+    from zos_cli.privacy import consent
 
     with state(ctx).database() as db:
         row = consent.grant(db, user, consent_type=consent_type, server_id=server, note=note,
@@ -71,7 +71,7 @@ def revoke(
     """Stop reading USER's DMs: the active grant gets its revoked_at (kept as history), and
     insights made from their DMs are quarantined. With --forget, those are erased for good."""
     fmt = output.choose(json_)
-    from zos_cli import consent
+    from zos_cli.privacy import consent
 
     app_state = state(ctx)
     with app_state.database() as db:
@@ -92,7 +92,7 @@ def erase(ctx: typer.Context, user: UserArg, include_backups: BackupsOpt = False
     """Remove everything about USER: DMs, public messages, reactions, mentions, their topics
     and ledger rows, insights about them or made from their messages (tombstones keep ids)."""
     fmt = output.choose(json_)
-    from zos_cli import consent
+    from zos_cli.privacy import consent
 
     app_state = state(ctx)
     with app_state.database() as db:
@@ -133,7 +133,7 @@ def list_(
 ) -> None:
     """Every grant (newest first), with when it was revoked."""
     fmt = output.choose(json_, nl)
-    from zos_cli import consent
+    from zos_cli.privacy import consent
 
     with state(ctx).database() as db:
         rows = consent.list_consents(db, active_only=active)
@@ -146,7 +146,7 @@ def status(ctx: typer.Context, user: UserArg, consent_type: TypeOpt = "dm_read",
            json_: JsonFlag = False) -> None:
     """Whether USER's consent is in force now, with its history."""
     fmt = output.choose(json_)
-    from zos_cli import consent
+    from zos_cli.privacy import consent
 
     with state(ctx).database() as db:
         doc = consent.consent_status(db, user, consent_type=consent_type)

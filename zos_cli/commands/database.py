@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-from zos_cli import locks, output
+from zos_cli import output
+
+from zos_cli.store import locks
 from zos_cli.app_state import state
 from zos_cli.output import JsonFlag
 
@@ -27,8 +29,8 @@ def init_db(ctx: typer.Context, json_: JsonFlag = False) -> None:
     fmt = output.choose(json_)
     path = app_state.db_path
     created = not path.exists()
-    from zos_cli import db as database
-    from zos_cli import migrations
+    from zos_cli.store import db as database
+    from zos_cli.store import migrations
 
     with locks.job_lock(path, locks.MIGRATE):
         db = database.connect(path, create=True)
@@ -66,8 +68,8 @@ def migrate(
     app_state = state(ctx)
     fmt = output.choose(json_)
     path = app_state.db_path
-    from zos_cli import db as database
-    from zos_cli import migrations
+    from zos_cli.store import db as database
+    from zos_cli.store import migrations
 
     database.ensure_not_missing(path)
     if status_only:
@@ -117,8 +119,8 @@ def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
     app_state = state(ctx)
     fmt = output.choose(json_)
     path = app_state.db_path
-    from zos_cli import db as database
-    from zos_cli.status import collect_status
+    from zos_cli.store import db as database
+    from zos_cli.store.status import collect_status
 
     db = database.connect(path)  # status also reports pending migrations, so no version gate
     try:

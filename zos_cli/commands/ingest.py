@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from zos_cli import locks, output
+from zos_cli import output
+
+from zos_cli.store import locks
 from zos_cli.app_state import state
 from zos_cli.errors import InputDataError, UsageProblem
 from zos_cli.output import JsonFlag, NlFlag
@@ -71,7 +73,7 @@ def ingest(
         return
     summary_format = output.Format.JSON if fmt is output.Format.NL else fmt  # one document
     if not api:  # (a usage error prints the summary too, like the other failures)
-        from zos_cli.ingest import empty_summary
+        from zos_cli.ingest.run import empty_summary
 
         output.summary_on_failure(summary_format, empty_summary(), "file")
     if limit is not None:
@@ -92,7 +94,7 @@ def ingest(
 
 
 def _history(ctx: typer.Context, fmt: output.Format, limit: int | None) -> None:
-    from zos_cli.ingest import ingest_history
+    from zos_cli.ingest.run import ingest_history
 
     with state(ctx).database() as db:
         rows = ingest_history(db, limit=limit)
@@ -102,7 +104,7 @@ def _history(ctx: typer.Context, fmt: output.Format, limit: int | None) -> None:
 
 def _ingest_exports(ctx: typer.Context, paths: list[str], fmt: output.Format,
                     batch_messages: int) -> None:
-    from zos_cli.ingest import ingest_exports
+    from zos_cli.ingest.run import ingest_exports
 
     app_state = state(ctx)
     with app_state.database() as db, locks.job_lock(app_state.db_path, "ingest"), \

@@ -42,7 +42,7 @@ def list_(
     nl: NlFlag = False,
 ) -> None:
     """List insights, newest first."""
-    from zos_cli.insights import list_insights
+    from zos_cli.insights.queries import list_insights
 
     fmt = output.choose(json_, nl)
     with state(ctx).database() as db:
@@ -55,7 +55,7 @@ def list_(
 def show(ctx: typer.Context, insight_id: Annotated[str, typer.Argument(metavar="ID")],
          json_: JsonFlag = False) -> None:
     """One insight: provenance, layer run, model calls, supersedes chain."""
-    from zos_cli.insights import get_insight
+    from zos_cli.insights.queries import get_insight
 
     fmt = output.choose(json_)
     with state(ctx).database() as db:
@@ -97,7 +97,7 @@ def search(
     nl: NlFlag = False,
 ) -> None:
     """Full-text search over insight content, best match first."""
-    from zos_cli.insights import search_insights
+    from zos_cli.insights.queries import search_insights
 
     fmt = output.choose(json_, nl)
     with state(ctx).database() as db:
@@ -122,7 +122,7 @@ def export(
     array of the same objects, --nl: the JSON lines)."""
     import json
 
-    from zos_cli.insights import export_insights
+    from zos_cli.insights.queries import export_insights
 
     fmt = output.choose(json_, nl)
     if fmt is not output.Format.TABLE:
@@ -148,7 +148,7 @@ def runs(
     nl: NlFlag = False,
 ) -> None:
     """Layer runs, newest first: status, targets, insights, tokens, cost, errors."""
-    from zos_cli.insights import list_runs
+    from zos_cli.insights.queries import list_runs
 
     fmt = output.choose(json_, nl)
     with state(ctx).database() as db:
@@ -171,7 +171,7 @@ def calls(
     nl: NlFlag = False,
 ) -> None:
     """Model calls, newest first: model, status, tokens, cost, latency, error."""
-    from zos_cli.insights import list_calls
+    from zos_cli.insights.queries import list_calls
 
     fmt = output.choose(json_, nl)
     with state(ctx).database() as db:
@@ -189,7 +189,7 @@ def delete(
     json_: JsonFlag = False,
 ) -> None:
     """Delete one insight (its full-text row too); a tombstone and an event remain."""
-    from zos_cli.insights import delete_insight
+    from zos_cli.insights.queries import delete_insight
 
     fmt = output.choose(json_)
     output.confirm(yes, f"this would delete insight {insight_id}")

@@ -9,7 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from zos_cli import locks, output
+from zos_cli import output
+
+from zos_cli.store import locks
 from zos_cli.app_state import state
 from zos_cli.errors import JobFailed, UsageProblem
 from zos_cli.ids import is_discord_id
@@ -58,8 +60,8 @@ def poll(
     edits, deletions and reactions; DMs only of users who consented. Exit 1 when some
     channels failed (the summary lists them), 75 on a rate-limit wait beyond --max-wait or a
     Cloudflare ban, 78 on a missing or rejected token."""
-    from zos_cli.discord.client import resolve_token
-    from zos_cli.discord.poll import PollOptions, empty_summary, run_poll
+    from zos_cli.sources.discord.client import resolve_token
+    from zos_cli.ingest.poll import PollOptions, empty_summary, run_poll
 
     if once and interval is not None:
         raise UsageProblem("--once and --interval cannot be used together: choose one")
@@ -134,8 +136,8 @@ def backfill_command(ctx: typer.Context, *, token: str | None, channel: list[str
                      fmt: output.Format) -> None:
     """`zos ingest --token [--channel ID...] [--guild ID] [--since T]` (called by the ingest
     command): backfill history through the API under the `ingest` lock."""
-    from zos_cli.discord.backfill import BackfillOptions, empty_summary, run_backfill
-    from zos_cli.discord.client import resolve_token
+    from zos_cli.ingest.backfill import BackfillOptions, empty_summary, run_backfill
+    from zos_cli.sources.discord.client import resolve_token
 
     output.summary_on_failure(fmt, empty_summary(), "channel")
     secret = resolve_token(token)

@@ -6,7 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from zos_cli import locks, output
+from zos_cli import output
+
+from zos_cli.store import locks
 from zos_cli.app_state import state
 from zos_cli.errors import JobFailed, UsageProblem
 from zos_cli.output import JsonFlag, NlFlag

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import sqlite_utils
 
-from zos_cli import migrations
-from zos_cli.audit import record_event, record_tombstone
-from zos_cli.db import secure_delete, write_transaction
+from zos_cli.store import migrations
+from zos_cli.store.audit import record_event, record_tombstone
+from zos_cli.store.db import secure_delete, write_transaction
 from zos_cli.errors import TemporaryFailure
 from zos_cli.privacy.provenance import dm_channel_ids, dm_message_ids, insights_derived_from
 from zos_cli.privacy.quarantine import user_topic_patterns

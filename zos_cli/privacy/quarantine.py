@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from zos_cli.audit import record_event
+from zos_cli.store.audit import record_event
 from zos_cli.privacy.provenance import dm_channel_ids, dm_message_ids, insights_derived_from
 from zos_cli.timeutil import now_stored
 

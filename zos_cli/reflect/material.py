@@ -83,7 +83,7 @@ def get_mark(db: sqlite_utils.Database, layer: str, topic_key: str) -> Mark | No
 
 
 def self_user_id(db: sqlite_utils.Database, config: Config) -> str | None:
-    from zos_cli.consent import self_user_id as configured_or_learned
+    from zos_cli.privacy.consent import self_user_id as configured_or_learned
 
     return configured_or_learned(db, config)
 
@@ -117,7 +117,7 @@ def readable_dm_channels(db: sqlite_utils.Database, config: Config,
                          user_ids: tuple[str, ...]) -> list[str]:
     """DM channels with `user_ids` whose messages may still be read: consent was checked
     when they were stored, and is asked again here because it may have been revoked since."""
-    from zos_cli.consent import dm_may_be_stored, self_user_id
+    from zos_cli.privacy.consent import dm_may_be_stored, self_user_id
 
     allowed = []
     me = self_user_id(db, config)

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import sqlite_utils
 
-from zos_cli import db as db_module
-from zos_cli import locks, output
+from zos_cli.store import db as db_module
+from zos_cli import output
+from zos_cli.store import locks
 from zos_cli.config import Config
 from zos_cli.errors import TemporaryFailure, UsageProblem, ZosError
 from zos_cli.reflect import llm, store

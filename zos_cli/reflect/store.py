@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from zos_cli import db as db_module
+from zos_cli.store import db as db_module
 from zos_cli.config import Config
 from zos_cli.ids import new_id
 from zos_cli.reflect.context import Context

@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from operator import itemgetter
 
-from zos_cli.db import triggers_suspended
+from zos_cli.store.db import triggers_suspended
 from zos_cli.ids import iter_new_ids
 
 # Topic ids are given (the engine numbers new topics and knows the others), so the schema's

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 
-from zos_cli import db as db_module
+from zos_cli.store import db as db_module
 from zos_cli import timeutil
 from zos_cli.ids import new_ids
 from zos_cli.salience.batch import INSERT_TRIGGERS

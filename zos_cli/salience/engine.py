@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 
-from zos_cli.db import get_state, set_state
+from zos_cli.store.db import get_state, set_state
 from zos_cli.events import LayerRunCompletedEvent, MessageEvent, ReactionEvent, SubjectNamedEvent
 from zos_cli.salience import batch
 from zos_cli.salience.earns import Earn, earn_list

@@ -29,11 +29,11 @@ import re
 import time
 from collections import defaultdict
 
-from zos_cli import db as db_module
-from zos_cli.consent import dm_may_be_stored, self_user_id
+from zos_cli.store import db as db_module
+from zos_cli.privacy.consent import dm_may_be_stored, self_user_id
 from zos_cli.events import LayerRunCompletedEvent, MessageEvent, ReactionEvent, SubjectNamedEvent
 from zos_cli.ids import new_id
-from zos_cli.observe_rows import json_ids
+from zos_cli.observe.rows import json_ids
 from zos_cli.records import CONVERSATIONAL_TYPES, DM_TYPES, THREAD_TYPES
 from zos_cli.salience.engine import PASSIVE_STATE, SalienceEngine
 from zos_cli.salience.spending import TOKENS_IN_REASON

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from zos_cli import db as db_module
-from zos_cli.consent import list_consents
-from zos_cli.discord import api, convert
-from zos_cli.discord.client import DiscordClient
-from zos_cli.discord.errors import DiscordForbidden, DiscordNotFound, DiscordRequestFailed
+from zos_cli.store import db as db_module
+from zos_cli.privacy.consent import list_consents
+from zos_cli.sources.discord import api
+from zos_cli.sources.discord import convert
+from zos_cli.sources.discord.client import DiscordClient
+from zos_cli.sources.discord.errors import DiscordForbidden, DiscordNotFound, DiscordRequestFailed
 from zos_cli.ids import is_discord_id
 from zos_cli.records import THREAD_TYPES, ChannelRecord
 

@@ -13,10 +13,12 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from zos_cli import db as db_module
+from zos_cli.store import db as db_module
 from zos_cli import output
-from zos_cli.discord import api, convert, roles
-from zos_cli.discord.client import DiscordClient
+from zos_cli.sources.discord import api
+from zos_cli.sources.discord import convert
+from zos_cli.sources.discord import roles
+from zos_cli.sources.discord.client import DiscordClient
 from zos_cli.records import ChannelRecord, MessageRecord
 from zos_cli.timeutil import now_stored
 
@@ -110,7 +112,7 @@ class PageWriter:
               deleted: list[str] = (), also: Callable[[], None] | None = None) -> None:
         """One transaction: newcomers' roles, the records, deletions, then `also()` (the
         caller's cursor or checkpoint), so state never runs ahead of the rows it covers."""
-        from zos_cli.observe import Observation
+        from zos_cli.observe.writer import Observation
 
         members = self._members_to_record(channel, records)
         try:

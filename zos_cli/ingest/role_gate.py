@@ -39,9 +39,9 @@ from collections.abc import Iterator
 
 import sqlite_utils
 
-from zos_cli.ingest_files import merge_chunk_bytes
-from zos_cli.observe import newer_observation
-from zos_cli.observe_rows import stored_observations
+from zos_cli.ingest.files import merge_chunk_bytes
+from zos_cli.observe.writer import newer_observation
+from zos_cli.observe.rows import stored_observations
 from zos_cli.privacy.gate import gate_role, holds_role
 from zos_cli.sources.export import ExportError
 

@@ -19,14 +19,14 @@ from typing import Any
 import httpx
 
 from zos_cli import __version__
-from zos_cli.discord.errors import (
+from zos_cli.sources.discord.errors import (
     CloudflareBan,
     DiscordForbidden,
     DiscordNotFound,
     DiscordRequestFailed,
     DiscordUnauthorized,
 )
-from zos_cli.discord.ratelimit import Clock, RateLimiter, SystemClock, route_key
+from zos_cli.sources.discord.ratelimit import Clock, RateLimiter, SystemClock, route_key
 from zos_cli.errors import ConfigError, TemporaryFailure
 
 log = logging.getLogger("zos.discord")

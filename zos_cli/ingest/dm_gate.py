@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from zos_cli import consent
-from zos_cli import db as db_module
+from zos_cli.privacy import consent
+from zos_cli.store import db as db_module
 from zos_cli.sources.export import ExportError
 
 log = logging.getLogger("zos.ingest")

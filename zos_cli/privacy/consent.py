@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 import sqlite_utils
 
-from zos_cli import db as db_module
-from zos_cli.audit import record_event
+from zos_cli.store import db as db_module
+from zos_cli.store.audit import record_event
 from zos_cli.errors import UsageProblem
 from zos_cli.ids import is_discord_id, new_id
 from zos_cli.privacy import erase_user, forget_dm, lift_dm_quarantine, quarantine_dm_insights

@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from zos_cli.discord.errors import InvalidRequestBudgetExceeded, RateLimitWaitTooLong
+from zos_cli.sources.discord.errors import InvalidRequestBudgetExceeded, RateLimitWaitTooLong
 
 # Top-level resources whose id is part of a rate-limit bucket (Discord's "major parameters").
 _MAJOR = ("channels", "guilds", "webhooks")

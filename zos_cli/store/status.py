@@ -7,8 +7,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from zos_cli import migrations
-from zos_cli.db import table_counts
+from zos_cli.store import migrations
+from zos_cli.store.db import table_counts
 
 COUNTED_TABLES = [
     "servers",

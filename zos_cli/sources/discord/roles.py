@@ -22,13 +22,13 @@ from datetime import timedelta
 
 import sqlite_utils
 
-from zos_cli import db as db_module
+from zos_cli.store import db as db_module
 from zos_cli import timeutil
-from zos_cli.audit import record_event
-from zos_cli.discord import api
-from zos_cli.discord.client import DiscordClient
-from zos_cli.discord.errors import DiscordForbidden
-from zos_cli.observe_people import UPSERT_ROLE
+from zos_cli.store.audit import record_event
+from zos_cli.sources.discord import api
+from zos_cli.sources.discord.client import DiscordClient
+from zos_cli.sources.discord.errors import DiscordForbidden
+from zos_cli.observe.people import UPSERT_ROLE
 
 STATE_KEY = "discord.roles_refreshed_at:{}"
 

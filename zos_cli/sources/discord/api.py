@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from zos_cli.discord.client import DiscordClient
-from zos_cli.discord.errors import DiscordNotFound, DiscordRequestFailed
+from zos_cli.sources.discord.client import DiscordClient
+from zos_cli.sources.discord.errors import DiscordNotFound, DiscordRequestFailed
 
 PAGE = 100                  # messages, reactors
 GUILDS_PAGE = 200

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from zos_cli import migrations
+from zos_cli.store import migrations
 from zos_cli.errors import MigrationError, NoDatabase
 from zos_cli.paths import make_folder_of
 

@@ -29,9 +29,10 @@ from datetime import timedelta
 
 import sqlite_utils
 
-from zos_cli import db as db_module
-from zos_cli.discord import api, convert
-from zos_cli.discord.client import DiscordClient
+from zos_cli.store import db as db_module
+from zos_cli.sources.discord import api
+from zos_cli.sources.discord import convert
+from zos_cli.sources.discord.client import DiscordClient
 from zos_cli.records import ChannelRecord
 from zos_cli.timeutil import normalize, parse_time, to_stored
 

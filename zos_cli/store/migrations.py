@@ -18,7 +18,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zos_cli.audit import record_event
+from zos_cli.store.audit import record_event
 from zos_cli.errors import MigrationError, NoDatabase
 from zos_cli.timeutil import now, now_stored
 
@@ -30,10 +30,11 @@ log = logging.getLogger("zos.migrate")
 
 def schema_dir() -> Path:
     """Inside an installed wheel the schema sits at zos_cli/schema; in a checkout, at ./schema."""
-    packaged = Path(__file__).parent / "schema"
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "schema"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "schema"
+    return package.parent / "schema"
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import sqlite_utils
 
-from zos_cli import db as db_module
-from zos_cli.audit import record_event, record_tombstone
+from zos_cli.store import db as db_module
+from zos_cli.store.audit import record_event, record_tombstone
 from zos_cli.errors import NotFound, UsageProblem
 from zos_cli.timeutil import normalize, now_stored
 

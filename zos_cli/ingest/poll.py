@@ -24,14 +24,18 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from zos_cli import db as db_module
-from zos_cli.audit import counts_of, record_event
+from zos_cli.store import db as db_module
+from zos_cli.store.audit import counts_of, record_event
 from zos_cli.config import discord_api_base
-from zos_cli.consent import dm_may_be_stored
-from zos_cli.discord import api, archived, discovery, roles, store
-from zos_cli.discord.client import DiscordClient, DiscordToken
-from zos_cli.discord.errors import DiscordForbidden, DiscordRequestFailed
-from zos_cli.discord.pages import CONTENT_INTENT_ERROR, PageWriter
+from zos_cli.privacy.consent import dm_may_be_stored
+from zos_cli.sources.discord import api
+from zos_cli.ingest import archived
+from zos_cli.sources.discord import discovery
+from zos_cli.sources.discord import roles
+from zos_cli.ingest import cursors as store
+from zos_cli.sources.discord.client import DiscordClient, DiscordToken
+from zos_cli.sources.discord.errors import DiscordForbidden, DiscordRequestFailed
+from zos_cli.sources.discord.pages import CONTENT_INTENT_ERROR, PageWriter
 from zos_cli.errors import TemporaryFailure, ZosError
 from zos_cli.ids import new_id
 from zos_cli.records import ChannelRecord
@@ -118,7 +122,7 @@ class PollRun:
         return PollReport(summary, fatal)
 
     def _run(self) -> None:
-        from zos_cli.observe import ObservationWriter
+        from zos_cli.observe.writer import ObservationWriter
         from zos_cli.salience import SalienceEngine
         from zos_cli.salience.pending import earn_pending, poll_leftovers
 
@@ -348,7 +352,7 @@ def _reaction_counts(message: dict) -> dict[tuple[str, str], int]:
     """Per emoji, the count Discord reports, to compare with the count it reported when the
     reactors were last read (`store.stored_window`): a change means someone reacted or took a
     reaction back, and only then are the reactors read again."""
-    from zos_cli.discord.convert import reaction_counts
+    from zos_cli.sources.discord.convert import reaction_counts
 
     return {key: n for key, n in reaction_counts(message).items() if n}
 

@@ -35,15 +35,17 @@ from typing import BinaryIO
 
 import sqlite_utils
 
-from zos_cli import consent, ingest_files
-from zos_cli import db as db_module
-from zos_cli.audit import counts_of, record_event
+from zos_cli.privacy import consent
+
+from zos_cli.ingest import files as ingest_files
+from zos_cli.store import db as db_module
+from zos_cli.store.audit import counts_of, record_event
 from zos_cli.errors import TemporaryFailure
 from zos_cli.ids import new_id
-from zos_cli.ingest_dm import gate_dms, read_dm_participants
-from zos_cli.ingest_files import STDIN, discover, ingest_history, sha256_of, spool
-from zos_cli.ingest_gate import settle_gate
-from zos_cli.observe import COUNT_KEYS, Observation, ObservationWriter
+from zos_cli.ingest.dm_gate import gate_dms, read_dm_participants
+from zos_cli.ingest.files import STDIN, discover, ingest_history, sha256_of, spool
+from zos_cli.ingest.role_gate import settle_gate
+from zos_cli.observe.writer import COUNT_KEYS, Observation, ObservationWriter
 from zos_cli.records import ChannelRecord
 from zos_cli.sources.export import ExportError, ExportFile
 from zos_cli.timeutil import now_stored

@@ -19,14 +19,16 @@ from datetime import date, datetime, time, timezone
 
 import sqlite_utils
 
-from zos_cli import db as db_module
-from zos_cli.audit import counts_of, record_event
+from zos_cli.store import db as db_module
+from zos_cli.store.audit import counts_of, record_event
 from zos_cli.config import discord_api_base
-from zos_cli.discord import api, discovery, store
-from zos_cli.discord.client import DiscordClient, DiscordToken
-from zos_cli.discord.errors import DiscordForbidden, DiscordRequestFailed
-from zos_cli.discord.pages import CONTENT_INTENT_ERROR, PageWriter
-from zos_cli.discord.poll import unexpected
+from zos_cli.sources.discord import api
+from zos_cli.sources.discord import discovery
+from zos_cli.ingest import cursors as store
+from zos_cli.sources.discord.client import DiscordClient, DiscordToken
+from zos_cli.sources.discord.errors import DiscordForbidden, DiscordRequestFailed
+from zos_cli.sources.discord.pages import CONTENT_INTENT_ERROR, PageWriter
+from zos_cli.ingest.poll import unexpected
 from zos_cli.errors import UsageProblem, ZosError
 from zos_cli.ids import new_id
 from zos_cli.records import ChannelRecord
@@ -76,7 +78,7 @@ class BackfillRun:
         return BackfillReport(summary, fatal)
 
     def _run(self) -> None:
-        from zos_cli.observe import ObservationWriter
+        from zos_cli.observe.writer import ObservationWriter
         from zos_cli.salience import SalienceEngine
         from zos_cli.salience.pending import earn_pending
 

@@ -1,4 +1,4 @@
-"""Building DiscordChatExporter-shaped exports in tests (FORMATS.md).
+"""Building DiscordChatExporter-shaped exports in tests (docs/ingest.md#the-export-format).
 
     from tests.exports import Export, user, message, reaction, emoji, snowflake
     alice, bob = user("101", "alice"), user("102", "bob")

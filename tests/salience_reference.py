@@ -1,5 +1,5 @@
-"""A plain reference model of salience earning, written from DESIGN.md §5 and the README's
-*Salience* section (not from the engine): one event at a time, each transfer given one by one,
+"""A plain reference model of salience earning, written from docs/salience.md (once the README's
+*Salience* section), not from the engine: one event at a time, each transfer given one by one,
 balances in a dict. `reference_balances(texts, config)` reads the raw DiscordChatExporter JSON
 of one ingest run and returns {topic_key: balance}.
 
@@ -7,7 +7,7 @@ config (plain dict, every key optional): caps {field: cap}, weights {name: w}, f
 {server: f}, gate {server: role id}, threads_as_topics {server: bool}, self_user_id, consents
 (ids with an active dm_read grant), propagation, spillover, warm_threshold, warming_amount.
 
-Readings taken where DESIGN and the README say nothing (the engine's, reported as open):
+Readings taken where docs/salience.md says nothing (the engine's, reported as open):
 zos's own account is an ordinary user in servers (its messages and reactions earn, it forms
 dyads), except that a mention of it earns only the self topic; a global dyad warmed by a
 global user's earn crossing the threshold is warm for the event's later earns only.
@@ -75,7 +75,7 @@ class Reference:
         self.balance[key] = self.bal(key) + amount
 
     def relates(self, t, r, used_by):
-        """Whether r is one of DESIGN §5's related topics of t (one hop)."""
+        """Whether r is one of the related topics of docs/salience.md#related-topics of t (one hop)."""
         ts, tk, ti = parse(t)
         rs, rk, ri = parse(r)
         same = rs == ts
@@ -176,7 +176,7 @@ class Reference:
         self.reactions(m, server, author)
 
     def earns(self, m, server, channel, author):
-        """A message's earns, in DESIGN §5's order."""
+        """A message's earns, in the order of docs/salience.md#what-earns."""
         f, w = self.focus.get(server, 1.0), self.w
         parent = self.parents.get(channel, channel)
         place = f"server:{server}:thread:{channel}" \
@@ -246,7 +246,7 @@ class Reference:
 
 def participants(doc, self_id):
     """A DM's participants: its authors and reactors and, for a 1:1 DM, the user it is named
-    after when this file shows them (README: known from the file), except zos."""
+    after when this file shows them (docs/ingest.md#dms-and-consent: known from the file), except zos."""
     users = [u for m in doc["messages"] for u in
              [m["author"], *m["mentions"], *(u for r in m["reactions"] for u in r["users"])]]
     people = {m["author"]["id"] for m in doc["messages"]} | {

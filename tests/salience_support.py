@@ -39,7 +39,7 @@ def run(db, config, events, *, aggregate=True, reason="test", engine=None) -> Sa
 
 
 def earn_all(db, config, earns, *, at=T0, aggregate=False) -> SalienceEngine:
-    """DESIGN §5's earn(topic, a) for each (key, amount), then one flush."""
+    """The earn(topic, a) of docs/salience.md#the-arithmetic-of-an-earn for each (key, amount), then one flush."""
     engine = SalienceEngine(db, config, aggregate=aggregate)
     for key, amount in earns:
         engine.earn(key, amount, at)

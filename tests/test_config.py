@@ -1,4 +1,4 @@
-"""Configuration: defaults of DESIGN §5/§6, the documented example, strict keys."""
+"""Configuration: defaults of docs/salience.md and docs/reflection.md, the documented example, strict keys."""
 
 from __future__ import annotations
 

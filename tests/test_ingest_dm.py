@@ -255,7 +255,7 @@ def test_a_bad_part_still_counts_who_it_showed(cli, db, config_file, tmp_path, t
 
 def test_a_bad_dm_file_stores_nothing_even_with_consent(cli, db, config_file, tmp_path):
     # Unlike a server channel's file, a DM file is stored whole or not at all: who is in the
-    # conversation is known only once the file is read to its end (README, Bad input).
+    # conversation is known only once the file is read to its end (docs/ingest.md#bad-input).
     cli("consent", "grant", "733")
     raw = dm_export("4010", "priya_k", messages=[
         message(snowflake(m), PRIYA, f"m{m} {CANARY}") for m in range(3)]).dumps()

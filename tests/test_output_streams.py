@@ -1,4 +1,4 @@
-"""DESIGN §1's streams: warnings and hints only on a terminal (or with --verbose), never with
+"""The streams of docs/configuration.md#output: warnings and hints only on a terminal (or with --verbose), never with
 --quiet; --verbose log lines that name files and counts but no content; and a job that fails
 before it has a summary still prints one (with `errors`) under --json."""
 

@@ -1,4 +1,4 @@
-"""events_to_earns: DESIGN §5's table, in order, with focus, the gate and the self rules."""
+"""events_to_earns: the table of docs/salience.md#what-earns, in order, with focus, the gate and the self rules."""
 
 from __future__ import annotations
 

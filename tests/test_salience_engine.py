@@ -1,4 +1,4 @@
-"""The engine's arithmetic (DESIGN §5 earn(), caps, propagation, spillover, warming) with the
+"""The engine's arithmetic (docs/salience.md#the-arithmetic-of-an-earn: earn(), caps, propagation, spillover, warming) with the
 exact values of issue 3, on a real database file."""
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def test_aggregated_rows_explain_the_batch(db, config):
 
 
 def test_one_earn_row_per_topic_and_batch_counts_each_kind(db, config):
-    """DESIGN §5 aggregates per topic and row type: a dyad's replies, mentions and reactions of
+    """docs/salience.md#aggregated-rows aggregates per topic and row type: a dyad's replies, mentions and reactions of
     one batch are one earn row whose reason counts each kind, in the order they first came."""
     dyad = "server:1:dyad:100:200"
     run(db, config, [msg(11, "200"), msg(12, "100", reply_to_author_id="200"),

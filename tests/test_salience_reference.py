@@ -1,6 +1,6 @@
 """Differential test: balances after a real `zos ingest` (in-process CLI, real SQLite file)
-equal those of the plain reference model (tests/salience_reference.py, written from DESIGN §5
-and the README), on generated exports and on a few hand-written tricky spots."""
+equal those of the plain reference model (tests/salience_reference.py, written from docs/salience.md),
+on generated exports and on a few hand-written tricky spots."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def ingest(exports: list[Export | str], cfg: dict) -> tuple[dict[str, float], di
         conn = sqlite3.connect(root / "zos.db")
         engine = {k: b for k, b in conn.execute("SELECT key, balance FROM topics") if b}
         conn.close()
-        # ... and rebuild after that one run gives the same balances (DESIGN §5)
+        # ... and rebuild after that one run gives the same balances (docs/salience.md#rebuild)
         assert cli(*base, "salience", "rebuild", "--yes").exit_code == 0
         conn = sqlite3.connect(root / "zos.db")
         rebuilt = {k: b for k, b in conn.execute("SELECT key, balance FROM topics") if b}
@@ -236,7 +236,7 @@ def test_a_global_dyad_warmed_before_a_dm_gets_its_share_of_the_dm():
 
 
 def test_reactions_to_a_join_message_do_not_make_its_author_active():
-    """Being active in a server is authoring or reacting there (DESIGN §5): bob waving at ann's
+    """Being active in a server is authoring or reacting there (docs/salience.md#warming): bob waving at ann's
     join message earns ann's server user topic, but ann's first message there is still her
     first activity in a second server, which warms user:ann (she was never warmed)."""
     s1 = Export(channel_id="2001", guild_id=SERVER_A)

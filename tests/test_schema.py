@@ -1,4 +1,4 @@
-"""The schema is the contract of DESIGN §3: tables, columns, CHECKs, foreign keys, indexes, FTS."""
+"""The schema is the contract of docs/database.md#data-model: tables, columns, CHECKs, foreign keys, indexes, FTS."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ reactions, mentions, people, media and links, and the same salience balance on e
 (issue 4: one writer, fed by the export reader and the API client "the same way").
 
 The history lives in the fake Discord (real HTTP on 127.0.0.1); the export is written from the
-same world by the rules of FORMATS.md (raw markdown, as `--markdown false` exports it, so that
+same world by the rules of docs/ingest.md#the-export-format (raw markdown, as `--markdown false` exports it, so that
 content, role mentions and custom emoji are in the text as the API gives them). What only one
 source can know is listed in `EXPECTED` and left out of the comparison, each with why.
 """
@@ -276,7 +276,7 @@ def test_api_and_export_store_the_same(tmp_path, fake, gate):
         assert _rows(api, "SELECT content_type FROM media_analysis") == {("image/png",)}
 
     # Salience. A backfill and a poll earn at their end, in one snowflake order over all they
-    # stored, as an export ingest does over its files (DESIGN §5): the same balances, though
+    # stored, as an export ingest does over its files (docs/salience.md#order-and-time): the same balances, though
     # they read channel after channel (and a backfill each channel newest page first). And
     # `salience rebuild` of either API store gives them again.
     exported_balances = _balances(exported)

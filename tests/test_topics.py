@@ -1,4 +1,4 @@
-"""Topic keys: every kind of DESIGN §4 builds, parses back, and knows its category, group, cap."""
+"""Topic keys: every kind of docs/salience.md#topics builds, parses back, and knows its category, group, cap."""
 
 from __future__ import annotations
 

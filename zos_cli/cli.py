@@ -37,7 +37,7 @@ app = typer.Typer(
     help="zos: watch Discord communities, keep a salience ledger, reflect into insights.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    # Usage errors as click prints them, ending in one `Error: …` line (DESIGN §1), not a
+    # Usage errors as click prints them, ending in one `Error: …` line (docs/configuration.md#output), not a
     # framed box a script cannot match; help is then plain text too.
     rich_markup_mode=None,
     add_completion=False,

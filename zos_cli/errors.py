@@ -1,6 +1,6 @@
 """Typed errors. Library code raises these; the CLI turns them into `Error: …` and an exit code.
 
-The exit codes are the contract of DESIGN §1 and are documented in the README.
+The exit codes are documented in docs/configuration.md#exit-codes (and the README).
 """
 
 from __future__ import annotations

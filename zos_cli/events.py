@@ -1,7 +1,7 @@
 """Normalized salience events: what the one writer hands to the salience engine.
 
 `zos_cli.salience.events_to_earns` turns each into the ordered (topic, amount) earns of
-DESIGN §5. Events carry facts only; weights, focus, caps and the privacy gate are applied by
+docs/salience.md#what-earns. Events carry facts only; weights, focus, caps and the privacy gate are applied by
 the salience engine from the configuration and the stored roles.
 """
 

@@ -1,6 +1,6 @@
 """The one output helper: rich tables for people, `--json` documents and `--nl` lines for tools.
 
-stdout carries data only. Warnings, hints and progress go to stderr (DESIGN §1): silent with
+stdout carries data only. Warnings, hints and progress go to stderr (docs/configuration.md#output): silent with
 `--quiet`, and silent when stderr is not a terminal (cron mail stays empty on success) unless
 `--verbose` asks for stderr lines. `--verbose` also turns on the log lines of the `zos.*`
 loggers (what each job does, step by step: ids and counts, never content or tokens).
@@ -139,7 +139,7 @@ def print_document(
 
 
 def summary_on_failure(fmt: Format, empty: dict, subject: str) -> None:
-    """DESIGN §1: a failed command still prints its JSON summary (with `errors`). A job calls
+    """docs/configuration.md#output: a failed command still prints its JSON summary (with `errors`). A job calls
     this before it starts: should it fail before printing a summary of its own (its lock
     held, the database missing or busy, a rejected token), the error path prints `empty` with
     the error as `{subject: null, error}` — stdout then always holds one document for the

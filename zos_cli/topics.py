@@ -1,4 +1,4 @@
-"""Topic keys (DESIGN §4): build, parse and validate every kind, with its category, budget
+"""Topic keys (docs/salience.md#topics): build, parse and validate every kind, with its category, budget
 group and cap.
 
 Global keys: `user:<id>`, `dyad:<a>:<b>`, `self:zos`. Server-scoped keys start with
@@ -64,7 +64,7 @@ KEY_HELP = (
 
 
 class InvalidTopicKey(UsageProblem):
-    """A topic key that is not one of DESIGN §4's forms (exit 2 when it came from the user)."""
+    """A topic key that is not one of the forms in docs/salience.md#topics (exit 2 when it came from the user)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`zos consent grant/revoke/list/status`: DM-reading consent (DESIGN §7)."""
+"""`zos consent grant/revoke/list/status`: DM-reading consent (docs/privacy.md#consent-commands)."""
 
 from __future__ import annotations
 

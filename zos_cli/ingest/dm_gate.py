@@ -1,4 +1,4 @@
-"""The DM consent gate of an ingest run (DESIGN §7): who is in each DM export, and whether
+"""The DM consent gate of an ingest run (docs/ingest.md#dms-and-consent): who is in each DM export, and whether
 its channel may be stored.
 
 A DM export is read once, before anything is written, for its participants. The decision is

@@ -359,7 +359,7 @@ def _reaction_counts(message: dict) -> dict[tuple[str, str], int]:
 
 def poll_once(db: sqlite_utils.Database, config, client: DiscordClient,
               options: PollOptions | None = None, *, stop: threading.Event | None = None) -> PollReport:
-    """One poll; the report's summary has the keys of DESIGN §1 (`SUMMARY_KEYS`) and more."""
+    """One poll; the report's summary has the keys of docs/discord.md#poll-summary (`SUMMARY_KEYS`) and more."""
     return PollRun(db, config, client, options, stop=stop).run()
 
 

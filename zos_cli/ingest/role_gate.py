@@ -1,4 +1,4 @@
-"""The privacy gate of an ingest run's salience (DESIGN §5, §7), settled before anything is
+"""The privacy gate of an ingest run's salience (docs/ingest.md#privacy-gate-role), settled before anything is
 earned.
 
 In a server with a privacy-gate role, whether a user's activity earns depends on their roles.

@@ -278,7 +278,7 @@ def _write_roles(batch, roles_now: dict[tuple[str, str], list], places: dict,
     )
     for (uid, sid), (role, held) in gated.items():
         holds = holds_role(batch.db, uid, role)
-        if holds != held:  # DESIGN §7: losing the role quarantines, regaining restores
+        if holds != held:  # docs/privacy.md#quarantine: losing the role quarantines, regaining restores
             apply_gate_change(batch.db, sid, uid, holds)
 
 

@@ -211,7 +211,7 @@ def write_reactions(batch) -> dict[str, list[tuple[str, str, str]]]:
                            for uid, emoji, emoji_id in added)
         if before:
             now_set = set(current)
-            # A listing shorter than its count (FORMATS: exports may list only some reactors)
+            # A listing shorter than its count (docs/ingest.md#the-export-format: exports may list only some reactors)
             # is no evidence that an unlisted user took their reaction back.
             partial = {(r.emoji_name, r.emoji_id) for r in m.reactions if len(r.users) < r.count}
             removals.extend((at, mid, *k) for k, removed in before.items()

@@ -8,7 +8,7 @@ reactions) in snowflake order, and flushes the engine's ledger rows inside the s
 transaction (or, for a caller that holds several batches in one transaction, once before it
 commits: `flush_each_batch`, `flush_salience`).
 
-Rules (DESIGN §3, §5, §7):
+Rules (docs/ingest.md#idempotence-and-transactions, docs/privacy.md#dm-consent):
 - upsert by snowflake; the newest observation (`observed_at`: an export's exportedAt, the
   fetch time) wins for content, edits, flags and reaction state; an older or equal one only
   records that it saw the message (`message_sources`);
@@ -66,7 +66,7 @@ class ObservationWriter:
         self.config = config
         from zos_cli.privacy.consent import self_user_id
 
-        self.self_user_id = self_user_id(db, config)  # never a DM participant (DESIGN §7)
+        self.self_user_id = self_user_id(db, config)  # never a DM participant (docs/privacy.md#dm-consent)
         self.source_type = source_type        # 'export' | 'poll' | 'backfill'
         self.source_id = source_id
         self.engine = engine

@@ -1,4 +1,4 @@
-"""Privacy: the scope of what zos derives, quarantine, and verified forget / erase (DESIGN §7)."""
+"""Privacy: the scope of what zos derives, quarantine, and verified forget / erase (docs/privacy.md#forget-and-erase)."""
 
 from zos_cli.privacy.purge import PurgeReport, erase_user, forget_dm
 from zos_cli.privacy.quarantine import (

@@ -1,4 +1,4 @@
-"""DM-reading consent (DESIGN §7): grants and revokes, and the one gate every job asks.
+"""DM-reading consent (docs/privacy.md#dm-consent): grants and revokes, and the one gate every job asks.
 
 A grant is a row in `consents`; a revoke stamps `revoked_at` on the active grant (once); a
 later grant is a new row. Consent rows are never overwritten or deleted, and every change is

@@ -1,4 +1,4 @@
-"""The privacy-gate role (DESIGN §7): per server, users without it — including users whose
+"""The privacy-gate role (docs/privacy.md#privacy-gate-role): per server, users without it — including users whose
 roles are unknown — get no topics, salience or insights. One place answers "which role?" and
 "does this user hold it?" for ingest, poll, reflect and selection."""
 

@@ -62,7 +62,7 @@ class Context:
         return self.prior + self.source_insights
 
     def scope(self) -> str:
-        """public | dm | derived, from everything in the context (DESIGN §6): an insight
+        """public | dm | derived, from everything in the context (docs/privacy.md#scope): an insight
         source carries its own scope, so the result is transitive through insights."""
         scopes = {m["visibility_scope"] for m in self.messages}
         scopes |= {i["sources_scope_max"] for i in self.provenance_insights}

@@ -132,7 +132,7 @@ def _summary(layer: Layer, choice: ModelChoice, as_of: str, **values) -> dict:
 
 def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
               options: RunOptions) -> dict:
-    """Run one layer; returns the summary of DESIGN §1 (`reflect --json`)."""
+    """Run one layer; returns the summary of docs/reflection.md#the-run-record (`reflect --json`)."""
     layer = get_layer(options.layer, options.layers_dir)
     choice = llm.resolve_model(config, layer.spec.model, options.model)
     concurrency = (config.reflection.concurrency if options.concurrency is None
@@ -286,7 +286,7 @@ def _run_offline(db, config, run_id: str, contexts: list[Context], totals: RunTo
                       f"{str(exc).splitlines()[0]}", totals)
                 bar.advance()
                 continue
-            # The offline reflector's tokens are the context it read (DESIGN §5).
+            # The offline reflector's tokens are the context it read (docs/salience.md#spending).
             if _store(db, config, run_id, context, outcome, totals, reflector=OFFLINE_REFLECTOR,
                       model_label=llm.OFFLINE, tokens=context.tokens, cache_entry=None):
                 totals.tokens_input += context.tokens

@@ -1,7 +1,7 @@
 """Which topics a layer run reflects on.
 
 - `--topic KEY`: that topic, when it belongs to one of the layer's categories.
-- A message layer: salience selection (DESIGN §5) — balance ≥ the layer's min_salience, in
+- A message layer: salience selection (docs/salience.md#budget) — balance ≥ the layer's min_salience, in
   descending balance, up to min(layer max_targets, its budget group's share, --max-targets).
 - Synthesis: the global user and dyad topics whose server-scoped insights include some newer
   than the topic's last synthesis, most new insights first.

@@ -1,4 +1,4 @@
-"""Salience: what zos pays attention to (DESIGN §5).
+"""Salience: what zos pays attention to (docs/salience.md).
 
     events_to_earns(event, config, gate)        the earns of one event (pure)
     SalienceEngine(db, config)                  earn/propagate/spill/warm, batched into the ledger

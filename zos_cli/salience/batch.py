@@ -2,7 +2,7 @@
 
 Within a batch the earns of one topic become one row, whatever their kinds (message, reply,
 mention, …), and its propagate (or spillover) transfers another — per topic and row type, as
-DESIGN §5 allows: the reason names the batch, the count of each kind or the sources, and the
+docs/salience.md#aggregated-rows allows: the reason names the batch, the count of each kind or the sources, and the
 message-id range; the row is stamped with the newest event time it covers.
 Warm rows, reflection events (subject_mention, self_run), decays and spends are written one row
 each. With `aggregate=False` every change is its own row.

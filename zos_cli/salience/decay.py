@@ -1,4 +1,4 @@
-"""Decay (DESIGN §5): after `decay_idle_days` (7) whole UTC days without an earn on a topic,
+"""Decay (docs/salience.md#decay): after `decay_idle_days` (7) whole UTC days without an earn on a topic,
 `decay_rate` (1%) of its balance per further day, compounded, one `decay` row per topic per day.
 
 Day arithmetic: let L be the UTC date of the topic's last earn (its last_activity_at; a topic

@@ -1,9 +1,9 @@
-"""From a normalised event to the ordered earns of DESIGN §5's table (a pure function).
+"""From a normalised event to the ordered earns of docs/salience.md#what-earns (a pure function).
 
 Weights, server focus, the privacy gate and the self-interaction rules are applied here; the
 arithmetic of an earn (caps, propagation, spillover, warming) is the engine's.
 
-Choices the table leaves open, made here and documented in the README:
+Choices the table leaves open, made here and documented in docs/salience.md#choices-made-here:
 - A user without a server's privacy-gate role earns nothing and forms no dyads: their own
   messages and reactions earn nothing at all (zos does not observe them), and as the other
   side of a reply, mention or reaction they are left out (the rest still earns).
@@ -59,7 +59,7 @@ _role = _memo(topics.role, 1 << 12)
 
 def events_to_earns(event, config, gate: Gate, *, self_user_id: str | None = None
                     ) -> list[tuple[str, float]]:
-    """The ordered (topic_key, amount) earns of one event (DESIGN §5).
+    """The ordered (topic_key, amount) earns of one event (docs/salience.md#what-earns).
 
     `gate(server_id, user_id)` answers the privacy-gate question (True when the server has no
     gate role). `self_user_id` (zos's own account) defaults to `config.discord.self_user_id`.

@@ -1,9 +1,9 @@
-"""The salience engine: earns with caps, propagation, spillover and warming (DESIGN §5), kept
+"""The salience engine: earns with caps, propagation, spillover and warming (docs/salience.md#the-arithmetic-of-an-earn), kept
 in memory for a batch and written as ledger rows by `flush` (see batch.py for the rows).
 
 One engine per batch-writing job (an ingest run, a poll, a reflection, a rebuild). Events are
 applied in event order and balances are computed per event, as the pseudo-code says. Two
-readings of it, documented in the README:
+readings of it, documented in docs/salience.md#warm-topics:
 - warmth is read before the transfers of an earn *and* before the event's earlier earns: a
   topic warmed by one earn of a message receives nothing from that message's later earns (so
   each topic of a media message holds exactly 1.2); warm rows count as before the event;
@@ -84,7 +84,7 @@ class SalienceEngine:
 
     def earn(self, key: str, amount: float, at: str, *, kind: str = "earn",
              user_id: str | None = None) -> None:
-        """DESIGN §5's earn(topic, a) on one topic, as an event of its own (events go through
+        """The earn(topic, a) of docs/salience.md#the-arithmetic-of-an-earn on one topic, as an event of its own (events go through
         `apply`). `user_id`: who used an emoji (its related topic)."""
         self._start_batch()
         topic = parse(key)
@@ -106,7 +106,7 @@ class SalienceEngine:
     # ------------------------------------------------------------ warming
     def _acted(self, key: str) -> bool:
         """Whether a server user topic's user has been active there: authored or reacted
-        (DESIGN §5), not only received reactions (those topics are `_passive`)."""
+        (docs/salience.md#warming), not only received reactions (those topics are `_passive`)."""
         return self.index.is_active(key) and key not in self._passive
 
     def _warm_before(self, event, earns: list[Earn], at: str) -> str | None:

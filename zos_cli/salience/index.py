@@ -252,7 +252,7 @@ class TopicIndex:
         return self.event_start.get(key, self.balance[key]) > self.threshold
 
     def exact_related(self, key: str, user_id: str | None = None) -> list[str]:
-        """The related topics of `key` (DESIGN §5) that are not kept as receptive sets."""
+        """The related topics of `key` (docs/salience.md#related-topics) that are not kept as receptive sets."""
         cached = self._exact.get(key)
         if cached is not None:
             return cached

@@ -1,5 +1,5 @@
 """`zos salience rebuild`: recompute the ledger from the stored messages with the current
-weights (DESIGN §5 "Order and time").
+weights (docs/salience.md#rebuild).
 
 The replay, in one write transaction (readers see the old ledger until it commits):
 1. Keep aside what did not come from messages: reflection spends (spend/reset/retain, with the

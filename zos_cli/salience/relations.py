@@ -1,4 +1,4 @@
-"""Who is related to whom (DESIGN §5, "Related"), read off a topic key's parts.
+"""Who is related to whom (docs/salience.md#related-topics), read off a topic key's parts.
 
 Two kinds of relation, kept apart because they are used differently (see index.py):
 - *owners*: topics with many related topics (server users → their dyads and user_in_channel
@@ -6,7 +6,7 @@ Two kinds of relation, kept apart because they are used differently (see index.p
   users and global dyads, global dyads → their server dyads). A topic lists the owners whose
   receptive sets it joins; the owner's transfers reach those sets lazily (offers.py).
 - *exact* related keys: every other relation, a handful of keys per topic.
-Together they are DESIGN §5's related(t), each direction once.
+Together they are the related(t) of docs/salience.md#related-topics, each direction once.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Which topics a reflection takes (DESIGN §5 "Selection and spending").
+"""Which topics a reflection takes (docs/salience.md#budget).
 
 The nightly budget is counted in targets (`reflection.nightly_targets`), shared across the
 budget groups by their shares (largest-remainder apportionment, so the counts add up). A group

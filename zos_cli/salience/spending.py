@@ -1,4 +1,4 @@
-"""What a reflection costs a topic (DESIGN §5 "Selection and spending").
+"""What a reflection costs a topic (docs/salience.md#spending).
 
 After a successful reflection of a target: cost = tokens × cost_per_token; spent =
 min(cost, balance); rows `spend` (−spent), `reset` (−(balance − spent): the rest of the

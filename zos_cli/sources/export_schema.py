@@ -1,4 +1,4 @@
-"""The DiscordChatExporter JSON shape (FORMATS.md), as msgspec structs, and its conversion into
+"""The DiscordChatExporter JSON shape (docs/ingest.md#the-export-format), as msgspec structs, and its conversion into
 the source-agnostic records of `zos_cli.records`.
 
 Unknown keys are ignored (DiscordChatExporter adds fields over time); a missing required key

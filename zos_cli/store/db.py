@@ -1,6 +1,6 @@
 """Opening the database, and the one way zos writes to it.
 
-Opening policy (documented in the README):
+Opening policy (documented in docs/configuration.md#locks-and-concurrency):
 - foreign keys on; WAL journal so readers never block the writer;
 - busy_timeout 10 s so concurrent jobs wait for each other instead of failing;
 - synchronous NORMAL: in WAL mode a power cut can lose the last transactions, never corrupt

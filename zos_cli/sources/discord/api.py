@@ -1,7 +1,7 @@
 """The Discord REST endpoints zos reads, as small functions over `DiscordClient`.
 
 Pagination lives here: every generator follows Discord's cursors and stops on a short page.
-Message pages come back newest first, even with `after=` (FORMATS.md).
+Message pages come back newest first, even with `after=` (docs/discord.md#the-rest-api).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Typed errors of the Discord client, mapped onto zos's exit codes (DESIGN §1).
+"""Typed errors of the Discord client, mapped onto zos's exit codes (docs/configuration.md#exit-codes).
 
 Messages name the request (method and path, never headers) and say what to do. None of them
 ever carries the token: the client builds them from its own words, not from httpx's.

@@ -1,4 +1,4 @@
-"""Members' roles in servers that set a privacy-gate role (DESIGN §7).
+"""Members' roles in servers that set a privacy-gate role (docs/privacy.md#privacy-gate-role).
 
 The salience engine and reflection read the stored roles (`user_roles`, with
 `user_server_tracking.roles_known`) to decide who is behind the gate; users whose roles are

@@ -1,4 +1,4 @@
--- zos schema, version 1: every table and view of DESIGN §3.
+-- zos schema, version 1: every table and view (docs/database.md#data-model).
 -- Times are UTC ISO-8601 text with microseconds and +00:00, so strings sort as times.
 -- Discord ids are snowflakes stored as TEXT; ids zos creates are ULIDs.
 

@@ -1,7 +1,7 @@
 -- Messages stored whose salience is not earned yet.
 --
 -- Why: `zos ingest --token` reads a channel's history newest page first, channel after
--- channel. Earning as the pages arrive would earn against event time (DESIGN §5): a reply
+-- channel. Earning as the pages arrive would earn against event time (docs/salience.md#order-and-time): a reply
 -- would miss its parent in an older page, and a topic warmed by later messages would receive
 -- transfers from earlier ones. So a backfill stores its new messages marked, and at its end
 -- earns them (with their reactions) in snowflake order, the way rebuild replays them; the

@@ -154,3 +154,39 @@ def test_python_migration(tmp_path):
     db = database.connect(path, create=True)
     migrations.apply(db, path, folder=folder)
     assert db.execute("SELECT body FROM notes").fetchall() == [("moved",)]
+
+
+def _released_checksum_recorded(db, version: int) -> None:
+    former, _ = migrations.COMMENT_ONLY_EDITS[version]
+    db.execute("UPDATE _schema_version SET checksum = ? WHERE version = ?", [former, version])
+    db.conn.commit()
+
+
+def test_a_database_from_before_a_comment_only_edit_still_opens(tmp_path):
+    """0001 and 0006 had their comments edited (citations moved into docs/); databases made
+    with the released files recorded the former checksums and must keep opening."""
+    path = tmp_path / "a.db"
+    db = database.connect(path, create=True)
+    migrations.apply(db, path)
+    for version in migrations.COMMENT_ONLY_EDITS:
+        _released_checksum_recorded(db, version)
+    state = migrations.status(db)
+    assert not state.pending
+    db.close()
+    database.open_database(path).close()
+
+
+def test_a_former_checksum_is_refused_once_the_statements_change(tmp_path):
+    path = tmp_path / "a.db"
+    db = database.connect(path, create=True)
+    migrations.apply(db, path)
+    _released_checksum_recorded(db, 1)
+    folder = tmp_path / "schema"
+    folder.mkdir()
+    for m in migrations.load():
+        text = m.path.read_text(encoding="utf-8")
+        if m.version == 1:
+            text = text.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
+        (folder / m.path.name).write_text(text, encoding="utf-8")
+    with pytest.raises(MigrationError, match="migration 0001_initial was changed after it was applied"):
+        migrations.status(db, folder)

@@ -70,8 +70,12 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(302, Location=f"http://127.0.0.2:{server.other_port}/")
             if path == "/to-ftp":
                 return self.send(302, Location="ftp://zos-test.invalid/file")
+            if path == "/to-junk":
+                return self.send(302, Location="http://[::1")
             if path == "/to-evil":
                 return self.send(302, Location=f"http://evil.invalid:{server.server_port}/page")
+            if path == "/set-cookie":
+                return self.send(200, b"crumbs", "text/plain", Set_Cookie="id=1; Path=/")
             if path == "/echo-host":
                 return self.send(200, host.encode(), "text/plain")
             if path == "/latin1":
@@ -388,6 +392,13 @@ def test_default_client_echo_host(srv):
     assert dns.calls == ["zos-test.invalid", "zos-test.invalid"]  # robots.txt, then the page
 
 
+def test_default_client_keeps_no_cookies(srv):
+    dns = resolver({"zos-test.invalid": ["127.0.0.1"]})
+    with Fetcher(user_agent=UA, policy=LOCAL, resolver=dns) as fetcher:
+        assert fetcher.fetch(f"http://zos-test.invalid:{srv.server_port}/set-cookie").ok
+        assert len(fetcher._client.cookies.jar) == 0  # requests go to IPs: a jar would mix sites
+
+
 def test_decoding(make):
     new, _, base = make
     fetcher = new()
@@ -449,10 +460,12 @@ def test_redirect_to_a_refused_address_sends_nothing_there(make, servers, srv):
 
 def test_redirects_are_rechecked_for_scheme_and_domain(make, srv):
     new, _, base = make
-    assert new().fetch(base + "/to-ftp").status == "invalid_url"
+    fetcher = new()
+    assert fetcher.fetch(base + "/to-ftp").status == "invalid_url"
+    assert fetcher.fetch(base + "/to-junk").status == "invalid_url"
     result = new(deny_domains=["evil.invalid"]).fetch(base + "/to-evil")
     assert result.status == "denied_domain"
-    assert paths(srv) == ["/robots.txt", "/to-ftp", "/robots.txt", "/to-evil"]
+    assert paths(srv) == ["/robots.txt", "/to-ftp", "/to-junk", "/robots.txt", "/to-evil"]
 
 
 @pytest.mark.parametrize(

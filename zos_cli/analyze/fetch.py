@@ -1,16 +1,10 @@
-"""The safe fetcher: read the page behind a link someone shared, without letting the link aim us.
+"""The safe fetcher: read the page behind a link someone shared without letting the link aim us.
 
-The rules (docs/analyze-safety.md says them in plain English):
-
-* Only http/https URLs that `addresses.parse_url` accepts; every redirect hop is re-parsed.
-* Domain lists, then the address check, happen BEFORE any connection, on every hop: the host is
-  resolved once, every returned address must pass the policy, and we then connect to one of
-  those checked addresses (the URL's host replaced by the IP, the original `Host:` header kept,
-  and for https the original name as SNI and for certificate checking). DNS is never asked twice
-  for the same connection, so it cannot answer differently the second time.
-* robots.txt of every origin we request from is honoured, fetched under the same rules.
-* Bodies are streamed and capped; only text/html and text/plain are read at all.
-* One wall-clock deadline covers the whole fetch: lookups, robots.txt, redirects, streaming.
+Every hop (the link, each redirect, each robots.txt) is parsed, checked against the domain lists
+and -- after one lookup -- every address it resolves to is checked by the policy, all BEFORE a
+connection; the connection then goes to a checked address, never to the name. Bodies stream under
+a byte cap, only text is read, and one wall-clock deadline covers it all. docs/analyze-safety.md
+says the rules in plain English.
 """
 
 from __future__ import annotations
@@ -198,7 +192,10 @@ class Fetcher:
                     if response.status_code in REDIRECT_CODES and location:
                         if hop == self.max_redirects:
                             raise _Stop("too_many_redirects", f"more than {hop} redirects")
-                        next_target = parse_url(urljoin(target.url, location))
+                        try:
+                            next_target = parse_url(urljoin(target.url, location))
+                        except ValueError:  # urljoin chokes on some junk (`http://[::1`)
+                            next_target = None
                         if next_target is None:
                             raise _Stop("invalid_url", f"redirect to {location[:200]!r}")
                         target = next_target
@@ -263,6 +260,10 @@ class Fetcher:
                 raise _Stop("timeout", f"no answer from {address}") from None
             except httpx.ConnectError as error:
                 failure = f"{address}: {error}"
+            except httpx.RemoteProtocolError as error:
+                # httpx parses Location itself, even with redirects off, and fails on junk
+                bad_redirect = "location header" in str(error).lower()
+                raise _Stop("invalid_url" if bad_redirect else "unreachable", str(error)) from None
             except httpx.HTTPError as error:
                 raise _Stop("unreachable", f"{address}: {error}") from None
         raise _Stop("unreachable", failure)

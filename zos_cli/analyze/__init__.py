@@ -1,0 +1,1 @@
+"""Reading what people share: images and links (the `zos analyze` stage)."""

@@ -1,4 +1,5 @@
-"""Topic keys: every kind of docs/salience.md#topics builds, parses back, and knows its category, group, cap."""
+"""Topic keys: every kind of docs/salience.md#topics builds, parses back, and knows its category,
+group, cap; the table of kinds agrees with the keys; the GLOB helpers match exactly the keys they name."""
 
 from __future__ import annotations
 
@@ -128,3 +129,153 @@ def test_dyad_ids_are_sorted_numerically_whatever_the_order_given(pair, server):
     low, high = key.split(":")[-2:]
     assert int(low) < int(high)
     assert {low, high} == {a, b}
+
+
+# ---------------------------------------------------------------- the table of kinds
+def test_every_kind_has_a_known_category_group_and_cap_field():
+    fields = set(Caps.model_fields)
+    assert topics.CATEGORIES == tuple(k.category for k in topics.KINDS.values())
+    assert len(set(topics.CATEGORIES)) == len(topics.KINDS)  # one category per kind
+    for name, kind in topics.KINDS.items():
+        assert kind.name == name
+        assert kind.category in topics.CATEGORIES
+        assert kind.server_group in topics.GROUPS and kind.server_cap in fields
+        assert kind.may_be_global == (name in topics.GLOBAL_KINDS)
+        global_fields = (kind.global_group, kind.global_cap, kind.global_label)
+        if kind.may_be_global:
+            assert kind.global_group in topics.GROUPS and kind.global_cap in fields
+            assert kind.global_label
+        else:
+            assert global_fields == (None, None, None)
+    used = {k.server_group for k in topics.KINDS.values()}
+    used |= {k.global_group for k in topics.KINDS.values() if k.may_be_global}
+    assert used == set(topics.GROUPS)
+
+
+def test_kinds_and_their_labels():
+    assert topics.GLOBAL_KINDS == {"user", "dyad", "self"}
+    assert {name: (k.label, k.global_label) for name, k in topics.KINDS.items()} == {
+        "user": ("server user", "user"), "dyad": ("dyad", "dyad"), "channel": ("channel", None),
+        "thread": ("thread", None), "user_in_channel": ("user in channel", None),
+        "dyad_in_channel": ("dyad in channel", None), "subject": ("subject", None),
+        "role": ("role", None), "emoji": ("emoji", None), "self": ("self", "self"),
+    }
+    assert topics.parse("server:1:user:5").label == "server user"
+    assert topics.parse("user:5").label == "user"
+    assert topics.parse("server:1:user_in_channel:5:6").label == "user in channel"
+
+
+def test_the_key_grammar_is_the_tables():
+    arity = {name: k.arity for name, k in topics.KINDS.items()}
+    assert arity == {"user": 1, "dyad": 2, "channel": 1, "thread": 1, "user_in_channel": 2,
+                     "dyad_in_channel": 3, "subject": 1, "role": 1, "emoji": 1, "self": 1}
+    pairs = {name for name, k in topics.KINDS.items() if k.is_pair}
+    assert pairs == {"dyad", "dyad_in_channel"}
+    users = {name: [p.refers_to == "user" for p in k.parts] for name, k in topics.KINDS.items()
+             if any(p.refers_to == "user" for p in k.parts)}
+    assert users == {"user": [True], "dyad": [True, True], "user_in_channel": [False, True],
+                     "dyad_in_channel": [False, True, True]}
+    forms = {p.form for k in topics.KINDS.values() for p in k.parts}
+    assert forms == {topics.SNOWFLAKE, topics.SUBJECT_NAME, topics.SELF_NAME}
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_topic())
+def test_the_table_agrees_with_every_parsed_key(topic):
+    kind = topics.KINDS[topic.kind]
+    parsed = topics.parse(topic.key)
+    assert len(parsed.ids) == kind.arity
+    assert parsed.category == kind.category
+    assert parsed.group == (kind.server_group if topic.server_id else kind.global_group)
+    assert parsed.cap_field == (kind.server_cap if topic.server_id else kind.global_cap)
+    assert topics.server_id_of(topic.key) == topic.server_id
+    expected = Topic(topic.kind, None, topic.ids).key if (
+        topic.server_id and kind.may_be_global) else None
+    assert topics.global_key_of(topic.key) == expected
+
+
+def test_stored_key_helpers():
+    assert topics.server_id_of("server:12:dyad:1:2") == "12"
+    assert topics.server_id_of("dyad:1:2") is None
+    assert topics.global_key_of("server:12:dyad:1:2") == "dyad:1:2"
+    assert topics.global_key_of("server:12:self:zos") == "self:zos"
+    assert topics.global_key_of("server:12:channel:3") is None
+    assert topics.global_key_of("user:3") is None
+    assert topics.global_key_of("server:12:user:3:4") is None  # not a user key's parts
+    assert topics.global_key_of("server:12") is None
+
+
+# ---------------------------------------------------------------- GLOB patterns
+KEYS = [
+    "user:12", "user:123", "user:112", "dyad:12:30", "dyad:5:12", "dyad:5:123", "dyad:123:400",
+    "dyad:1:2", "self:zos",
+    "server:1:user:12", "server:1:user:123", "server:2:user:12", "server:12:user:5",
+    "server:1:dyad:12:30", "server:1:dyad:5:12", "server:1:dyad:5:123", "server:12:dyad:5:6",
+    "server:1:user_in_channel:7:12", "server:1:user_in_channel:12:5",
+    "server:1:user_in_channel:7:123", "server:1:dyad_in_channel:7:12:30",
+    "server:1:dyad_in_channel:7:5:12", "server:1:dyad_in_channel:12:5:6",
+    "server:1:dyad_in_channel:7:5:123", "server:1:channel:12", "server:1:thread:12",
+    "server:1:role:12", "server:1:emoji:12", "server:1:subject:user", "server:1:self:zos",
+    "server:2:subject:kilns", "server:1:subject:kilns",
+]
+
+
+def _matching(patterns: list[str]) -> set[str]:
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (key TEXT)")
+    db.executemany("INSERT INTO t VALUES (?)", [(k,) for k in KEYS])
+    assert all(topics.is_valid(k) for k in KEYS)
+    if not patterns:
+        return set()
+    where = " OR ".join("key GLOB ?" for _ in patterns)
+    return {r[0] for r in db.execute(f"SELECT key FROM t WHERE {where}", patterns)}
+
+
+def test_user_globs_match_exactly_that_users_keys():
+    both = ("user", "dyad", "user_in_channel", "dyad_in_channel")
+    assert _matching(topics.user_globs("12", both)) == {
+        "server:1:user:12", "server:2:user:12", "server:1:dyad:12:30", "server:1:dyad:5:12",
+        "server:1:user_in_channel:7:12", "server:1:dyad_in_channel:7:12:30",
+        "server:1:dyad_in_channel:7:5:12"}
+    assert _matching(topics.user_globs("12", both, "1")) == {
+        "server:1:user:12", "server:1:dyad:12:30", "server:1:dyad:5:12",
+        "server:1:user_in_channel:7:12", "server:1:dyad_in_channel:7:12:30",
+        "server:1:dyad_in_channel:7:5:12"}
+    assert _matching(topics.user_globs("12", both, None)) == {
+        "user:12", "dyad:12:30", "dyad:5:12"}
+    assert topics.user_globs("12", ("user_in_channel",), None) == []  # never global
+    assert _matching(topics.user_globs("123", ("user", "dyad"), None)) == {
+        "user:123", "dyad:5:123", "dyad:123:400"}
+
+
+def test_the_privacy_patterns_are_the_ones_they_always_were():
+    from zos_cli.privacy.quarantine import user_topic_patterns
+
+    assert user_topic_patterns("12") == [
+        "server:*:user:12", "server:*:dyad:12:*", "server:*:dyad:*:12",
+        "user:12", "dyad:12:*", "dyad:*:12"]
+    assert user_topic_patterns("12", "3")[:3] == [
+        "server:3:user:12", "server:3:dyad:12:*", "server:3:dyad:*:12"]
+    assert topics.user_globs("12", ("user_in_channel", "dyad_in_channel")) == [
+        "server:*:user_in_channel:*:12", "server:*:dyad_in_channel:*:12:*",
+        "server:*:dyad_in_channel:*:*:12"]
+
+
+def test_kind_server_and_copy_globs_match_exactly():
+    assert topics.server_kind_glob("subject") == "server:*:subject:*"
+    assert _matching([topics.server_kind_glob("subject")]) == {
+        "server:1:subject:user", "server:2:subject:kilns", "server:1:subject:kilns"}
+    assert _matching([topics.server_kind_glob("user")]) == {
+        "server:1:user:12", "server:1:user:123", "server:2:user:12", "server:12:user:5"}
+    assert _matching([topics.server_kind_glob("dyad")]) == {
+        "server:1:dyad:12:30", "server:1:dyad:5:12", "server:1:dyad:5:123",
+        "server:12:dyad:5:6"}
+    assert _matching([topics.server_copies_glob("user:12")]) == {
+        "server:1:user:12", "server:2:user:12"}
+    assert _matching([topics.server_copies_glob("dyad:5:12")]) == {"server:1:dyad:5:12"}
+    assert _matching([topics.server_keys_glob("12")]) == {
+        "server:12:user:5", "server:12:dyad:5:6"}
+    with pytest.raises(KeyError):
+        topics.server_kind_glob("usr")

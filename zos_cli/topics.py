@@ -1,5 +1,5 @@
-"""Topic keys (docs/salience.md#topics): build, parse and validate every kind, with its category, budget
-group and cap.
+"""Topic keys (docs/salience.md#topics): one table of the kinds of topic, and everything that
+builds, parses, validates or matches a key asks it.
 
 Global keys: `user:<id>`, `dyad:<a>:<b>`, `self:zos`. Server-scoped keys start with
 `server:<s>:` followed by `user:<id>`, `channel:<id>`, `thread:<id>`, `role:<id>`,
@@ -12,50 +12,86 @@ key. Anything else is an InvalidTopicKey.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import NamedTuple
 
 from zos_cli.errors import UsageProblem
 from zos_cli.ids import is_discord_id
 
-CATEGORIES = (
-    "users", "dyads", "channels", "threads", "user_in_channel", "dyad_in_channel",
-    "subjects", "roles", "emoji", "self",
-)
-GROUPS = ("social", "global", "spaces", "semantic", "culture", "self")
-
-# kind → (category, number of ids after the kind, which of them are snowflakes)
-_KINDS = {
-    "user": "users",
-    "dyad": "dyads",
-    "channel": "channels",
-    "thread": "threads",
-    "role": "roles",
-    "user_in_channel": "user_in_channel",
-    "dyad_in_channel": "dyad_in_channel",
-    "subject": "subjects",
-    "emoji": "emoji",
-    "self": "self",
-}
-_ARITY = {
-    "user": 1, "dyad": 2, "channel": 1, "thread": 1, "role": 1, "user_in_channel": 2,
-    "dyad_in_channel": 3, "subject": 1, "emoji": 1, "self": 1,
-}
-GLOBAL_KINDS = frozenset({"user", "dyad", "self"})
-_SERVER_GROUP = {
-    "user": "social", "dyad": "social", "user_in_channel": "social", "dyad_in_channel": "social",
-    "channel": "spaces", "thread": "spaces", "subject": "semantic", "role": "semantic",
-    "emoji": "culture", "self": "self",
-}
-# The `zos.toml` [salience.caps] field of each kind, server-scoped and global.
-_SERVER_CAP = {
-    "user": "server_user", "dyad": "dyad", "channel": "channel", "thread": "thread",
-    "role": "role", "user_in_channel": "user_in_channel", "dyad_in_channel": "dyad_in_channel",
-    "subject": "subject", "emoji": "emoji", "self": "server_self",
-}
-_GLOBAL_CAP = {"user": "global_user", "dyad": "global_dyad", "self": "global_self"}
+# The forms a part of a key (after its kind) takes.
+SNOWFLAKE = "snowflake"        # a Discord id, canonical digits
+SUBJECT_NAME = "subject name"  # _SUBJECT below
+SELF_NAME = "zos"              # the self topic's one name: its only part is this literal
 
 _SUBJECT = re.compile(r"[a-z_][a-z0-9_]{0,63}")  # fullmatch: no trailing newline either
-SELF_NAME = "zos"
+
+
+class KeyPart(NamedTuple):
+    """One part of a key after its kind: what it refers to (the GLOB helpers look for the
+    "user" parts) and its form."""
+
+    refers_to: str   # user, channel, thread, role, emoji, subject, self
+    form: str    # SNOWFLAKE, SUBJECT_NAME or SELF_NAME
+
+
+_USER = KeyPart("user", SNOWFLAKE)
+_CHANNEL = KeyPart("channel", SNOWFLAKE)
+
+
+@dataclass(frozen=True)
+class TopicKind:
+    """Everything zos knows about one kind of topic."""
+
+    name: str                     # the kind as written in a key
+    category: str                 # what layers target and `--category` filters on
+    label: str                    # for people, server-scoped: "server user", "channel", …
+    server_group: str             # the budget group of its server-scoped topics
+    server_cap: str               # its `zos.toml` [salience.caps] field, server-scoped
+    parts: tuple[KeyPart, ...]    # the key's parts after the kind, in order
+    # Only user, dyad and self topics exist globally too (the others belong to a server).
+    global_group: str | None = None
+    global_cap: str | None = None
+    global_label: str | None = None
+    # Its last two parts are a pair of users: distinct, sorted ascending numerically.
+    is_pair: bool = False
+
+    @property
+    def may_be_global(self) -> bool:
+        return self.global_cap is not None
+
+    @property
+    def arity(self) -> int:
+        return len(self.parts)
+
+
+# In the order of CATEGORIES (the order `--category` lists its choices in). Read-only.
+KINDS: Mapping[str, TopicKind] = MappingProxyType({k.name: k for k in (
+    TopicKind("user", "users", "server user", "social", "server_user", (_USER,),
+              global_group="global", global_cap="global_user", global_label="user"),
+    TopicKind("dyad", "dyads", "dyad", "social", "dyad", (_USER, _USER),
+              global_group="global", global_cap="global_dyad", global_label="dyad",
+              is_pair=True),
+    TopicKind("channel", "channels", "channel", "spaces", "channel", (_CHANNEL,)),
+    TopicKind("thread", "threads", "thread", "spaces", "thread",
+              (KeyPart("thread", SNOWFLAKE),)),
+    TopicKind("user_in_channel", "user_in_channel", "user in channel", "social",
+              "user_in_channel", (_CHANNEL, _USER)),
+    TopicKind("dyad_in_channel", "dyad_in_channel", "dyad in channel", "social",
+              "dyad_in_channel", (_CHANNEL, _USER, _USER), is_pair=True),
+    TopicKind("subject", "subjects", "subject", "semantic", "subject",
+              (KeyPart("subject", SUBJECT_NAME),)),
+    TopicKind("role", "roles", "role", "semantic", "role", (KeyPart("role", SNOWFLAKE),)),
+    TopicKind("emoji", "emoji", "emoji", "culture", "emoji", (KeyPart("emoji", SNOWFLAKE),)),
+    TopicKind("self", "self", "self", "self", "server_self", (KeyPart("self", SELF_NAME),),
+              global_group="self", global_cap="global_self", global_label="self"),
+)})
+
+CATEGORIES = tuple(k.category for k in KINDS.values())
+# Budget groups in the order budgets are shown (the table says which kind is in which).
+GROUPS = ("social", "global", "spaces", "semantic", "culture", "self")
+GLOBAL_KINDS = frozenset(k.name for k in KINDS.values() if k.may_be_global)
 
 KEY_HELP = (
     "keys look like user:<id>, dyad:<a>:<b>, self:zos, server:<s>:user:<id>, "
@@ -69,10 +105,12 @@ class InvalidTopicKey(UsageProblem):
 
 @dataclass(frozen=True)
 class Topic:
-    kind: str                     # user, dyad, channel, thread, role, user_in_channel, …
+    kind: str                     # a name in KINDS: user, dyad, channel, …
     server_id: str | None         # None: a global topic
     ids: tuple[str, ...]          # the parts after the kind (ids, a subject name, or "zos")
 
+    # (salience.relations.TopicParts borrows these properties: they may read only kind,
+    # server_id and ids.)
     @property
     def key(self) -> str:
         tail = ":".join((self.kind, *self.ids))
@@ -84,18 +122,23 @@ class Topic:
 
     @property
     def category(self) -> str:
-        return _KINDS[self.kind]
+        return KINDS[self.kind].category
 
     @property
     def group(self) -> str:
-        if self.server_id is None:
-            return "self" if self.kind == "self" else "global"
-        return _SERVER_GROUP[self.kind]
+        kind = KINDS[self.kind]
+        return kind.global_group if self.server_id is None else kind.server_group
 
     @property
     def cap_field(self) -> str:
         """The name of this topic's cap in `zos.toml` [salience.caps]."""
-        return (_GLOBAL_CAP if self.server_id is None else _SERVER_CAP)[self.kind]
+        kind = KINDS[self.kind]
+        return kind.global_cap if self.server_id is None else kind.server_cap
+
+    @property
+    def label(self) -> str:
+        kind = KINDS[self.kind]
+        return kind.global_label if self.server_id is None else kind.label
 
     def __str__(self) -> str:
         return self.key
@@ -118,24 +161,26 @@ def _make(kind: str, server_id: str | None, ids: tuple[str, ...], key: str) -> T
 
 
 def _validate(kind: str, server_id: str | None, ids: tuple[str, ...], key: str) -> None:
-    if kind not in _KINDS:
+    spec = KINDS.get(kind)
+    if spec is None:
         raise _bad(key, f"unknown kind {kind!r}")
-    if server_id is None and kind not in GLOBAL_KINDS:
+    if server_id is None and not spec.may_be_global:
         raise _bad(key, f"{kind} topics are server-scoped: prefix them with server:<id>:")
     if server_id is not None:
         _check_id(key, server_id, "server id")
-    if len(ids) != _ARITY[kind]:
-        raise _bad(key, f"a {kind} key has {_ARITY[kind]} part(s) after {kind!r}, not {len(ids)}")
-    if kind == "self":
-        if ids != (SELF_NAME,):
-            raise _bad(key, "the self topic is self:zos")
-    elif kind == "subject":
-        if not _SUBJECT.fullmatch(ids[0]):
-            raise _bad(key, f"subject name {ids[0]!r} must match [a-z_][a-z0-9_]* (≤ 64 chars)")
-    else:
-        for value in ids:
+    if len(ids) != spec.arity:
+        raise _bad(key, f"a {kind} key has {spec.arity} part(s) after {kind!r}, not {len(ids)}")
+    for part, value in zip(spec.parts, ids):
+        if part.form == SELF_NAME:
+            if value != SELF_NAME:
+                raise _bad(key, "the self topic is self:zos")
+        elif part.form == SUBJECT_NAME:
+            if not _SUBJECT.fullmatch(value):
+                raise _bad(key,
+                           f"subject name {value!r} must match [a-z_][a-z0-9_]* (≤ 64 chars)")
+        else:
             _check_id(key, value, "id")
-    if kind == "dyad" or kind == "dyad_in_channel":
+    if spec.is_pair:
         a, b = ids[-2:]
         if a == b:
             raise _bad(key, "a dyad is two different users")
@@ -166,6 +211,65 @@ def is_valid(key: str) -> bool:
 def sorted_pair(a: str, b: str) -> tuple[str, str]:
     """Two user ids in a dyad's order: ascending numerically."""
     return (a, b) if int(a) <= int(b) else (b, a)
+
+
+# ------------------------------------------------- keys read back from the database
+# Stored keys were validated when built: these split them without re-checking (and never
+# raise), where a full parse per row would cost more than the answer is worth.
+def server_id_of(key: str) -> str | None:
+    """The server of a key; None for a global key."""
+    return key.split(":", 2)[1] if key.startswith("server:") else None
+
+
+def global_key_of(key: str) -> str | None:
+    """The global topic a server-scoped one rolls up into (server:1:user:5 → user:5); None
+    for a global key or a kind that is never global."""
+    parts = key.split(":")
+    if parts[0] != "server" or len(parts) < 3:
+        return None
+    kind = KINDS.get(parts[2])
+    if kind is None or not kind.may_be_global or len(parts) != 3 + kind.arity:
+        return None
+    return ":".join(parts[2:])
+
+
+# ---------------------------------------------------------------- GLOB patterns
+# For SQL `key GLOB ?`. GLOB's `*` also matches `:`; the patterns stay exact because every
+# kind's name is followed by `:` and valid keys have a fixed number of parts per kind.
+ANY_SERVER = "*"
+
+
+def server_keys_glob(server_id: str) -> str:
+    """Every key of one server."""
+    return f"server:{server_id}:*"
+
+
+def server_kind_glob(kind: str) -> str:
+    """Every server-scoped key of a kind, in any server."""
+    return f"server:{ANY_SERVER}:{KINDS[kind].name}:*"
+
+
+def server_copies_glob(global_key: str) -> str:
+    """The server-scoped keys, in any server, whose global topic is `global_key`."""
+    return f"server:{ANY_SERVER}:{global_key}"
+
+
+def user_globs(user_id: str, kinds: Iterable[str], server_id: str | None = ANY_SERVER) -> list[str]:
+    """The keys of these kinds with `user_id` as one of their users, a pattern per position
+    a user can take, kind by kind: server-scoped (`server_id`: one server, or ANY_SERVER), or
+    with server_id None the global ones (kinds that are never global give none)."""
+    patterns = []
+    for name in kinds:
+        kind = KINDS[name]
+        if server_id is None and not kind.may_be_global:
+            continue
+        prefix = name if server_id is None else f"server:{server_id}:{name}"
+        for position, part in enumerate(kind.parts):
+            if part.refers_to == "user":
+                tail = ["*"] * kind.arity
+                tail[position] = user_id
+                patterns.append(":".join((prefix, *tail)))
+    return patterns
 
 
 # ---------------------------------------------------------------- builders
@@ -231,7 +335,9 @@ def cap_of(key: str | Topic, caps) -> float:
 
 
 __all__ = [
-    "CATEGORIES", "GROUPS", "GLOBAL_KINDS", "InvalidTopicKey", "Topic", "parse", "is_valid",
-    "sorted_pair", "user", "dyad", "self_topic", "channel", "thread", "role",
+    "CATEGORIES", "GROUPS", "GLOBAL_KINDS", "KINDS", "TopicKind", "KeyPart", "InvalidTopicKey",
+    "Topic", "parse", "is_valid", "sorted_pair", "server_id_of", "global_key_of", "ANY_SERVER",
+    "server_keys_glob", "server_kind_glob", "server_copies_glob", "user_globs",
+    "user", "dyad", "self_topic", "channel", "thread", "role",
     "user_in_channel", "dyad_in_channel", "subject", "emoji", "category_of", "group_of", "cap_of",
 ]

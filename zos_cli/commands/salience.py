@@ -12,6 +12,7 @@ from zos_cli.store import locks
 from zos_cli.app_state import state
 from zos_cli.errors import JobFailed, UsageProblem
 from zos_cli.output import JsonFlag, NlFlag
+from zos_cli.topics import CATEGORIES, GROUPS  # (a light module: --help stays fast)
 
 # Library modules are imported inside each command so that `zos --help` stays fast.
 
@@ -21,9 +22,6 @@ app = typer.Typer(
 )
 
 SALIENCE_JOB = "salience"  # the lock of the commands that rewrite the ledger (decay, rebuild)
-GROUPS = ("social", "global", "spaces", "semantic", "culture", "self")
-CATEGORIES = ("users", "dyads", "channels", "threads", "user_in_channel", "dyad_in_channel",
-              "subjects", "roles", "emoji", "self")
 
 KeyArg = Annotated[str, typer.Argument(metavar="KEY", help="A topic key, e.g. server:1:user:2.")]
 

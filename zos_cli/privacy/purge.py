@@ -21,6 +21,7 @@ from zos_cli.store.db import secure_delete, write_transaction
 from zos_cli.errors import TemporaryFailure
 from zos_cli.privacy.provenance import dm_channel_ids, dm_message_ids, insights_derived_from
 from zos_cli.privacy.quarantine import user_topic_patterns
+from zos_cli.topics import user_globs
 
 log = logging.getLogger("zos.privacy")
 
@@ -78,11 +79,8 @@ def erase_user(db: sqlite_utils.Database, user_id: str, *, db_path: Path | None 
     with secure_delete(db), write_transaction(db):
         messages = dm_message_ids(db, channels) + [r[0] for r in db.execute(
             "SELECT id FROM messages WHERE author_id = ? AND server_id IS NOT NULL", [user_id])]
-        patterns = user_topic_patterns(user_id) + [
-            f"server:*:user_in_channel:*:{user_id}",
-            f"server:*:dyad_in_channel:*:{user_id}:*",
-            f"server:*:dyad_in_channel:*:*:{user_id}",
-        ]
+        patterns = user_topic_patterns(user_id) + user_globs(
+            user_id, ("user_in_channel", "dyad_in_channel"))
         where = " OR ".join("key GLOB ?" for _ in patterns)
         topics = [r[0] for r in db.execute(f"SELECT key FROM topics WHERE {where}", patterns)]
         _purge(db, report, messages, topic_keys=topics, reason=f"user erased: {user_id}")

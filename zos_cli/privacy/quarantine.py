@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from zos_cli import topics
 from zos_cli.store.audit import record_event
 from zos_cli.privacy.provenance import dm_channel_ids, dm_message_ids, insights_derived_from
 from zos_cli.timeutil import now_stored
 
 
+# The kinds of topic about a user whose insights losing a gate role quarantines (erase
+# deletes these and the user's in-channel topics too).
+GATED_KINDS = ("user", "dyad")
+
+
 def user_topic_patterns(user_id: str, server_id: str | None = None) -> list[str]:
-    """GLOB patterns of the user and dyad topics of a user (server-scoped and global)."""
-    server = server_id or "*"
-    return [
-        f"server:{server}:user:{user_id}",
-        f"server:{server}:dyad:{user_id}:*",
-        f"server:{server}:dyad:*:{user_id}",
-        f"user:{user_id}",
-        f"dyad:{user_id}:*",
-        f"dyad:*:{user_id}",
-    ]
+    """GLOB patterns of the user and dyad topics of a user: server-scoped (in `server_id`, or
+    in any server), then global."""
+    return (topics.user_globs(user_id, GATED_KINDS, server_id or topics.ANY_SERVER)
+            + topics.user_globs(user_id, GATED_KINDS, None))
 
 
 def _topic_insights(db: sqlite_utils.Database, patterns: list[str]) -> list[str]:
@@ -74,7 +74,8 @@ def apply_gate_change(
         changed = _lift_reason(db, reason)
     else:
         changed = _add_reason(db, _topic_insights(db, user_topic_patterns(user_id, server_id)) +
-                              _topic_insights(db, user_topic_patterns(user_id)[3:]), reason)
+                              _topic_insights(db, topics.user_globs(user_id, GATED_KINDS, None)),
+                              reason)
     if changed:
         record_event(db, "gate_quarantine" if not has_gate_role else "gate_restore",
                      {"server_id": server_id, "user_id": user_id, "insights": changed})

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
+from zos_cli import topics
 from zos_cli.config import Config
 from zos_cli.privacy.scope import combine_scopes
 from zos_cli.reflect import material
@@ -238,7 +239,7 @@ def _take_server_insights(db, target: Target, mark: Mark | None, as_of: str, bud
     chosen, lines, used = [], [], 0
     names: dict[str, str] = {}
     for insight in material.server_insights_for(db, target, mark):
-        server_id = insight["topic_key"].split(":")[1]
+        server_id = topics.server_id_of(insight["topic_key"])
         if server_id not in names:
             names[server_id] = server_name(db, server_id)
         line = insight_line(insight, as_of, names[server_id])

@@ -17,16 +17,14 @@ import jinja2
 import jinja2.meta
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from zos_cli import topics
 from zos_cli.errors import ConfigError, UsageProblem
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "layers"
 LOCAL_DIR_NAME = "layers"
 
-# Topic categories of the schema (topics.category); a layer targets one or more of them.
-TOPIC_CATEGORIES = frozenset({
-    "users", "dyads", "channels", "threads", "user_in_channel", "dyad_in_channel",
-    "subjects", "roles", "emoji", "self",
-})
+# A layer targets one or more topic categories.
+TOPIC_CATEGORIES = frozenset(topics.CATEGORIES)
 
 
 class LayerSpec(BaseModel):

@@ -273,8 +273,10 @@ def prior_insights(db: sqlite_utils.Database, target: Target, retrieval: str,
     where = "i.topic_key = ?"
     params: list = [target.key]
     if target.kind == "subject" and target.server_id:
-        where = "(i.topic_key = ? OR (i.subject = ? AND i.topic_key LIKE ?))"
-        params = [target.key, target.name, f"server:{target.server_id}:%"]
+        from zos_cli import topics
+
+        where = "(i.topic_key = ? OR (i.subject = ? AND i.topic_key GLOB ?))"
+        params = [target.key, target.name, topics.server_keys_glob(target.server_id)]
     base = (
         f"SELECT {_PRIOR_SELECT} FROM insights i "
         f"WHERE {where} AND i.quarantined = 0 "
@@ -310,27 +312,22 @@ PRIOR_SHARE = {"recent": 0.2, "balanced": 0.3, "deep": 0.45}
 def server_insights_for(db: sqlite_utils.Database, target: Target, mark: Mark | None) -> list[dict]:
     """New insights of the server-scoped topics that roll up into a global user or dyad,
     newest first (quarantined ones never)."""
-    if target.kind == "user":
-        pattern = f"server:%:user:{target.user_ids[0]}"
-    elif target.kind == "dyad":
-        pattern = f"server:%:dyad:{target.user_ids[0]}:{target.user_ids[1]}"
-    else:
+    from zos_cli import topics
+
+    if target.kind not in ("user", "dyad"):
         return []
-    params: list = [pattern]
+    global_key = topics.Topic(target.kind, None, target.user_ids).key
+    params: list = [topics.server_copies_glob(global_key)]
     past = ""
     if mark is not None:
         past = " AND (i.created_at > ? OR (i.created_at = ? AND i.id > ?))"
         params += [mark.at, mark.at, mark.id]
     rows = db.execute(
         f"SELECT {_PRIOR_SELECT} FROM insights i "
-        f"WHERE i.topic_key LIKE ? AND i.quarantined = 0{past} "
+        f"WHERE i.topic_key GLOB ? AND i.quarantined = 0{past} "
         "ORDER BY i.created_at DESC, i.id DESC",
         params,
     ).fetchall()
-    # LIKE's `%` could match across key parts; keep exact server-scoped keys only.
-    exact = []
-    for row in rows:
-        parts = row[1].split(":")
-        if len(parts) >= 4 and parts[0] == "server" and ":".join(parts[2:]) == pattern.split("%:", 1)[1]:
-            exact.append(dict(zip(PRIOR_COLUMNS, row)))
-    return exact
+    # GLOB's `*` could match across key parts; keep exact server-scoped keys only.
+    return [dict(zip(PRIOR_COLUMNS, row)) for row in rows
+            if topics.global_key_of(row[1]) == global_key]

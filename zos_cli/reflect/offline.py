@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from zos_cli import topics
 from zos_cli.reflect.context import Context
 from zos_cli.reflect.schema import InsightOut, ReflectionOut, Valence
 from zos_cli.reflect.timefmt import relative
@@ -93,7 +94,7 @@ def _channel_label(context: Context, message: dict) -> str:
 
 def describe_insights(context: Context) -> str:
     sources = context.source_insights
-    servers = Counter(i["topic_key"].split(":")[1] for i in sources)
+    servers = Counter(topics.server_id_of(i["topic_key"]) for i in sources)
     newest = sources[-1]["content"]
     first_sentence = newest.split(". ")[0].rstrip(".")
     return (

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from zos_cli import topics
 from zos_cli.config import Config
 from zos_cli.errors import NotFound, UsageProblem
 from zos_cli.privacy.gate import gated_anywhere, passes_gate
@@ -75,16 +76,16 @@ def synthesis_targets(db: sqlite_utils.Database, layer: Layer, limit: int,
     `exclude(target)`: topics passed over before the limit counts them."""
     rows = db.execute(
         "SELECT topic_key, created_at, id FROM insights WHERE quarantined = 0 AND "
-        "(topic_key GLOB 'server:*:user:*' OR topic_key GLOB 'server:*:dyad:*')"
+        "(topic_key GLOB ? OR topic_key GLOB ?)",
+        [topics.server_kind_glob("user"), topics.server_kind_glob("dyad")],
     ).fetchall()
     counts: dict[str, int] = {}
     newest: dict[str, str] = {}
     marks: dict[str, material.Mark | None] = {}
     for topic_key, created_at, insight_id in rows:
-        parts = topic_key.split(":")
-        if len(parts) not in (4, 5):
+        global_key = topics.global_key_of(topic_key)
+        if global_key is None:
             continue
-        global_key = ":".join(parts[2:])
         if global_key not in marks:
             marks[global_key] = material.get_mark(db, layer.name, global_key)
         mark = marks[global_key]

@@ -37,7 +37,7 @@ from zos_cli.observe.rows import json_ids
 from zos_cli.records import CONVERSATIONAL_TYPES, DM_TYPES, THREAD_TYPES
 from zos_cli.salience.engine import PASSIVE_STATE, SalienceEngine
 from zos_cli.salience.spending import TOKENS_IN_REASON
-from zos_cli.topics import parse
+from zos_cli.topics import parse, self_topic, server_kind_glob
 
 log = logging.getLogger("zos.salience")
 
@@ -49,8 +49,8 @@ _KEEP = (
     "CREATE TEMP TABLE rebuild_kept AS SELECT rowid AS rid, id, topic_key, transaction_type, "
     "amount, reason, layer_run_id, created_at FROM salience_ledger "
     "WHERE transaction_type IN ('spend', 'reset', 'retain', 'decay') "
-    "OR (transaction_type = 'earn' AND (topic_key = 'self:zos' "
-    "    OR topic_key GLOB 'server:*:subject:*'))"
+    f"OR (transaction_type = 'earn' AND (topic_key = '{self_topic()}' "
+    f"    OR topic_key GLOB '{server_kind_glob('subject')}'))"
 )
 _SELECT = (
     "SELECT m.id, m.channel_id, m.server_id, m.author_id, m.content, m.created_at, "

@@ -25,6 +25,7 @@ from zos_cli.config import discord_api_base
 from zos_cli.sources.discord import api
 from zos_cli.sources.discord import discovery
 from zos_cli.ingest import cursors as store
+from zos_cli.ingest import log as ingest_log
 from zos_cli.sources.discord.client import DiscordClient, DiscordToken
 from zos_cli.sources.discord.errors import DiscordForbidden, DiscordRequestFailed
 from zos_cli.sources.discord.pages import CONTENT_INTENT_ERROR, PageWriter
@@ -32,7 +33,7 @@ from zos_cli.ingest.poll import unexpected
 from zos_cli.errors import UsageProblem, ZosError
 from zos_cli.ids import new_id
 from zos_cli.records import ChannelRecord
-from zos_cli.timeutil import now_stored, parse_time, time_to_snowflake
+from zos_cli.timeutil import parse_time, time_to_snowflake
 
 PAGE = api.PAGE
 
@@ -109,10 +110,9 @@ class BackfillRun:
     def _close_interrupted(self) -> None:
         """ingest_log rows a killed backfill left 'running' (we hold the ingest lock)."""
         with db_module.write_transaction(self.db):
-            self.db.execute(
-                "UPDATE ingest_log SET status = 'failed', finished_at = ?, error = 'interrupted: "
-                "the backfill stopped before this channel was finished; its checkpoint keeps "
-                "what was stored' WHERE kind = 'api' AND status = 'running'", [now_stored()])
+            ingest_log.mark_interrupted(
+                self.db, "api", "interrupted: the backfill stopped before this channel was "
+                "finished; its checkpoint keeps what was stored")
 
     # ------------------------------------------------------------------ one channel
     def _channel(self, channel: ChannelRecord) -> None:
@@ -170,24 +170,13 @@ class BackfillRun:
 
     # ------------------------------------------------------------------ ingest_log
     def _log(self, log_id: str, channel: ChannelRecord, status: str, error: str | None = None) -> None:
-        now = now_stored()
         with db_module.write_transaction(self.db):
-            self.db.execute(
-                "INSERT INTO ingest_log (id, kind, path, status, error, started_at, finished_at) "
-                "VALUES (?, 'api', ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "status = excluded.status, error = excluded.error, finished_at = excluded.finished_at",
-                [log_id, f"api:channel:{channel.id}", status, error, now,
-                 None if status == "running" else now],
-            )
+            ingest_log.backfill_channel(self.db, log_id=log_id, channel_id=channel.id,
+                                        status=status, error=error)
             self._update_log(log_id)
 
     def _update_log(self, log_id: str) -> None:
-        c = self.writer.counts_for(log_id)
-        self.db.execute(
-            "UPDATE ingest_log SET messages_new = ?, messages_seen = ?, reactions_new = ?, users = ?, "
-            "channels = ? WHERE id = ?",
-            [c["messages_new"], c["messages_seen"], c["reactions_new"], c["users"], c["channels"], log_id],
-        )
+        ingest_log.record_counts(self.db, {log_id: self.writer.counts_for(log_id)})
 
     def _summary(self) -> dict:  # (the keys of empty_summary)
         counts = self.writer.counts if self.writer else {}

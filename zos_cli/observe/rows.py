@@ -12,7 +12,7 @@ import json
 from urllib.parse import urlsplit
 
 from zos_cli.ids import new_ids
-from zos_cli.timeutil import snowflake_time, to_stored
+from zos_cli.timeutil import now_stored, snowflake_time, to_stored
 
 # json.dumps(..., ensure_ascii=False) builds a new encoder per call; this one is reused.
 _encode_keeping_unicode = json.JSONEncoder(ensure_ascii=False).encode
@@ -38,6 +38,45 @@ def domain_of(url: str) -> str:
 
 
 # ---------------------------------------------------------------------- servers, channels
+def ensure_server(db, server_id: str, name: str | None = None,
+                  icon_url: str | None = None) -> None:
+    """The server row something else refers to (a cursor, a member's roles); never
+    overwrites one that exists (the batch writes fill in and update the details)."""
+    now = now_stored()
+    db.execute(
+        "INSERT INTO servers (id, name, icon_url, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO NOTHING",
+        [server_id, name, icon_url, now, now],
+    )
+
+
+def ensure_channel(db, channel) -> None:
+    """The server and channel rows a cursor or checkpoint refers to (the batch writes fill in
+    and update the details when messages are stored; this never overwrites them)."""
+    now = now_stored()
+    if channel.server_id:
+        db.execute(
+            "INSERT INTO servers (id, name, icon_url, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            [channel.server_id, channel.server_name, channel.server_icon_url, now, now],
+        )
+    participants = json_ids(channel.participant_ids) if channel.participant_ids is not None else None
+    db.execute(
+        "INSERT INTO channels (id, server_id, name, type, parent_id, category_id, category_name, "
+        "topic, participant_ids, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO NOTHING",
+        [channel.id, channel.server_id, channel.name, channel.type, channel.parent_id,
+         channel.category_id, channel.category_name, channel.topic, participants,
+         to_stored(snowflake_time(channel.id)), now],
+    )
+
+
+def set_participants(db, channel_id: str, participant_ids: list[str]) -> None:
+    """A stored DM channel's participant list, replaced (the DM gate widens it)."""
+    db.execute("UPDATE channels SET participant_ids = ? WHERE id = ?",
+               [json.dumps(participant_ids), channel_id])
+
+
 def write_places(batch) -> None:
     w, conn, now = batch.w, batch.db.conn, batch.now
     servers, channels = {}, {}
@@ -235,6 +274,16 @@ def write_reactions(batch) -> dict[str, list[tuple[str, str, str]]]:
     for source_id, n in counted:
         by_source[source_id]["reactions_new"] += n
     return fresh
+
+
+def mark_deleted(db, message_ids: list[str], at: str) -> int:
+    """Stamp `deleted_at` once on messages Discord no longer has; returns how many."""
+    cur = db.execute(
+        "UPDATE messages SET deleted_at = ? WHERE deleted_at IS NULL AND id IN "
+        "(SELECT value FROM json_each(?))",
+        [at, json_ids(message_ids)],
+    )
+    return cur.rowcount
 
 
 # ---------------------------------------------------------------------- sources

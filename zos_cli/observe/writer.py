@@ -139,12 +139,7 @@ class ObservationWriter:
 
     def mark_deleted(self, message_ids: list[str], at: str) -> int:
         """Messages Discord no longer has (poll noticed): stamp `deleted_at` once."""
-        cur = self.db.execute(
-            "UPDATE messages SET deleted_at = ? WHERE deleted_at IS NULL AND id IN "
-            "(SELECT value FROM json_each(?))",
-            [at, rows.json_ids(message_ids)],
-        )
-        return cur.rowcount
+        return rows.mark_deleted(self.db, message_ids, at)
 
 
 class _Batch:

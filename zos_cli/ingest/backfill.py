@@ -86,7 +86,7 @@ class BackfillRun:
         self._close_interrupted()
         self_id = str(api.current_user(self.client)["id"])
         with db_module.write_transaction(self.db):
-            db_module.set_state(self.db, "discord.self_user_id", self_id)
+            db_module.remember_self_user_id(self.db, self_id)
         found = discovery.discover(self.client, guild_ids=self.options.guild_ids,
                                    channel_ids=self.options.channel_ids, archived_threads=True)
         self.skipped += found.skipped

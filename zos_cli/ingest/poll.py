@@ -129,7 +129,7 @@ class PollRun:
         me = api.current_user(self.client)
         self_id = str(me["id"])
         with db_module.write_transaction(self.db):
-            db_module.set_state(self.db, "discord.self_user_id", self_id)
+            db_module.remember_self_user_id(self.db, self_id)
         targets = self._targets(self_id)
         engine = SalienceEngine(self.db, self.config, self_user_id=self_id)
         writer = ObservationWriter(self.db, self.config, source_type="poll", source_id=self.poll_id,

@@ -94,7 +94,7 @@ class IngestRun:
         self.plans: list[FilePlan] = []
         self.skipped_unchanged = 0
         self.committed = dict.fromkeys(COUNT_KEYS, 0)  # the counts of committed transactions
-        self.self_user_id = consent.self_user_id(db, config)
+        self.self_user_id = db_module.self_user_id(db, config)
 
     # ------------------------------------------------------------------ the run
     def run(self, paths: list[str]) -> dict:

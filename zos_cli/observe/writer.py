@@ -37,6 +37,7 @@ import sqlite_utils
 from zos_cli.observe import people
 from zos_cli.observe import rows
 from zos_cli.privacy.consent import dm_may_be_stored
+from zos_cli.store.db import self_user_id
 from zos_cli.events import MessageEvent, ReactionEvent
 from zos_cli.records import CONVERSATIONAL_TYPES, ChannelRecord, MessageRecord
 from zos_cli.timeutil import now_stored
@@ -64,8 +65,6 @@ class ObservationWriter:
                  engine, remember_people: bool = False):
         self.db = db
         self.config = config
-        from zos_cli.privacy.consent import self_user_id
-
         self.self_user_id = self_user_id(db, config)  # never a DM participant (DESIGN §7)
         self.source_type = source_type        # 'export' | 'poll' | 'backfill'
         self.source_id = source_id

@@ -30,7 +30,8 @@ import time
 from collections import defaultdict
 
 from zos_cli.store import db as db_module
-from zos_cli.privacy.consent import dm_may_be_stored, self_user_id
+from zos_cli.privacy.consent import dm_may_be_stored
+from zos_cli.store.db import self_user_id
 from zos_cli.events import LayerRunCompletedEvent, MessageEvent, ReactionEvent, SubjectNamedEvent
 from zos_cli.ids import new_id
 from zos_cli.observe.rows import json_ids

@@ -146,7 +146,8 @@ def _backfill(ctx: typer.Context, *, token: str | None, channel: list[str] | Non
     stop = threading.Event()
     with app_state.database() as db, locks.job_lock(app_state.db_path, "ingest"), \
             stop_on_sigterm(stop):
-        report = run_backfill(db, app_state.config, secret, options, max_wait=max_wait, stop=stop)
+        report = run_backfill(db, app_state.config, secret, options, max_wait=max_wait, stop=stop,
+                              on_warning=output.warn)
     output.print_document(report.summary, fmt, human=_print_backfill_summary)
     note_skipped_channels(report.summary)
     raise_failures(report, "backfill")

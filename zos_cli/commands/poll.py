@@ -78,7 +78,8 @@ def poll(
     with app_state.database() as db, locks.job_lock(app_state.db_path, "poll"), \
             stop_on_sigterm(stop):
         report = run_poll(db, config, secret, options, interval=interval, max_wait=max_wait,
-                          stop=stop, on_report=_printer(fmt, interval is not None))
+                          stop=stop, on_report=_printer(fmt, interval is not None),
+                          on_warning=output.warn)
     raise_failures(report, "poll")
 
 

@@ -13,7 +13,9 @@ snowflake order over every channel (salience/pending.py): pages arrive newest fi
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 
@@ -35,6 +37,9 @@ from zos_cli.ids import new_id
 from zos_cli.records import ChannelRecord
 from zos_cli.timeutil import parse_time, time_to_snowflake
 
+# Warnings for the person running the job go to `on_warning`; without one, here.
+log = logging.getLogger("zos.backfill")
+
 PAGE = api.PAGE
 
 
@@ -53,8 +58,10 @@ class BackfillReport:
 
 class BackfillRun:
     def __init__(self, db: sqlite_utils.Database, config, client: DiscordClient,
-                 options: BackfillOptions, *, stop: threading.Event | None = None):
+                 options: BackfillOptions, *, stop: threading.Event | None = None,
+                 on_warning: Callable[[str], None] = log.warning):
         self.db = db
+        self.on_warning = on_warning
         self.config = config
         self.client = client
         self.options = options
@@ -98,7 +105,8 @@ class BackfillRun:
         # Pages come newest first, channel after channel: new messages earn at the end, in
         # snowflake order across the run (salience/pending.py), not as they arrive.
         self.writer.defer_new_messages = True
-        self.pages = PageWriter(self.db, self.config, self.client, self.writer, engine, self_id)
+        self.pages = PageWriter(self.db, self.config, self.client, self.writer, engine, self_id,
+                                on_warning=self.on_warning)
         for channel in found.channels:
             if self.stop.is_set():
                 break
@@ -221,10 +229,12 @@ def empty_summary() -> dict:
 
 def run_backfill(db: sqlite_utils.Database, config, token: DiscordToken, options: BackfillOptions, *,
                  max_wait: float | None = None, stop: threading.Event | None = None,
+                 on_warning: Callable[[str], None] = log.warning,
                  **client_options) -> BackfillReport:
     """`zos ingest --token`: backfill the channels' history; the caller prints the summary,
-    then raises the report's `fatal` error (or exits 1 when `errors` is not empty)."""
+    then raises the report's `fatal` error (or exits 1 when `errors` is not empty). Warnings
+    for the person running it (a missing Message Content intent) go to `on_warning`."""
     wait = config.poll.max_wait_seconds if max_wait is None else max_wait
     client_options.setdefault("backoff_base", config.poll.retry_backoff_seconds)
     with DiscordClient(token, discord_api_base(config), max_wait=wait, **client_options) as client:
-        return BackfillRun(db, config, client, options, stop=stop).run()
+        return BackfillRun(db, config, client, options, stop=stop, on_warning=on_warning).run()

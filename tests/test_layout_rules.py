@@ -136,3 +136,16 @@ def test_command_modules_hold_no_sql(name):
             texts = [v.value for v in node.values if isinstance(v, ast.Constant)]
         wrong += [f"line {node.lineno}: {t[:60]!r}" for t in texts if SQL.search(t)]
     assert wrong == [], f"{name} holds SQL"
+
+
+def test_only_observe_touches_the_writers_counts_and_caches():
+    """Outside observe, the writer is read through `counts`/`counts_for` and told of a
+    rollback through `forget_places`, never by reaching into its sets and dicts."""
+    internals = {"by_source", "users_by_source", "channels_by_source", "channels_written",
+                 "servers_written", "written_people"}
+    wrong = [f"{name} line {node.lineno}: .{node.attr}"
+             for name in MODULES
+             if not (name == "zos_cli.observe" or name.startswith("zos_cli.observe."))
+             for node in ast.walk(TREES[name])
+             if isinstance(node, ast.Attribute) and node.attr in internals]
+    assert wrong == []

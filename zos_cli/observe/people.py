@@ -1,6 +1,6 @@
 """The people writes of one `observe` batch: users, per-server tracking, roles, role sets.
 
-`batch` is the `observe._Batch` in progress (see `observe_rows`). A long run (an export
+`batch` is the writer's `observe.batch.BatchRows` in progress (see `observe.rows`). A long run (an export
 ingest) sees the same few hundred people in every batch; `WrittenPeople` remembers what this
 writer last wrote for each of them, so a row whose upsert would change nothing is not sent
 again (a users row, a role, a user's role set). Every one of those upserts is idempotent —
@@ -166,7 +166,7 @@ def write_people(batch) -> None:
     if not people.latest:
         return
     conn = batch.db.conn
-    remembered = batch.w.written_people
+    remembered = batch.written_people
     user_rows = _user_rows(people.places, people.latest, people.observed, remembered)
     if user_rows:
         conn.executemany(_UPSERT_USERS, user_rows)
@@ -181,7 +181,7 @@ def write_people(batch) -> None:
 def _count_seen(batch, latest: dict[str, UserRecord]) -> None:
     """Who each source saw: the effective observations' users are `latest`; the others
     (older or equal observations of stored messages) are walked here."""
-    by_source = batch.w.users_by_source
+    by_source = batch.counts.users_by_source
     sources = {obs.source_id for obs in batch.observations}
     effective = batch.effective
     if len(sources) == 1:
@@ -289,7 +289,7 @@ def _gate_holders(batch, roles_now: dict) -> dict[tuple[str, str], tuple[str, bo
     out = {}
     for uid, sid in roles_now:
         if sid not in roles:
-            roles[sid] = gate_role(batch.db, batch.w.config, sid)
+            roles[sid] = gate_role(batch.db, batch.config, sid)
         if roles[sid]:
             out[(uid, sid)] = (roles[sid], holds_role(batch.db, uid, roles[sid]))
     return out

@@ -1,9 +1,10 @@
 """The table writes of one `observe` batch, each a few `executemany` calls.
 
-`batch` is the `observe._Batch` in progress: `observations` (allowed by the DM gate),
-`effective` (the new and the newer-than-stored observations, snowflake order), `new_ids`,
-`updated_ids`, `now`, and the writer `w` with its caches and counters. The people (users,
-tracking, roles) are written by `observe_people`.
+`batch` is the writer's `observe.batch.BatchRows` for the call in progress: what it
+observed, which messages are new or updated, and the writer's counts and caches. The people
+(users, tracking, roles) are written by `observe.people`. The functions that take `db` are
+the home of these tables' writes from elsewhere (a cursor's channel row, the DM gate's
+participants, a poll's deletions), inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -78,14 +79,15 @@ def set_participants(db, channel_id: str, participant_ids: list[str]) -> None:
 
 
 def write_places(batch) -> None:
-    w, conn, now = batch.w, batch.db.conn, batch.now
+    conn, now = batch.db.conn, batch.now
+    servers_written, channels_written = batch.servers_written, batch.channels_written
     servers, channels = {}, {}
     for obs in batch.observations:
         ch = obs.channel
-        w.channels_by_source[obs.source_id].add(ch.id)
-        if ch.server_id and ch.server_id not in w.servers_written:
+        batch.counts.channels_seen(obs.source_id).add(ch.id)
+        if ch.server_id and ch.server_id not in servers_written:
             servers[ch.server_id] = ch
-        if ch.id not in w.channels_written:
+        if ch.id not in channels_written:
             channels[ch.id] = ch
     if servers:
         conn.executemany(
@@ -95,7 +97,7 @@ def write_places(batch) -> None:
             "icon_url = coalesce(excluded.icon_url, icon_url), updated_at = excluded.updated_at",
             [(sid, ch.server_name, ch.server_icon_url, now, now) for sid, ch in servers.items()],
         )
-        w.servers_written.update(servers)
+        servers_written.update(servers)
     if channels:
         conn.executemany(
             "INSERT INTO channels (id, server_id, name, type, parent_id, category_id, "
@@ -117,7 +119,7 @@ def write_places(batch) -> None:
                 for ch in channels.values()
             ],
         )
-        w.channels_written.update(channels)
+        channels_written.update(channels)
 
 
 # ---------------------------------------------------------------------- messages
@@ -270,9 +272,8 @@ def write_reactions(batch) -> dict[str, list[tuple[str, str, str]]]:
         conn.executemany(
             "UPDATE reactions SET removed_at = NULL WHERE message_id = ? AND user_id = ? "
             "AND emoji = ? AND emoji_id = ?", restores)
-    by_source = batch.w.by_source
     for source_id, n in counted:
-        by_source[source_id]["reactions_new"] += n
+        batch.counts.add(source_id, "reactions_new", n)
     return fresh
 
 
@@ -289,7 +290,7 @@ def mark_deleted(db, message_ids: list[str], at: str) -> int:
 # ---------------------------------------------------------------------- sources
 def write_sources(batch) -> None:
     """Which ingest or poll saw each message, first and last."""
-    source_type, now = batch.w.source_type, batch.now
+    source_type, now = batch.source_type, batch.now
     batch.db.conn.executemany(
         "INSERT INTO message_sources (message_id, source_type, source_id, first_seen_at, "
         "last_seen_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, source_id) "

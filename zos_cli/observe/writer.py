@@ -36,6 +36,7 @@ import sqlite_utils
 
 from zos_cli.observe import people
 from zos_cli.observe import rows
+from zos_cli.observe.batch import BatchRows, SourceCounts
 from zos_cli.privacy.consent import dm_may_be_stored
 from zos_cli.store.db import self_user_id
 from zos_cli.events import MessageEvent, ReactionEvent
@@ -140,6 +141,12 @@ class ObservationWriter:
         """Messages Discord no longer has (poll noticed): stamp `deleted_at` once."""
         return rows.mark_deleted(self.db, message_ids, at)
 
+    def forget_places(self, channel: ChannelRecord) -> None:
+        """The transaction that wrote this channel's rows was rolled back: write its server
+        and channel rows again with the next batch that holds them."""
+        self.channels_written.discard(channel.id)
+        self.servers_written.discard(channel.server_id)
+
 
 class _Batch:
     """One call's work, in the order the rules need."""
@@ -158,16 +165,28 @@ class _Batch:
             remembered.still_valid(self.db)
         try:
             self._choose()
-            rows.write_places(self)
-            people.write_people(self)
-            rows.write_messages(self)
-            fresh_reactions = rows.write_reactions(self)
-            rows.write_sources(self)
+            view = self._rows_view()
+            rows.write_places(view)
+            people.write_people(view)
+            rows.write_messages(view)
+            fresh_reactions = rows.write_reactions(view)
+            rows.write_sources(view)
             self._feed_engine(fresh_reactions)
         except BaseException:
             if remembered is not None:
                 remembered.forget()  # the transaction will not hold what it remembers
             raise
+
+    def _rows_view(self) -> BatchRows:
+        """What the table writes are given: this batch, and the writer's counts and caches."""
+        w = self.w
+        return BatchRows(
+            db=self.db, config=w.config, source_type=w.source_type, now=self.now,
+            observations=self.observations, effective=self.effective,
+            new_id_set=self.new_id_set, updated_ids=self.updated_ids,
+            counts=SourceCounts(w.by_source, w.users_by_source, w.channels_by_source),
+            servers_written=w.servers_written, channels_written=w.channels_written,
+            written_people=w.written_people)
 
     def _gate(self, observations: list[Observation]) -> list[Observation]:
         """The DM consent gate, asked once per DM channel per batch."""

@@ -131,6 +131,5 @@ class PageWriter:
         except BaseException:
             self.engine.discard()
             # The writer remembers which channels it wrote; after a rollback it must not.
-            self.writer.channels_written.discard(channel.id)
-            self.writer.servers_written.discard(channel.server_id)
+            self.writer.forget_places(channel)
             raise

@@ -11,8 +11,6 @@ The caller holds the layer's job lock (`zos reflect` takes `reflect-<layer>` aft
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import sqlite3
@@ -30,12 +28,13 @@ from zos_cli.store import db as db_module
 from zos_cli.config import Config
 from zos_cli.errors import TemporaryFailure, UsageProblem, ZosError
 from zos_cli.reflect import llm, store
+from zos_cli.reflect.cache import cached_answer
 from zos_cli.reflect.context import Context, build_context
 from zos_cli.reflect.layers import Layer, get_layer
 from zos_cli.reflect.llm import CallRecord, ModelChoice, ModelOutcome, RetryPolicy
 from zos_cli.reflect.offline import REFLECTOR as OFFLINE_REFLECTOR
 from zos_cli.reflect.offline import reflect_offline
-from zos_cli.reflect.schema import InvalidAnswer, parse_answer, response_format
+from zos_cli.reflect.schema import InvalidAnswer
 from zos_cli.reflect.targets import choose_targets
 
 log = logging.getLogger("zos.reflect")  # --verbose: targets and outcomes (never their text)
@@ -111,36 +110,6 @@ def _at(db: sqlite_utils.Database, as_of: str) -> str:
 
     clock = data_clock(db)
     return f" at {as_of}" if clock is not None and as_of < clock else ""
-
-
-def cache_key(choice: ModelChoice, prompt: str) -> str:
-    payload = json.dumps({
-        "model": choice.model, "temperature": choice.temperature,
-        "max_tokens": choice.max_tokens, "messages": llm.build_messages(prompt),
-        "response_format": response_format(),
-    }, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _cached(db, choice: ModelChoice, context: Context) -> tuple[ModelOutcome | None, dict]:
-    """A stored answer for the same model and prompt, replayed as a `cached` call."""
-    key = cache_key(choice, context.prompt)
-    row = db.execute(
-        "SELECT response, tokens_input, tokens_output FROM llm_cache WHERE cache_key = ?", [key]
-    ).fetchone()
-    entry = {"key": key, "hit": False}
-    if row is None:
-        return None, entry
-    try:
-        answer = parse_answer(row[0])
-    except InvalidAnswer:
-        return None, entry  # a stale entry from an older schema: ask the model again
-    provider, name = llm.provider_and_name(choice.model)
-    call = CallRecord(context.target.key, choice.profile, provider, name,
-                      json.dumps(llm.build_messages(context.prompt), ensure_ascii=False), row[0],
-                      tokens_input=row[1], tokens_output=row[2], status="cached")
-    entry["hit"] = True
-    return ModelOutcome(answer, [call], None, row[0]), entry
 
 
 def empty_summary(layer_name: str) -> dict:
@@ -351,7 +320,7 @@ def _run_model(db, config, run_id: str, choice: ModelChoice, policy: RetryPolicy
             context, estimate = queue[0]
             entry = None
             if use_cache:
-                cached, entry = _cached(db, choice, context)
+                cached, entry = cached_answer(db, choice, context)
                 if cached is not None:  # (a replay costs nothing)
                     queue.popleft()
                     _store(db, config, run_id, context, cached, totals, reflector="model",

@@ -557,7 +557,7 @@ def poll_with(db, server: FakeDiscord, config=None, **options):
     from zos_cli.sources.discord.client import DiscordToken
     from zos_cli.ingest.poll import PollOptions, run_poll
 
-    client_kw = {k: options.pop(k) for k in ("max_wait", "stop") if k in options}
+    client_kw = {k: options.pop(k) for k in ("max_wait", "stop", "on_warning") if k in options}
     return run_poll(db, config or config_for(server), DiscordToken(server.token),
                     PollOptions(**options), backoff_base=0.01, **client_kw)
 

@@ -47,7 +47,7 @@ def model_config(server) -> Config:
 
 
 def reflect(db, db_path, config, topic, cache=False):
-    summary = run_layer(db, config, db_path, RunOptions(layer="user", topic=topic, cache=cache))
+    summary = run_layer(db, config, RunOptions(layer="user", topic=topic, cache=cache))
     assert summary["status"] == "completed", summary
     return summary
 
@@ -88,7 +88,7 @@ def test_forget_scrubs_the_prompts_of_calls_that_failed(db, db_path, tmp_path, m
                 f'{DM_CANARY} and a backslash \\ "quoted"')
     world = build_world(db, tmp_path, users=2, messages_each=2, dm_with="bob", dm_texts=dm_texts)
     model.default = lambda request: Reply(content={"insights": "nope"})
-    summary = run_layer(db, model_config(model), db_path,
+    summary = run_layer(db, model_config(model),
                         RunOptions(layer="user", topic=world.global_key("bob")))
     assert summary["status"] == "failed" and summary["insights_created"] == 0
     calls = db.execute("SELECT count(*) FROM llm_calls WHERE prompt IS NOT NULL").fetchone()[0]
@@ -219,7 +219,7 @@ class ConsentMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._dm_count() > 0)
     @rule()
     def reflect(self):
-        run_layer(self.db, self.config, self.path, RunOptions(layer="user", topic="user:55"))
+        run_layer(self.db, self.config, RunOptions(layer="user", topic="user:55"))
 
     @rule()
     def forget(self):

@@ -116,7 +116,7 @@ def test_gated_user_is_never_a_target(db, db_path, tmp_path, cli):
     world = build_world(db, tmp_path, users=3, messages_each=12, gated=("bob",))
     config = Config.model_validate({"discord": {"self_user_id": SELF_ID},
                                     "servers": {GUILD: {"privacy_gate_role": GATE_ROLE}}})
-    summary = run_layer(db, config, db_path, RunOptions(layer="user"))
+    summary = run_layer(db, config, RunOptions(layer="user"))
     assert world.user_key("bob") not in summary["targets"]
     assert summary["targets"]
     toml = tmp_path / "zos.toml"

@@ -42,7 +42,7 @@ def world(db, tmp_path):
 
 
 def run(db, db_path, config, **options):
-    return run_layer(db, config, db_path, RunOptions(**{"layer": "user", **options}))
+    return run_layer(db, config, RunOptions(**{"layer": "user", **options}))
 
 
 def counts(db) -> dict[str, int]:

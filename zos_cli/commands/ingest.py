@@ -1,8 +1,9 @@
 """`zos ingest PATH...` (DiscordChatExporter exports), `zos ingest --history`, and the API
-backfill (`--token/--channel/--guild/--since`, run by `zos_cli.commands.poll`)."""
+backfill (`--token/--channel/--guild/--since`)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Optional
 
 import typer
@@ -11,6 +12,8 @@ from zos_cli import output
 
 from zos_cli.store import locks
 from zos_cli.app_state import state
+from zos_cli.commands.api_jobs import (discord_ids, note_skipped_channels, print_human_summary,
+                                       raise_failures, stop_on_sigterm)
 from zos_cli.errors import InputDataError, UsageProblem
 from zos_cli.output import JsonFlag, NlFlag
 
@@ -82,10 +85,8 @@ def ingest(
         if paths:
             raise UsageProblem("give export PATHs or an API backfill (--token/--channel/"
                                "--guild/--since/--max-wait), not both")
-        from zos_cli.commands.poll import backfill_command
-
-        backfill_command(ctx, token=token, channel=channel, guild=guild, since=since,
-                         max_wait=max_wait, fmt=summary_format)
+        _backfill(ctx, token=token, channel=channel, guild=guild, since=since,
+                  max_wait=max_wait, fmt=summary_format)
         return
     if not paths:
         raise UsageProblem("give export files or folders to ingest (or - for stdin), "
@@ -127,3 +128,30 @@ def _print_summary(doc: dict) -> None:
     if doc["dm_skipped_without_consent"]:
         output.note("DM messages were not stored: every participant needs a `zos consent "
                     "grant USER`; then run the same ingest again.")
+
+
+def _backfill(ctx: typer.Context, *, token: str | None, channel: list[str] | None,
+              guild: list[str] | None, since: str | None, max_wait: float | None,
+              fmt: output.Format) -> None:
+    """`zos ingest --token [--channel ID...] [--guild ID] [--since T]`: backfill history
+    through the API under the `ingest` lock."""
+    from zos_cli.ingest.backfill import BackfillOptions, empty_summary, run_backfill
+    from zos_cli.sources.discord.client import resolve_token
+
+    output.summary_on_failure(fmt, empty_summary(), "channel")
+    secret = resolve_token(token)
+    options = BackfillOptions(discord_ids(channel, "--channel"), discord_ids(guild, "--guild"),
+                              since)
+    app_state = state(ctx)
+    stop = threading.Event()
+    with app_state.database() as db, locks.job_lock(app_state.db_path, "ingest"), \
+            stop_on_sigterm(stop):
+        report = run_backfill(db, app_state.config, secret, options, max_wait=max_wait, stop=stop,
+                              on_warning=output.warn)
+    output.print_document(report.summary, fmt, human=_print_backfill_summary)
+    note_skipped_channels(report.summary)
+    raise_failures(report, "backfill")
+
+
+def _print_backfill_summary(summary: dict) -> None:
+    print_human_summary(summary, "zos ingest --token", "backfill")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import threading
-from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
@@ -13,8 +11,9 @@ from zos_cli import output
 
 from zos_cli.store import locks
 from zos_cli.app_state import state
-from zos_cli.errors import JobFailed, UsageProblem
-from zos_cli.ids import is_discord_id
+from zos_cli.commands.api_jobs import (discord_ids, note_skipped_channels, print_human_summary,
+                                       raise_failures, stop_on_sigterm)
+from zos_cli.errors import UsageProblem
 from zos_cli.output import JsonFlag
 
 
@@ -71,44 +70,17 @@ def poll(
     app_state = state(ctx)
     config = app_state.config
     options = PollOptions(
-        guild_ids=_ids(guild, "--guild"),
-        channel_ids=_ids(channel, "--channel"),
+        guild_ids=discord_ids(guild, "--guild"),
+        channel_ids=discord_ids(channel, "--channel"),
         initial_messages=config.poll.initial_messages if initial_messages is None else initial_messages,
     )
     stop = threading.Event()
     with app_state.database() as db, locks.job_lock(app_state.db_path, "poll"), \
-            _stop_on_sigterm(stop):
+            stop_on_sigterm(stop):
         report = run_poll(db, config, secret, options, interval=interval, max_wait=max_wait,
-                          stop=stop, on_report=_printer(fmt, interval is not None))
-    _raise_failures(report, "poll")
-
-
-def _raise_failures(report, job: str) -> None:
-    """A fatal error as itself; per-channel errors as one JobFailed naming the first."""
-    if report.fatal is not None:
-        raise report.fatal
-    errors = report.summary["errors"]
-    if errors:
-        first = errors[0]
-        raise JobFailed(f"{job} finished with {len(errors)} error(s); first: "
-                        f"{first['channel'] or job}: {first['error']}")
-
-
-def _ids(values: list[str] | None, flag: str) -> list[str]:
-    for value in values or []:
-        if not is_discord_id(value):
-            raise UsageProblem(f"{flag} {value!r} is not a Discord id (digits only)")
-    return list(dict.fromkeys(values or []))
-
-
-@contextmanager
-def _stop_on_sigterm(stop: threading.Event):
-    """SIGTERM sets `stop`: the poll finishes the write in progress, then ends (exit 0)."""
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+                          stop=stop, on_report=_printer(fmt, interval is not None),
+                          on_warning=output.warn)
+    raise_failures(report, "poll")
 
 
 def _printer(fmt: output.Format, looping: bool):
@@ -118,43 +90,10 @@ def _printer(fmt: output.Format, looping: bool):
             output.print_document(summary, output.Format.NL)  # one line per pass
             return
         output.print_document(summary, fmt, human=_human)
-        for item in summary["skipped_channels"]:
-            output.note(f"skipped channel {item['channel']}: {item['reason']}")
+        note_skipped_channels(summary)
 
     return show
 
 
 def _human(summary: dict) -> None:
-    shown = {k: (len(v) if isinstance(v, list) else v) for k, v in summary.items()}
-    output.print_key_values(shown, title="zos poll")
-    for item in summary["errors"]:
-        output.warn(f"{item['channel'] or 'poll'}: {item['error']}")
-
-
-def backfill_command(ctx: typer.Context, *, token: str | None, channel: list[str] | None,
-                     guild: list[str] | None, since: str | None, max_wait: float | None,
-                     fmt: output.Format) -> None:
-    """`zos ingest --token [--channel ID...] [--guild ID] [--since T]` (called by the ingest
-    command): backfill history through the API under the `ingest` lock."""
-    from zos_cli.ingest.backfill import BackfillOptions, empty_summary, run_backfill
-    from zos_cli.sources.discord.client import resolve_token
-
-    output.summary_on_failure(fmt, empty_summary(), "channel")
-    secret = resolve_token(token)
-    options = BackfillOptions(_ids(channel, "--channel"), _ids(guild, "--guild"), since)
-    app_state = state(ctx)
-    stop = threading.Event()
-    with app_state.database() as db, locks.job_lock(app_state.db_path, "ingest"), \
-            _stop_on_sigterm(stop):
-        report = run_backfill(db, app_state.config, secret, options, max_wait=max_wait, stop=stop)
-    output.print_document(report.summary, fmt, human=_human_backfill)
-    for item in report.summary["skipped_channels"]:
-        output.note(f"skipped channel {item['channel']}: {item['reason']}")
-    _raise_failures(report, "backfill")
-
-
-def _human_backfill(summary: dict) -> None:
-    shown = {k: (len(v) if isinstance(v, list) else v) for k, v in summary.items()}
-    output.print_key_values(shown, title="zos ingest --token")
-    for item in summary["errors"]:
-        output.warn(f"{item['channel'] or 'backfill'}: {item['error']}")
+    print_human_summary(summary, "zos poll", "poll")

@@ -8,6 +8,7 @@ import typer
 
 from zos_cli import output
 from zos_cli.app_state import state
+from zos_cli.store import locks
 from zos_cli.errors import JobFailed, UsageProblem
 from zos_cli.output import JsonFlag, NlFlag
 
@@ -69,15 +70,20 @@ def reflect(
         return
     if not layer:
         raise UsageProblem("--layer NAME is required: see `zos reflect --list` for the layers")
-    from zos_cli.reflect.run import RunOptions, empty_summary, run_layer
+    from zos_cli.reflect.run import RunOptions, check_run, empty_summary, run_layer
 
     output.summary_on_failure(fmt, empty_summary(layer), "target")
     app_state = state(ctx)
+    options = RunOptions(
+        layer=layer, dry_run=dry_run, topic=topic, max_targets=max_targets, model=model,
+        concurrency=concurrency, max_cost=max_cost, as_of=as_of, cache=cache,
+    )
     with app_state.database() as db:
-        summary = run_layer(db, app_state.config, app_state.db_path, RunOptions(
-            layer=layer, dry_run=dry_run, topic=topic, max_targets=max_targets, model=model,
-            concurrency=concurrency, max_cost=max_cost, as_of=as_of, cache=cache,
-        ))
+        checked = check_run(app_state.config, options)
+        # One run of a layer at a time (another layer may run beside it).
+        with locks.job_lock(app_state.db_path, f"reflect-{checked.layer.name}"):
+            summary = run_layer(db, app_state.config, options, checked=checked,
+                                progress=_progress_bar, on_warning=output.warn)
     output.print_document(summary, fmt, human=_print_summary)
     if summary.get("note"):
         output.note(summary["note"])
@@ -88,6 +94,10 @@ def reflect(
             f"{len(summary['targets'])} targets failed; see `zos insights calls --run "
             f"{summary['layer_run_id']}`"
         )
+
+
+def _progress_bar(description: str, total: int):
+    return output.progress(description, total=total, unit="targets")
 
 
 def _print_summary(doc: dict) -> None:

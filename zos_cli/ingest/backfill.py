@@ -13,7 +13,9 @@ snowflake order over every channel (salience/pending.py): pages arrive newest fi
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 
@@ -25,6 +27,7 @@ from zos_cli.config import discord_api_base
 from zos_cli.sources.discord import api
 from zos_cli.sources.discord import discovery
 from zos_cli.ingest import cursors as store
+from zos_cli.ingest import log as ingest_log
 from zos_cli.sources.discord.client import DiscordClient, DiscordToken
 from zos_cli.sources.discord.errors import DiscordForbidden, DiscordRequestFailed
 from zos_cli.sources.discord.pages import CONTENT_INTENT_ERROR, PageWriter
@@ -32,7 +35,10 @@ from zos_cli.ingest.poll import unexpected
 from zos_cli.errors import UsageProblem, ZosError
 from zos_cli.ids import new_id
 from zos_cli.records import ChannelRecord
-from zos_cli.timeutil import now_stored, parse_time, time_to_snowflake
+from zos_cli.timeutil import parse_time, time_to_snowflake
+
+# Warnings for the person running the job go to `on_warning`; without one, here.
+log = logging.getLogger("zos.backfill")
 
 PAGE = api.PAGE
 
@@ -52,8 +58,10 @@ class BackfillReport:
 
 class BackfillRun:
     def __init__(self, db: sqlite_utils.Database, config, client: DiscordClient,
-                 options: BackfillOptions, *, stop: threading.Event | None = None):
+                 options: BackfillOptions, *, stop: threading.Event | None = None,
+                 on_warning: Callable[[str], None] = log.warning):
         self.db = db
+        self.on_warning = on_warning
         self.config = config
         self.client = client
         self.options = options
@@ -85,7 +93,7 @@ class BackfillRun:
         self._close_interrupted()
         self_id = str(api.current_user(self.client)["id"])
         with db_module.write_transaction(self.db):
-            db_module.set_state(self.db, "discord.self_user_id", self_id)
+            db_module.remember_self_user_id(self.db, self_id)
         found = discovery.discover(self.client, guild_ids=self.options.guild_ids,
                                    channel_ids=self.options.channel_ids, archived_threads=True)
         self.skipped += found.skipped
@@ -97,7 +105,8 @@ class BackfillRun:
         # Pages come newest first, channel after channel: new messages earn at the end, in
         # snowflake order across the run (salience/pending.py), not as they arrive.
         self.writer.defer_new_messages = True
-        self.pages = PageWriter(self.db, self.config, self.client, self.writer, engine, self_id)
+        self.pages = PageWriter(self.db, self.config, self.client, self.writer, engine, self_id,
+                                on_warning=self.on_warning)
         for channel in found.channels:
             if self.stop.is_set():
                 break
@@ -109,10 +118,9 @@ class BackfillRun:
     def _close_interrupted(self) -> None:
         """ingest_log rows a killed backfill left 'running' (we hold the ingest lock)."""
         with db_module.write_transaction(self.db):
-            self.db.execute(
-                "UPDATE ingest_log SET status = 'failed', finished_at = ?, error = 'interrupted: "
-                "the backfill stopped before this channel was finished; its checkpoint keeps "
-                "what was stored' WHERE kind = 'api' AND status = 'running'", [now_stored()])
+            ingest_log.mark_interrupted(
+                self.db, "api", "interrupted: the backfill stopped before this channel was "
+                "finished; its checkpoint keeps what was stored")
 
     # ------------------------------------------------------------------ one channel
     def _channel(self, channel: ChannelRecord) -> None:
@@ -170,24 +178,13 @@ class BackfillRun:
 
     # ------------------------------------------------------------------ ingest_log
     def _log(self, log_id: str, channel: ChannelRecord, status: str, error: str | None = None) -> None:
-        now = now_stored()
         with db_module.write_transaction(self.db):
-            self.db.execute(
-                "INSERT INTO ingest_log (id, kind, path, status, error, started_at, finished_at) "
-                "VALUES (?, 'api', ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "status = excluded.status, error = excluded.error, finished_at = excluded.finished_at",
-                [log_id, f"api:channel:{channel.id}", status, error, now,
-                 None if status == "running" else now],
-            )
+            ingest_log.backfill_channel(self.db, log_id=log_id, channel_id=channel.id,
+                                        status=status, error=error)
             self._update_log(log_id)
 
     def _update_log(self, log_id: str) -> None:
-        c = self.writer.counts_for(log_id)
-        self.db.execute(
-            "UPDATE ingest_log SET messages_new = ?, messages_seen = ?, reactions_new = ?, users = ?, "
-            "channels = ? WHERE id = ?",
-            [c["messages_new"], c["messages_seen"], c["reactions_new"], c["users"], c["channels"], log_id],
-        )
+        ingest_log.record_counts(self.db, {log_id: self.writer.counts_for(log_id)})
 
     def _summary(self) -> dict:  # (the keys of empty_summary)
         counts = self.writer.counts if self.writer else {}
@@ -232,10 +229,12 @@ def empty_summary() -> dict:
 
 def run_backfill(db: sqlite_utils.Database, config, token: DiscordToken, options: BackfillOptions, *,
                  max_wait: float | None = None, stop: threading.Event | None = None,
+                 on_warning: Callable[[str], None] = log.warning,
                  **client_options) -> BackfillReport:
     """`zos ingest --token`: backfill the channels' history; the caller prints the summary,
-    then raises the report's `fatal` error (or exits 1 when `errors` is not empty)."""
+    then raises the report's `fatal` error (or exits 1 when `errors` is not empty). Warnings
+    for the person running it (a missing Message Content intent) go to `on_warning`."""
     wait = config.poll.max_wait_seconds if max_wait is None else max_wait
     client_options.setdefault("backoff_base", config.poll.retry_backoff_seconds)
     with DiscordClient(token, discord_api_base(config), max_wait=wait, **client_options) as client:
-        return BackfillRun(db, config, client, options, stop=stop).run()
+        return BackfillRun(db, config, client, options, stop=stop, on_warning=on_warning).run()

@@ -11,29 +11,9 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from zos_cli.observe.rows import ensure_channel
 from zos_cli.records import ChannelRecord
-from zos_cli.timeutil import now_stored, snowflake_time, to_stored
-
-
-def ensure_channel(db: sqlite_utils.Database, channel: ChannelRecord) -> None:
-    """The server and channel rows a cursor or checkpoint refers to (the writer fills in and
-    updates the details when it stores messages; this never overwrites them)."""
-    now = now_stored()
-    if channel.server_id:
-        db.execute(
-            "INSERT INTO servers (id, name, icon_url, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO NOTHING",
-            [channel.server_id, channel.server_name, channel.server_icon_url, now, now],
-        )
-    participants = json.dumps(channel.participant_ids) if channel.participant_ids is not None else None
-    db.execute(
-        "INSERT INTO channels (id, server_id, name, type, parent_id, category_id, category_name, "
-        "topic, participant_ids, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (id) DO NOTHING",
-        [channel.id, channel.server_id, channel.name, channel.type, channel.parent_id,
-         channel.category_id, channel.category_name, channel.topic, participants,
-         to_stored(snowflake_time(channel.id)), now],
-    )
+from zos_cli.timeutil import now_stored
 
 
 # ---------------------------------------------------------------------- poll cursors

@@ -18,6 +18,7 @@ import sqlite_utils
 
 from zos_cli.privacy import consent
 from zos_cli.store import db as db_module
+from zos_cli.observe.rows import set_participants
 from zos_cli.sources.export import ExportError
 
 log = logging.getLogger("zos.ingest")
@@ -129,8 +130,7 @@ def _widen_stored_participants(db: sqlite_utils.Database, channel_id: str,
     known = set(json.loads(row[0] or "[]"))
     if not known.issuperset(everyone):
         with db_module.write_transaction(db):
-            db.execute("UPDATE channels SET participant_ids = ? WHERE id = ?",
-                       [json.dumps(sorted(known | set(everyone), key=int)), channel_id])
+            set_participants(db, channel_id, sorted(known | set(everyone), key=int))
 
 
 def _named(db: sqlite_utils.Database, name: str, names: dict[str, set[str | None]]) -> set[str]:

@@ -19,7 +19,9 @@ stored (see `roles`). DMs are read only for users with an active `dm_read` conse
 from __future__ import annotations
 
 import sqlite3
+import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import sqlite_utils
@@ -40,6 +42,9 @@ from zos_cli.errors import TemporaryFailure, ZosError
 from zos_cli.ids import new_id
 from zos_cli.records import ChannelRecord
 from zos_cli.timeutil import normalize, now_stored
+
+# Warnings for the person running the job go to `on_warning`; without one, here.
+log = logging.getLogger("zos.poll")
 
 PAGE = api.PAGE
 SUMMARY_KEYS = ("channels", "requests", "messages_new", "reactions_new", "rate_limited",
@@ -69,8 +74,10 @@ class PollRun:
     """One pass over every channel. `stop` (set by SIGTERM) ends it between writes."""
 
     def __init__(self, db: sqlite_utils.Database, config, client: DiscordClient,
-                 options: PollOptions | None = None, *, stop: threading.Event | None = None):
+                 options: PollOptions | None = None, *, stop: threading.Event | None = None,
+                 on_warning: Callable[[str], None] = log.warning):
         self.db = db
+        self.on_warning = on_warning
         self.config = config
         self.client = client
         self.options = options or PollOptions()
@@ -129,7 +136,7 @@ class PollRun:
         me = api.current_user(self.client)
         self_id = str(me["id"])
         with db_module.write_transaction(self.db):
-            db_module.set_state(self.db, "discord.self_user_id", self_id)
+            db_module.remember_self_user_id(self.db, self_id)
         targets = self._targets(self_id)
         engine = SalienceEngine(self.db, self.config, self_user_id=self_id)
         writer = ObservationWriter(self.db, self.config, source_type="poll", source_id=self.poll_id,
@@ -141,7 +148,8 @@ class PollRun:
         writer.defer_new_messages = True
         writer.deferred_ids.extend(poll_leftovers(self.db))
         self.writer = writer
-        self.pages = PageWriter(self.db, self.config, self.client, writer, engine, self_id)
+        self.pages = PageWriter(self.db, self.config, self.client, writer, engine, self_id,
+                                on_warning=self.on_warning)
         self._refresh_roles(targets)
         for channel in targets:
             if self.stop.is_set():
@@ -358,17 +366,19 @@ def _reaction_counts(message: dict) -> dict[tuple[str, str], int]:
 
 
 def poll_once(db: sqlite_utils.Database, config, client: DiscordClient,
-              options: PollOptions | None = None, *, stop: threading.Event | None = None) -> PollReport:
+              options: PollOptions | None = None, *, stop: threading.Event | None = None,
+              on_warning: Callable[[str], None] = log.warning) -> PollReport:
     """One poll; the report's summary has the keys of docs/discord.md#poll-summary (`SUMMARY_KEYS`) and more."""
-    return PollRun(db, config, client, options, stop=stop).run()
+    return PollRun(db, config, client, options, stop=stop, on_warning=on_warning).run()
 
 
 def poll_every(db: sqlite_utils.Database, config, client: DiscordClient, options: PollOptions,
-               interval: float, stop: threading.Event, on_report) -> PollReport:
+               interval: float, stop: threading.Event, on_report,
+               on_warning: Callable[[str], None] = log.warning) -> PollReport:
     """Poll, wait `interval` seconds, poll again, until `stop` is set (SIGTERM: the current
     write finishes first) or a run stops on a fatal error. `on_report` gets every report."""
     while True:
-        report = poll_once(db, config, client, options, stop=stop)
+        report = poll_once(db, config, client, options, stop=stop, on_warning=on_warning)
         on_report(report)
         if report.fatal is not None or stop.wait(interval):
             return report
@@ -377,15 +387,16 @@ def poll_every(db: sqlite_utils.Database, config, client: DiscordClient, options
 def run_poll(db: sqlite_utils.Database, config, token: DiscordToken, options: PollOptions, *,
              interval: float | None = None, max_wait: float | None = None,
              stop: threading.Event | None = None, on_report=lambda report: None,
-             **client_options) -> PollReport:
+             on_warning: Callable[[str], None] = log.warning, **client_options) -> PollReport:
     """`zos poll`: once (interval None) or every `interval` seconds until `stop`. Returns the
-    last report; the caller raises its `fatal` error after printing the summary."""
+    last report; the caller raises its `fatal` error after printing the summary. Warnings
+    for the person running it (a missing Message Content intent) go to `on_warning`."""
     stop = stop or threading.Event()
     wait = config.poll.max_wait_seconds if max_wait is None else max_wait
     client_options.setdefault("backoff_base", config.poll.retry_backoff_seconds)
     with DiscordClient(token, discord_api_base(config), max_wait=wait, **client_options) as client:
         if interval is None:
-            report = poll_once(db, config, client, options, stop=stop)
+            report = poll_once(db, config, client, options, stop=stop, on_warning=on_warning)
             on_report(report)
             return report
-        return poll_every(db, config, client, options, interval, stop, on_report)
+        return poll_every(db, config, client, options, interval, stop, on_report, on_warning)

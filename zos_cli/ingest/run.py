@@ -38,6 +38,7 @@ import sqlite_utils
 from zos_cli.privacy import consent
 
 from zos_cli.ingest import files as ingest_files
+from zos_cli.ingest import log as ingest_log
 from zos_cli.store import db as db_module
 from zos_cli.store.audit import counts_of, record_event
 from zos_cli.errors import TemporaryFailure
@@ -93,7 +94,7 @@ class IngestRun:
         self.plans: list[FilePlan] = []
         self.skipped_unchanged = 0
         self.committed = dict.fromkeys(COUNT_KEYS, 0)  # the counts of committed transactions
-        self.self_user_id = consent.self_user_id(db, config)
+        self.self_user_id = db_module.self_user_id(db, config)
 
     # ------------------------------------------------------------------ the run
     def run(self, paths: list[str]) -> dict:
@@ -160,10 +161,8 @@ class IngestRun:
     def _close_interrupted(self) -> None:
         """Rows left 'running' by a killed run (we hold the ingest lock, so none is live)."""
         with db_module.write_transaction(self.db):
-            self.db.execute(
-                "UPDATE ingest_log SET status = 'failed', finished_at = ?, error = "
-                "'interrupted: the run stopped before this file was finished' "
-                "WHERE kind = 'export' AND status = 'running'", [now_stored()])
+            ingest_log.mark_interrupted(
+                self.db, "export", "interrupted: the run stopped before this file was finished")
 
     # ------------------------------------------------------------------ per file
     def _plan(self, label: str) -> None:
@@ -199,10 +198,7 @@ class IngestRun:
     def _unchanged(self, plan: FilePlan) -> bool:
         """Same size and sha256 as a completed ingest: skip, unless a DM it skipped may now
         be stored. The file is hashed only when a completed ingest of its size exists."""
-        rows = self.db.execute(
-            "SELECT sha256, dm_skipped_without_consent, dm_participant_ids, id FROM ingest_log "
-            "WHERE kind = 'export' AND status = 'completed' AND size = ? AND sha256 IS NOT NULL "
-            "ORDER BY started_at DESC", [plan.size]).fetchall()
+        rows = ingest_log.completed_exports_of_size(self.db, plan.size)
         if not rows:
             return False
         plan.sha256 = plan.sha256 or sha256_of(plan.path)
@@ -291,29 +287,22 @@ class IngestRun:
                         self.progress.advance(len(pending))
                     pending = next(chunks, None)
                 ledger_rows = writer.flush_salience()
-                self.db.conn.executemany(
-                    "UPDATE ingest_log SET messages_new = ?, messages_seen = ?, "
-                    "reactions_new = ?, users = ?, channels = ? WHERE id = ?",
-                    [(*(writer.counts_for(log_id)[k] for k in COUNT_KEYS[:5]), log_id)
-                     for log_id in touched],
-                )
+                ingest_log.record_counts(
+                    self.db, {log_id: writer.counts_for(log_id) for log_id in touched})
             self.committed = writer.counts
             log.info("committed %s messages and %s ledger rows", f"{written:,}", f"{ledger_rows:,}")
 
     # ------------------------------------------------------------------ ingest_log and summary
     def _log_start(self, plan: FilePlan) -> None:
         with db_module.write_transaction(self.db):
-            self.db.execute(
-                "INSERT INTO ingest_log (id, kind, path, size, sha256, status, "
-                "dm_participant_ids, started_at, channel_id) "
-                "VALUES (?, 'export', ?, ?, ?, 'running', ?, ?, ?)",
-                [plan.log_id, plan.label, plan.size, plan.sha256,
-                 json.dumps(plan.dm_participants) if plan.dm_participants is not None else None,
-                 plan.started_at, plan.channel.id])
+            ingest_log.start_export_file(
+                self.db, log_id=plan.log_id, path=plan.label, size=plan.size,
+                sha256=plan.sha256, dm_participant_ids=plan.dm_participants,
+                started_at=plan.started_at, channel_id=plan.channel.id)
 
     def _log_final(self, plan: FilePlan) -> None:
         with db_module.write_transaction(self.db):
-            self._upsert_final(plan, dict.fromkeys(COUNT_KEYS[:5], 0))
+            self._upsert_final(plan, dict.fromkeys(ingest_log.LOGGED_COUNTS, 0))
 
     def _upsert_final(self, plan: FilePlan, counts: dict) -> None:
         if plan.status == "failed" and plan.sha256 is None and plan.label != STDIN:
@@ -321,22 +310,12 @@ class IngestRun:
                 plan.sha256 = sha256_of(plan.path)
             except OSError:
                 pass
-        self.db.execute(
-            "INSERT INTO ingest_log (id, kind, path, size, sha256, status, messages_new, "
-            "messages_seen, reactions_new, users, channels, dm_skipped_without_consent, "
-            "dm_participant_ids, error, started_at, finished_at, channel_id) "
-            "VALUES (?, 'export', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET sha256 = excluded.sha256, status = excluded.status, "
-            "messages_new = excluded.messages_new, messages_seen = excluded.messages_seen, "
-            "reactions_new = excluded.reactions_new, users = excluded.users, "
-            "channels = excluded.channels, error = excluded.error, "
-            "dm_skipped_without_consent = excluded.dm_skipped_without_consent, "
-            "finished_at = excluded.finished_at",
-            [plan.log_id, plan.label, plan.size, plan.sha256, plan.status,
-             *(counts[k] for k in COUNT_KEYS[:5]), plan.dm_skipped,
-             json.dumps(plan.dm_participants) if plan.dm_participants is not None else None,
-             plan.error, plan.started_at, now_stored(),
-             plan.channel.id if plan.channel is not None else None])
+        ingest_log.finish_export_file(
+            self.db, log_id=plan.log_id, path=plan.label, size=plan.size, sha256=plan.sha256,
+            status=plan.status, counts=counts, dm_skipped=plan.dm_skipped,
+            dm_participant_ids=plan.dm_participants, error=plan.error,
+            started_at=plan.started_at,
+            channel_id=plan.channel.id if plan.channel is not None else None)
 
     def _so_far(self, files: list[str], seconds: float, error: str) -> dict:
         """The summary of a run stopped midway: what its committed transactions hold, the

@@ -1,6 +1,6 @@
 """The people writes of one `observe` batch: users, per-server tracking, roles, role sets.
 
-`batch` is the `observe._Batch` in progress (see `observe_rows`). A long run (an export
+`batch` is the writer's `observe.batch.BatchRows` in progress (see `observe.rows`). A long run (an export
 ingest) sees the same few hundred people in every batch; `WrittenPeople` remembers what this
 writer last wrote for each of them, so a row whose upsert would change nothing is not sent
 again (a users row, a role, a user's role set). Every one of those upserts is idempotent —
@@ -13,7 +13,7 @@ records API member roles in the same transactions, so it does not).
 
 from __future__ import annotations
 
-from zos_cli.observe.rows import json_ids
+from zos_cli.observe.rows import ensure_server, json_ids
 from zos_cli.privacy.gate import gate_role, holds_role
 from zos_cli.privacy.quarantine import apply_gate_change
 from zos_cli.records import UserRecord
@@ -166,7 +166,7 @@ def write_people(batch) -> None:
     if not people.latest:
         return
     conn = batch.db.conn
-    remembered = batch.w.written_people
+    remembered = batch.written_people
     user_rows = _user_rows(people.places, people.latest, people.observed, remembered)
     if user_rows:
         conn.executemany(_UPSERT_USERS, user_rows)
@@ -181,7 +181,7 @@ def write_people(batch) -> None:
 def _count_seen(batch, latest: dict[str, UserRecord]) -> None:
     """Who each source saw: the effective observations' users are `latest`; the others
     (older or equal observations of stored messages) are walked here."""
-    by_source = batch.w.users_by_source
+    by_source = batch.counts.users_by_source
     sources = {obs.source_id for obs in batch.observations}
     effective = batch.effective
     if len(sources) == 1:
@@ -289,7 +289,7 @@ def _gate_holders(batch, roles_now: dict) -> dict[tuple[str, str], tuple[str, bo
     out = {}
     for uid, sid in roles_now:
         if sid not in roles:
-            roles[sid] = gate_role(batch.db, batch.w.config, sid)
+            roles[sid] = gate_role(batch.db, batch.config, sid)
         if roles[sid]:
             out[(uid, sid)] = (roles[sid], holds_role(batch.db, uid, roles[sid]))
     return out
@@ -316,3 +316,38 @@ def _changed_role_sets(roles_now: dict[tuple[str, str], list], places: dict,
             role_sets[uid] = shown
             changed[(uid, sid)] = roles
     return changed
+
+
+def record_member_roles(db, *, server_id: str, user_id: str, user: dict, nickname: str | None,
+                        roles: list[tuple[str, str | None, str | None, int | None]],
+                        at: str) -> None:
+    """One member's whole current role set in a server as the API reports it (no roles when
+    no longer a member), replacing the stored one: the server and user rows it refers to,
+    the roles (id, name, color, position), user_roles, and the tracking row's
+    `roles_known`. `user` is the API's user object (or just {"id": …}). Caller holds the
+    write transaction; `sources.discord.roles` decides what changed."""
+    ensure_server(db, server_id)
+    # The row user_roles refers to. Seen times are left to the observations (a member lookup
+    # is not the user seen: a backfill of 2020 history would make everyone last seen today).
+    db.execute(
+        "INSERT INTO users (id, name, display_name, discriminator, is_bot) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        [user_id, user.get("username"), nickname or user.get("global_name")
+         or user.get("username"), user.get("discriminator"), int(bool(user.get("bot")))],
+    )
+    for role_id, name, color, position in roles:
+        db.execute(UPSERT_ROLE, [role_id, server_id, name, color, position, at])
+    db.execute("DELETE FROM user_roles WHERE user_id = ? AND server_id = ?", [user_id, server_id])
+    db.conn.executemany(
+        "INSERT INTO user_roles (user_id, role_id, server_id, seen_at) VALUES (?, ?, ?, ?)",
+        [(user_id, role_id, server_id, at) for role_id in sorted((r[0] for r in roles), key=int)],
+    )
+    db.execute(
+        "INSERT INTO user_server_tracking (user_id, server_id, nickname, roles_known, "
+        "roles_refreshed_at, profile_observed_at) VALUES (?, ?, ?, 1, ?, ?) "
+        "ON CONFLICT (user_id, server_id) DO UPDATE SET roles_known = 1, "
+        "roles_refreshed_at = excluded.roles_refreshed_at, "
+        "nickname = coalesce(excluded.nickname, nickname), "
+        "profile_observed_at = excluded.profile_observed_at",
+        [user_id, server_id, nickname, at, at],
+    )

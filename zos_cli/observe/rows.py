@@ -1,9 +1,10 @@
 """The table writes of one `observe` batch, each a few `executemany` calls.
 
-`batch` is the `observe._Batch` in progress: `observations` (allowed by the DM gate),
-`effective` (the new and the newer-than-stored observations, snowflake order), `new_ids`,
-`updated_ids`, `now`, and the writer `w` with its caches and counters. The people (users,
-tracking, roles) are written by `observe_people`.
+`batch` is the writer's `observe.batch.BatchRows` for the call in progress: what it
+observed, which messages are new or updated, and the writer's counts and caches. The people
+(users, tracking, roles) are written by `observe.people`. The functions that take `db` are
+the home of these tables' writes from elsewhere (a cursor's channel row, the DM gate's
+participants, a poll's deletions), inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from urllib.parse import urlsplit
 
 from zos_cli.ids import new_ids
-from zos_cli.timeutil import snowflake_time, to_stored
+from zos_cli.timeutil import now_stored, snowflake_time, to_stored
 
 # json.dumps(..., ensure_ascii=False) builds a new encoder per call; this one is reused.
 _encode_keeping_unicode = json.JSONEncoder(ensure_ascii=False).encode
@@ -38,15 +39,55 @@ def domain_of(url: str) -> str:
 
 
 # ---------------------------------------------------------------------- servers, channels
+def ensure_server(db, server_id: str, name: str | None = None,
+                  icon_url: str | None = None) -> None:
+    """The server row something else refers to (a cursor, a member's roles); never
+    overwrites one that exists (the batch writes fill in and update the details)."""
+    now = now_stored()
+    db.execute(
+        "INSERT INTO servers (id, name, icon_url, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO NOTHING",
+        [server_id, name, icon_url, now, now],
+    )
+
+
+def ensure_channel(db, channel) -> None:
+    """The server and channel rows a cursor or checkpoint refers to (the batch writes fill in
+    and update the details when messages are stored; this never overwrites them)."""
+    now = now_stored()
+    if channel.server_id:
+        db.execute(
+            "INSERT INTO servers (id, name, icon_url, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            [channel.server_id, channel.server_name, channel.server_icon_url, now, now],
+        )
+    participants = json_ids(channel.participant_ids) if channel.participant_ids is not None else None
+    db.execute(
+        "INSERT INTO channels (id, server_id, name, type, parent_id, category_id, category_name, "
+        "topic, participant_ids, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO NOTHING",
+        [channel.id, channel.server_id, channel.name, channel.type, channel.parent_id,
+         channel.category_id, channel.category_name, channel.topic, participants,
+         to_stored(snowflake_time(channel.id)), now],
+    )
+
+
+def set_participants(db, channel_id: str, participant_ids: list[str]) -> None:
+    """A stored DM channel's participant list, replaced (the DM gate widens it)."""
+    db.execute("UPDATE channels SET participant_ids = ? WHERE id = ?",
+               [json.dumps(participant_ids), channel_id])
+
+
 def write_places(batch) -> None:
-    w, conn, now = batch.w, batch.db.conn, batch.now
+    conn, now = batch.db.conn, batch.now
+    servers_written, channels_written = batch.servers_written, batch.channels_written
     servers, channels = {}, {}
     for obs in batch.observations:
         ch = obs.channel
-        w.channels_by_source[obs.source_id].add(ch.id)
-        if ch.server_id and ch.server_id not in w.servers_written:
+        batch.counts.channels_seen(obs.source_id).add(ch.id)
+        if ch.server_id and ch.server_id not in servers_written:
             servers[ch.server_id] = ch
-        if ch.id not in w.channels_written:
+        if ch.id not in channels_written:
             channels[ch.id] = ch
     if servers:
         conn.executemany(
@@ -56,7 +97,7 @@ def write_places(batch) -> None:
             "icon_url = coalesce(excluded.icon_url, icon_url), updated_at = excluded.updated_at",
             [(sid, ch.server_name, ch.server_icon_url, now, now) for sid, ch in servers.items()],
         )
-        w.servers_written.update(servers)
+        servers_written.update(servers)
     if channels:
         conn.executemany(
             "INSERT INTO channels (id, server_id, name, type, parent_id, category_id, "
@@ -78,7 +119,7 @@ def write_places(batch) -> None:
                 for ch in channels.values()
             ],
         )
-        w.channels_written.update(channels)
+        channels_written.update(channels)
 
 
 # ---------------------------------------------------------------------- messages
@@ -231,16 +272,25 @@ def write_reactions(batch) -> dict[str, list[tuple[str, str, str]]]:
         conn.executemany(
             "UPDATE reactions SET removed_at = NULL WHERE message_id = ? AND user_id = ? "
             "AND emoji = ? AND emoji_id = ?", restores)
-    by_source = batch.w.by_source
     for source_id, n in counted:
-        by_source[source_id]["reactions_new"] += n
+        batch.counts.add(source_id, "reactions_new", n)
     return fresh
+
+
+def mark_deleted(db, message_ids: list[str], at: str) -> int:
+    """Stamp `deleted_at` once on messages Discord no longer has; returns how many."""
+    cur = db.execute(
+        "UPDATE messages SET deleted_at = ? WHERE deleted_at IS NULL AND id IN "
+        "(SELECT value FROM json_each(?))",
+        [at, json_ids(message_ids)],
+    )
+    return cur.rowcount
 
 
 # ---------------------------------------------------------------------- sources
 def write_sources(batch) -> None:
     """Which ingest or poll saw each message, first and last."""
-    source_type, now = batch.w.source_type, batch.now
+    source_type, now = batch.source_type, batch.now
     batch.db.conn.executemany(
         "INSERT INTO message_sources (message_id, source_type, source_id, first_seen_at, "
         "last_seen_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, source_id) "

@@ -36,7 +36,9 @@ import sqlite_utils
 
 from zos_cli.observe import people
 from zos_cli.observe import rows
+from zos_cli.observe.batch import BatchRows, SourceCounts
 from zos_cli.privacy.consent import dm_may_be_stored
+from zos_cli.store.db import self_user_id
 from zos_cli.events import MessageEvent, ReactionEvent
 from zos_cli.records import CONVERSATIONAL_TYPES, ChannelRecord, MessageRecord
 from zos_cli.timeutil import now_stored
@@ -64,8 +66,6 @@ class ObservationWriter:
                  engine, remember_people: bool = False):
         self.db = db
         self.config = config
-        from zos_cli.privacy.consent import self_user_id
-
         self.self_user_id = self_user_id(db, config)  # never a DM participant (docs/privacy.md#dm-consent)
         self.source_type = source_type        # 'export' | 'poll' | 'backfill'
         self.source_id = source_id
@@ -139,12 +139,13 @@ class ObservationWriter:
 
     def mark_deleted(self, message_ids: list[str], at: str) -> int:
         """Messages Discord no longer has (poll noticed): stamp `deleted_at` once."""
-        cur = self.db.execute(
-            "UPDATE messages SET deleted_at = ? WHERE deleted_at IS NULL AND id IN "
-            "(SELECT value FROM json_each(?))",
-            [at, rows.json_ids(message_ids)],
-        )
-        return cur.rowcount
+        return rows.mark_deleted(self.db, message_ids, at)
+
+    def forget_places(self, channel: ChannelRecord) -> None:
+        """The transaction that wrote this channel's rows was rolled back: write its server
+        and channel rows again with the next batch that holds them."""
+        self.channels_written.discard(channel.id)
+        self.servers_written.discard(channel.server_id)
 
 
 class _Batch:
@@ -164,16 +165,28 @@ class _Batch:
             remembered.still_valid(self.db)
         try:
             self._choose()
-            rows.write_places(self)
-            people.write_people(self)
-            rows.write_messages(self)
-            fresh_reactions = rows.write_reactions(self)
-            rows.write_sources(self)
+            view = self._rows_view()
+            rows.write_places(view)
+            people.write_people(view)
+            rows.write_messages(view)
+            fresh_reactions = rows.write_reactions(view)
+            rows.write_sources(view)
             self._feed_engine(fresh_reactions)
         except BaseException:
             if remembered is not None:
                 remembered.forget()  # the transaction will not hold what it remembers
             raise
+
+    def _rows_view(self) -> BatchRows:
+        """What the table writes are given: this batch, and the writer's counts and caches."""
+        w = self.w
+        return BatchRows(
+            db=self.db, config=w.config, source_type=w.source_type, now=self.now,
+            observations=self.observations, effective=self.effective,
+            new_id_set=self.new_id_set, updated_ids=self.updated_ids,
+            counts=SourceCounts(w.by_source, w.users_by_source, w.channels_by_source),
+            servers_written=w.servers_written, channels_written=w.channels_written,
+            written_people=w.written_people)
 
     def _gate(self, observations: list[Observation]) -> list[Observation]:
         """The DM consent gate, asked once per DM channel per batch."""

@@ -27,12 +27,6 @@ CONSENT_TYPES = ("dm_read",)
 _COLUMNS = ("id", "user_id", "consent_type", "granted_at", "revoked_at", "server_id", "note")
 
 
-def self_user_id(db: sqlite_utils.Database, config) -> str | None:
-    """zos's own Discord account: `discord.self_user_id` in zos.toml, else learned by polling."""
-    configured = config.discord.self_user_id if config is not None else None
-    return configured or db_module.get_state(db, "discord.self_user_id")
-
-
 def dm_may_be_stored(db: sqlite_utils.Database, participant_ids: Iterable[str], *,
                      self_id: str | None = None) -> bool:
     """True when every participant (everyone in the DM except zos itself) holds an active

@@ -26,6 +26,7 @@ from zos_cli.reflect.llm import SYSTEM_PROMPT
 from zos_cli.reflect.material import Mark, Target
 from zos_cli.reflect.people import Namer, prompt_name
 from zos_cli.reflect.timefmt import estimate_tokens, relative
+from zos_cli.store.db import self_user_id
 from zos_cli.timeutil import parse_time
 
 MAX_MESSAGE_CHARS = 1500
@@ -141,7 +142,7 @@ def insight_line(insight: dict, as_of: str, where: str | None = None) -> str:
 def build_context(db: sqlite_utils.Database, config: Config, layer: Layer, target: Target,
                   as_of: str) -> Context:
     """Everything one reflection of `target` reads, rendered into its prompt."""
-    namer = Namer(db, config, material.self_user_id(db, config))
+    namer = Namer(db, config, self_user_id(db, config))
     mark = material.get_mark(db, layer.name, target.key)
     label = target_label(namer, db, target)
     variables = {

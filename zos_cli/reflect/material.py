@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from zos_cli.config import Config
+from zos_cli.store.db import self_user_id
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,6 @@ def get_mark(db: sqlite_utils.Database, layer: str, topic_key: str) -> Mark | No
     return Mark(row[0], row[1]) if row else None
 
 
-def self_user_id(db: sqlite_utils.Database, config: Config) -> str | None:
-    from zos_cli.privacy.consent import self_user_id as configured_or_learned
-
-    return configured_or_learned(db, config)
-
-
 def threads_as_topics(db: sqlite_utils.Database, config: Config, server_id: str) -> bool:
     if server_id in config.servers:
         return config.servers[server_id].threads_as_topics
@@ -117,7 +112,7 @@ def readable_dm_channels(db: sqlite_utils.Database, config: Config,
                          user_ids: tuple[str, ...]) -> list[str]:
     """DM channels with `user_ids` whose messages may still be read: consent was checked
     when they were stored, and is asked again here because it may have been revoked since."""
-    from zos_cli.privacy.consent import dm_may_be_stored, self_user_id
+    from zos_cli.privacy.consent import dm_may_be_stored
 
     allowed = []
     me = self_user_id(db, config)

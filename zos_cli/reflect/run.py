@@ -4,34 +4,37 @@ bounded concurrency, store each target as it finishes, and close the run with it
 Statuses: running → completed (every attempted target stored) | partial (some failed) |
 failed (all failed); `dry_run` runs write only their `layer_runs` row. A target that fails
 spends no salience and writes only its `llm_calls` audit rows.
+
+The caller holds the layer's job lock (`zos reflect` takes `reflect-<layer>` after
+`check_run`) and says how progress and warnings reach a person (`progress`, `on_warning`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import sqlite3
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import sqlite_utils
 
 from zos_cli.store import db as db_module
-from zos_cli import output
-from zos_cli.store import locks
 from zos_cli.config import Config
 from zos_cli.errors import TemporaryFailure, UsageProblem, ZosError
 from zos_cli.reflect import llm, store
+from zos_cli.reflect.cache import cached_answer
 from zos_cli.reflect.context import Context, build_context
 from zos_cli.reflect.layers import Layer, get_layer
 from zos_cli.reflect.llm import CallRecord, ModelChoice, ModelOutcome, RetryPolicy
 from zos_cli.reflect.offline import REFLECTOR as OFFLINE_REFLECTOR
 from zos_cli.reflect.offline import reflect_offline
-from zos_cli.reflect.schema import InvalidAnswer, parse_answer, response_format
+from zos_cli.reflect.schema import InvalidAnswer
 from zos_cli.reflect.targets import choose_targets
 
 log = logging.getLogger("zos.reflect")  # --verbose: targets and outcomes (never their text)
@@ -49,6 +52,32 @@ class RunOptions:
     as_of: str | None = None        # None: the data's clock; "now": the wall clock; or ISO-8601
     cache: bool = False
     layers_dir: Path | None = None  # local override folder (default ./layers)
+
+
+@dataclass
+class CheckedRun:
+    """What a run was checked to be before it starts: the layer (whose name its job lock
+    takes), the model and how many targets go at once."""
+    layer: Layer
+    choice: ModelChoice
+    concurrency: int
+
+
+class ProgressBar(Protocol):
+    def advance(self, n: int = 1) -> None: ...
+
+
+# progress(description, total) → a context manager giving a bar, live while targets run.
+Progress = Callable[[str, int], AbstractContextManager[ProgressBar]]
+
+
+class _NoBar:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+def no_progress(description: str, total: int) -> AbstractContextManager[ProgressBar]:
+    return nullcontext(_NoBar())
 
 
 @dataclass
@@ -83,36 +112,6 @@ def _at(db: sqlite_utils.Database, as_of: str) -> str:
     return f" at {as_of}" if clock is not None and as_of < clock else ""
 
 
-def cache_key(choice: ModelChoice, prompt: str) -> str:
-    payload = json.dumps({
-        "model": choice.model, "temperature": choice.temperature,
-        "max_tokens": choice.max_tokens, "messages": llm.build_messages(prompt),
-        "response_format": response_format(),
-    }, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _cached(db, choice: ModelChoice, context: Context) -> tuple[ModelOutcome | None, dict]:
-    """A stored answer for the same model and prompt, replayed as a `cached` call."""
-    key = cache_key(choice, context.prompt)
-    row = db.execute(
-        "SELECT response, tokens_input, tokens_output FROM llm_cache WHERE cache_key = ?", [key]
-    ).fetchone()
-    entry = {"key": key, "hit": False}
-    if row is None:
-        return None, entry
-    try:
-        answer = parse_answer(row[0])
-    except InvalidAnswer:
-        return None, entry  # a stale entry from an older schema: ask the model again
-    provider, name = llm.provider_and_name(choice.model)
-    call = CallRecord(context.target.key, choice.profile, provider, name,
-                      json.dumps(llm.build_messages(context.prompt), ensure_ascii=False), row[0],
-                      tokens_input=row[1], tokens_output=row[2], status="cached")
-    entry["hit"] = True
-    return ModelOutcome(answer, [call], None, row[0]), entry
-
-
 def empty_summary(layer_name: str) -> dict:
     """The summary of a run that never started (what a failure before it reports)."""
     return {"layer_run_id": None, "status": "failed", "targets": [], "insights_created": 0,
@@ -130,9 +129,9 @@ def _summary(layer: Layer, choice: ModelChoice, as_of: str, **values) -> dict:
     return doc
 
 
-def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
-              options: RunOptions) -> dict:
-    """Run one layer; returns the summary of docs/reflection.md#the-run-record (`reflect --json`)."""
+def check_run(config: Config, options: RunOptions) -> CheckedRun:
+    """The layer, model and concurrency of a run, or the usage problem that stops it (before
+    any lock is taken or anything is read)."""
     layer = get_layer(options.layer, options.layers_dir)
     choice = llm.resolve_model(config, layer.spec.model, options.model)
     concurrency = (config.reflection.concurrency if options.concurrency is None
@@ -141,77 +140,87 @@ def run_layer(db: sqlite_utils.Database, config: Config, db_path: Path,
         raise UsageProblem("--concurrency must be at least 1")
     if options.max_cost is not None and not 0 <= options.max_cost < math.inf:
         raise UsageProblem("--max-cost must be a number of US dollars, zero or more")
-    with locks.job_lock(db_path, f"reflect-{layer.name}"):
-        as_of = resolve_as_of(db, options.as_of)
-        targets = choose_targets(db, config, layer, topic=options.topic,
-                                 max_targets=options.max_targets, as_of=as_of)
-        log.info("layer %s as of %s: %s target(s): %s", layer.name, as_of, len(targets),
-                 ", ".join(t.key for t in targets) or "none")
-        if not targets:
-            return _summary(layer, choice, as_of, note=(
-                f"nothing salient for layer {layer.name}: no {'/'.join(layer.categories)} topic "
-                f"has a balance of {layer.spec.min_salience:g} or more{_at(db, as_of)}"))
-        # Checked once there is something to reflect on: litellm (4 s, 170 MB to import)
-        # is not loaded by a run that has nothing to do.
-        llm.check_credentials(choice)
-        contexts, skipped = [], []
-        for target in targets:
-            context = build_context(db, config, layer, target, as_of)
-            if context.has_material:
-                contexts.append(context)
-            else:
-                skipped.append({"target": target.key,
-                                "reason": "nothing new since its last reflection"})
-        contexts, estimates, capped = _within_cost(choice, contexts, options.max_cost)
-        skipped += capped
-        if not contexts:
-            note = ("nothing new to reflect on for the selected targets" if not capped else
-                    f"--max-cost {options.max_cost:g} is below the estimated cost of the first "
-                    f"target ({capped[0]['target']})")
-            return _summary(layer, choice, as_of, skipped=skipped, note=note)
-        if options.dry_run:
-            return _dry_run(db, layer, choice, as_of, contexts, estimates, skipped)
-        run_id = store.start_run(db, layer=layer, as_of=as_of, model_label=choice.label,
-                                 targets=[c.target.key for c in contexts])
-        totals = RunTotals()
+    return CheckedRun(layer, choice, concurrency)
+
+
+def run_layer(db: sqlite_utils.Database, config: Config, options: RunOptions, *,
+              checked: CheckedRun | None = None, progress: Progress = no_progress,
+              on_warning: Callable[[str], None] = log.warning) -> dict:
+    """Run one layer (`checked`: what `check_run` gave for these options, if the caller
+    already asked); returns the summary of docs/reflection.md#the-run-record (`reflect --json`)."""
+    checked = checked or check_run(config, options)
+    layer, choice, concurrency = checked.layer, checked.choice, checked.concurrency
+    as_of = resolve_as_of(db, options.as_of)
+    targets = choose_targets(db, config, layer, topic=options.topic,
+                             max_targets=options.max_targets, as_of=as_of)
+    log.info("layer %s as of %s: %s target(s): %s", layer.name, as_of, len(targets),
+             ", ".join(t.key for t in targets) or "none")
+    if not targets:
+        return _summary(layer, choice, as_of, note=(
+            f"nothing salient for layer {layer.name}: no {'/'.join(layer.categories)} topic "
+            f"has a balance of {layer.spec.min_salience:g} or more{_at(db, as_of)}"))
+    # Checked once there is something to reflect on: litellm (4 s, 170 MB to import)
+    # is not loaded by a run that has nothing to do.
+    llm.check_credentials(choice)
+    contexts, skipped = [], []
+    for target in targets:
+        context = build_context(db, config, layer, target, as_of)
+        if context.has_material:
+            contexts.append(context)
+        else:
+            skipped.append({"target": target.key,
+                            "reason": "nothing new since its last reflection"})
+    contexts, estimates, capped = _within_cost(choice, contexts, options.max_cost, on_warning)
+    skipped += capped
+    if not contexts:
+        note = ("nothing new to reflect on for the selected targets" if not capped else
+                f"--max-cost {options.max_cost:g} is below the estimated cost of the first "
+                f"target ({capped[0]['target']})")
+        return _summary(layer, choice, as_of, skipped=skipped, note=note)
+    if options.dry_run:
+        return _dry_run(db, layer, choice, as_of, contexts, estimates, skipped)
+    run_id = store.start_run(db, layer=layer, as_of=as_of, model_label=choice.label,
+                             targets=[c.target.key for c in contexts])
+    totals = RunTotals()
+    try:
+        if choice.offline:
+            _run_offline(db, config, run_id, contexts, totals, progress)
+        else:
+            policy = RetryPolicy.from_config(config)
+            costs = [e["cost_usd"] for e in estimates]
+            stopped = _run_model(db, config, run_id, choice, policy, list(zip(contexts, costs)),
+                                 totals, concurrency, options.cache, options.max_cost, progress)
+            skipped += stopped
+            contexts = [c for c in contexts
+                        if c.target.key not in {s["target"] for s in stopped}]
+    except BaseException as exc:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        totals.errors.append({"target": None, "error": f"run aborted: {reason}"})
+        busy = isinstance(exc, sqlite3.OperationalError) and db_module.is_busy(exc)
         try:
-            if choice.offline:
-                _run_offline(db, config, run_id, contexts, totals)
-            else:
-                policy = RetryPolicy.from_config(config)
-                costs = [e["cost_usd"] for e in estimates]
-                stopped = _run_model(db, config, run_id, choice, policy, list(zip(contexts, costs)),
-                                     totals, concurrency, options.cache, options.max_cost)
-                skipped += stopped
-                contexts = [c for c in contexts
-                            if c.target.key not in {s["target"] for s in stopped}]
-        except BaseException as exc:
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
-            totals.errors.append({"target": None, "error": f"run aborted: {reason}"})
-            busy = isinstance(exc, sqlite3.OperationalError) and db_module.is_busy(exc)
-            try:
-                _finish(db, config, run_id, as_of, contexts, totals, force="failed")
-            except sqlite3.OperationalError as again:
-                if not (busy and db_module.is_busy(again)):
-                    raise
-            if busy:  # another job held the database: what finished stays; say what it was
-                raise TemporaryFailure(db_module.busy_message(exc), summary=_summary(
-                    layer, choice, as_of, layer_run_id=run_id, status="failed",
-                    targets=[c.target.key for c in contexts], insights_created=totals.insights,
-                    tokens_used=totals.tokens_input + totals.tokens_output,
-                    cost_usd=round(totals.cost_usd, 6), errors=totals.errors,
-                    skipped=skipped)) from exc
-            raise
-        status = _finish(db, config, run_id, as_of, contexts, totals)
-        return _summary(
-            layer, choice, as_of, layer_run_id=run_id, status=status,
-            targets=[c.target.key for c in contexts], insights_created=totals.insights,
-            tokens_used=totals.tokens_input + totals.tokens_output,
-            cost_usd=round(totals.cost_usd, 6), errors=totals.errors, skipped=skipped,
-        )
+            _finish(db, config, run_id, as_of, contexts, totals, force="failed")
+        except sqlite3.OperationalError as again:
+            if not (busy and db_module.is_busy(again)):
+                raise
+        if busy:  # another job held the database: what finished stays; say what it was
+            raise TemporaryFailure(db_module.busy_message(exc), summary=_summary(
+                layer, choice, as_of, layer_run_id=run_id, status="failed",
+                targets=[c.target.key for c in contexts], insights_created=totals.insights,
+                tokens_used=totals.tokens_input + totals.tokens_output,
+                cost_usd=round(totals.cost_usd, 6), errors=totals.errors,
+                skipped=skipped)) from exc
+        raise
+    status = _finish(db, config, run_id, as_of, contexts, totals)
+    return _summary(
+        layer, choice, as_of, layer_run_id=run_id, status=status,
+        targets=[c.target.key for c in contexts], insights_created=totals.insights,
+        tokens_used=totals.tokens_input + totals.tokens_output,
+        cost_usd=round(totals.cost_usd, 6), errors=totals.errors, skipped=skipped,
+    )
 
 
-def _within_cost(choice: ModelChoice, contexts: list[Context], max_cost: float | None):
+def _within_cost(choice: ModelChoice, contexts: list[Context], max_cost: float | None,
+                 on_warning: Callable[[str], None]):
     """(contexts kept, per-target estimates, skipped): targets are taken in order until the
     next one's estimate would pass `max_cost`. The estimate is the prompt plus a full
     `max_tokens` answer at litellm's prices."""
@@ -231,7 +240,7 @@ def _within_cost(choice: ModelChoice, contexts: list[Context], max_cost: float |
         estimates.append({"target": context.target.key, "prompt_tokens": context.tokens,
                           "cost_usd": round(cost, 6)})
     if unknown_price and max_cost is not None:
-        output.warn(f"litellm knows no price for {choice.model}: --max-cost counts it as free")
+        on_warning(f"litellm knows no price for {choice.model}: --max-cost counts it as free")
     return kept, estimates, skipped
 
 
@@ -274,8 +283,9 @@ def _fail(db, run_id, context: Context, calls: list[CallRecord], error: str,
     log.info("%s: failed (the run's errors say why)", context.target.key)
 
 
-def _run_offline(db, config, run_id: str, contexts: list[Context], totals: RunTotals) -> None:
-    with output.progress("Reflecting (offline)", total=len(contexts), unit="targets") as bar:
+def _run_offline(db, config, run_id: str, contexts: list[Context], totals: RunTotals,
+                 progress: Progress) -> None:
+    with progress("Reflecting (offline)", len(contexts)) as bar:
         for context in contexts:
             try:
                 outcome = ModelOutcome(reflect_offline(context), [])
@@ -295,7 +305,7 @@ def _run_offline(db, config, run_id: str, contexts: list[Context], totals: RunTo
 
 def _run_model(db, config, run_id: str, choice: ModelChoice, policy: RetryPolicy,
                work: list[tuple[Context, float]], totals: RunTotals, concurrency: int,
-               use_cache: bool, max_cost: float | None) -> list[dict]:
+               use_cache: bool, max_cost: float | None, progress: Progress) -> list[dict]:
     """Model calls run in a thread pool, at most `concurrency` targets at once; every
     database write stays on this thread, one transaction per finished target, so a crash
     keeps what finished. With `max_cost`, a target starts only while what the finished calls
@@ -310,7 +320,7 @@ def _run_model(db, config, run_id: str, choice: ModelChoice, policy: RetryPolicy
             context, estimate = queue[0]
             entry = None
             if use_cache:
-                cached, entry = _cached(db, choice, context)
+                cached, entry = cached_answer(db, choice, context)
                 if cached is not None:  # (a replay costs nothing)
                     queue.popleft()
                     _store(db, config, run_id, context, cached, totals, reflector="model",
@@ -329,7 +339,7 @@ def _run_model(db, config, run_id: str, choice: ModelChoice, policy: RetryPolicy
                                  topic_key=context.target.key, policy=policy)
             pending[future] = (context, entry, estimate)
 
-    with output.progress("Reflecting", total=len(work), unit="targets") as bar, \
+    with progress("Reflecting", len(work)) as bar, \
             ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="reflect") as pool:
         try:
             start_more(pool, bar)

@@ -18,6 +18,7 @@ from zos_cli.ids import new_id
 from zos_cli.reflect.context import Context
 from zos_cli.reflect.llm import CallRecord
 from zos_cli.reflect.schema import InsightOut, ReflectionOut
+from zos_cli.salience.batch import ensure_topic, mark_provisional
 from zos_cli.timeutil import now_stored
 
 INSIGHT_COLUMNS = (
@@ -153,7 +154,7 @@ def store_target(
     participants = sorted({m["author_id"] for m in context.messages} - set(context.aliased))
     stored = StoredTarget(target.key, tokens=tokens)
     with db_module.write_transaction(db):
-        _ensure_topic(db, target.key, created_at)
+        ensure_topic(db, target.key, created_at)
         spend = after_reflection(db, config, target.key, tokens, context.as_of,
                                  layer_run_id=run_id)
         stored.spent = float(spend.get("spent", 0.0)) if isinstance(spend, dict) else 0.0
@@ -216,7 +217,7 @@ def store_target(
             for name in subjects:
                 engine.apply(SubjectNamedEvent(target.server_id, name, context.as_of))
             engine.flush(f"subjects named by layer run {run_id}")
-            _mark_provisional(db, new_keys)
+            mark_provisional(db, new_keys)
             stored.subjects = subjects
         if context.new_mark is not None:
             db.execute(
@@ -239,19 +240,6 @@ def store_target(
     return stored
 
 
-def _ensure_topic(db, key: str, created_at: str) -> None:
-    """Synthesis may write to a global topic nothing has earned on yet: give it its row
-    (balance 0, no ledger rows, so balance == ledger still holds)."""
-    from zos_cli import topics
-
-    t = topics.parse(key)
-    db.execute(
-        "INSERT OR IGNORE INTO topics (key, category, budget_group, server_id, is_global, "
-        "provisional, balance, created_at) VALUES (?, ?, ?, ?, ?, 0, 0, ?)",
-        [t.key, t.category, t.group, t.server_id, int(t.is_global), created_at],
-    )
-
-
 def _missing_subject_topics(db, server_id: str, names: list[str]) -> list[str]:
     from zos_cli import topics
 
@@ -259,14 +247,6 @@ def _missing_subject_topics(db, server_id: str, names: list[str]) -> list[str]:
     existing = {r[0] for r in db.execute(
         f"SELECT key FROM topics WHERE key IN ({', '.join('?' for _ in keys)})", keys)}
     return [k for k in keys if k not in existing]
-
-
-def _mark_provisional(db, keys: list[str]) -> None:
-    """A subject topic a reflection brought into being is provisional: named by a model, not
-    yet confirmed by anything else."""
-    if keys:
-        db.execute(f"UPDATE topics SET provisional = 1 WHERE key IN "
-                   f"({', '.join('?' for _ in keys)})", keys)
 
 
 # ---------------------------------------------------------------- layer runs

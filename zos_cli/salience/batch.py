@@ -6,6 +6,11 @@ docs/salience.md#aggregated-rows allows: the reason names the batch, the count o
 message-id range; the row is stamped with the newest event time it covers.
 Warm rows, reflection events (subject_mention, self_run), decays and spends are written one row
 each. With `aggregate=False` every change is its own row.
+
+This module is the one that inserts and updates `topics` and `salience_ledger` rows: the
+engine's batches, and (below) decay's and a reflection's rows, the topic rows a reflection
+needs, and the zeroed balances a rebuild starts from. Every function runs inside the caller's
+write transaction.
 """
 
 from __future__ import annotations
@@ -275,3 +280,57 @@ def _topic_updates(amounts: dict[int, list[float]], activity: dict[str, str],
         start += _MAX_TERMS
         amounts = {k: v for k, v in amounts.items() if len(v) > start}
     return updates
+
+
+# ---------------------------------------------------------------- rows written outside a batch
+_INSERT_DECAY = (
+    "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, created_at, "
+    "topic_id) VALUES (?, ?, 'decay', ?, ?, ?, ?)"
+)
+_INSERT_REFLECTION = (
+    "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, "
+    "layer_run_id, created_at, topic_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT id FROM topics WHERE key = ?2))"
+)
+
+
+def insert_decays(db, rows: list[tuple]) -> None:
+    """Decay rows (id, topic key, amount, reason, created_at, topic id). The caller has the
+    insert triggers suspended and sets the balance itself (`set_balance`)."""
+    db.conn.executemany(_INSERT_DECAY, rows)
+
+
+def set_balance(db, topic_id: int, balance: float) -> None:
+    db.execute("UPDATE topics SET balance = ? WHERE id = ?", [balance, topic_id])
+
+
+def insert_reflection_rows(db, rows: list[tuple]) -> None:
+    """A reflected target's spend/reset/retain rows (id, topic key, transaction type, amount,
+    reason, layer run id, created_at); the insert triggers keep the balance."""
+    db.conn.executemany(_INSERT_REFLECTION, rows)
+
+
+def zero_balances(db) -> None:
+    """Every topic's balance 0 and no activity: what an empty ledger sums to (a rebuild)."""
+    db.execute("UPDATE topics SET balance = 0.0, last_activity_at = NULL")
+
+
+def ensure_topic(db, key: str, created_at: str) -> None:
+    """A topic's row, if it has none yet (balance 0, no ledger rows, so balance == ledger
+    still holds): synthesis may write to a global topic nothing has earned on yet."""
+    from zos_cli import topics
+
+    t = topics.parse(key)
+    db.execute(
+        "INSERT OR IGNORE INTO topics (key, category, budget_group, server_id, is_global, "
+        "provisional, balance, created_at) VALUES (?, ?, ?, ?, ?, 0, 0, ?)",
+        [t.key, t.category, t.group, t.server_id, int(t.is_global), created_at],
+    )
+
+
+def mark_provisional(db, keys: list[str]) -> None:
+    """Subject topics a reflection brought into being: named by a model, not yet confirmed
+    by anything else."""
+    if keys:
+        db.execute(f"UPDATE topics SET provisional = 1 WHERE key IN "
+                   f"({', '.join('?' for _ in keys)})", keys)

@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta, timezone
 from zos_cli.store import db as db_module
 from zos_cli import timeutil
 from zos_cli.ids import new_ids
-from zos_cli.salience.batch import INSERT_TRIGGERS
+from zos_cli.salience.batch import INSERT_TRIGGERS, insert_decays, set_balance
 
 log = logging.getLogger("zos.salience")
 
@@ -105,12 +105,6 @@ def _topic_decays(db, config, as_of: str) -> Iterator[tuple[dict, list[tuple[dat
                     "last_day": rows[-1][0].isoformat()}, topic_id, rows)
 
 
-_INSERT_DECAY = (
-    "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, created_at, "
-    "topic_id) VALUES (?, ?, 'decay', ?, ?, ?, ?)"
-)
-
-
 def decay(db, config, as_of: str, *, dry_run: bool = False) -> dict:
     """Apply (or with `dry_run` only compute) the decay due at `as_of`, in its own write
     transaction. Returns a summary with one entry per decayed topic."""
@@ -130,12 +124,11 @@ def decay(db, config, as_of: str, *, dry_run: bool = False) -> dict:
             rows_written += len(rows)
             total += sum(amount for _day_, amount in rows)
             if not dry_run:
-                db.conn.executemany(_INSERT_DECAY, [
+                insert_decays(db, [
                     (row_id, entry["topic_key"], amount,
                      f"decay {day.isoformat()} (as of {as_of})", _stamp(day), topic_id)
                     for row_id, (day, amount) in zip(new_ids(len(rows)), rows)])
-                db.execute("UPDATE topics SET balance = ? WHERE id = ?",
-                           [entry["balance_after"], topic_id])
+                set_balance(db, topic_id, entry["balance_after"])
     log.info("decay as of %s%s: %s topics, %s rows, %.4f in all", as_of,
              " (dry run)" if dry_run else "", len(topics), rows_written, total)
     return {

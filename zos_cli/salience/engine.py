@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 
 from zos_cli.store.db import get_state, set_state
+from zos_cli.store.db import self_user_id as resolve_self_user_id
 from zos_cli.events import LayerRunCompletedEvent, MessageEvent, ReactionEvent, SubjectNamedEvent
 from zos_cli.salience import batch
 from zos_cli.salience.earns import Earn, earn_list
@@ -45,8 +46,8 @@ class SalienceEngine:
         self.pending = batch.PendingRows()
         self.index.sink = self.pending.transfer  # what lazily offered transfers gave
         self.gate = PrivacyGate(db, config)
-        self.self_user_id = (self_user_id or config.discord.self_user_id
-                             or get_state(db, "discord.self_user_id"))
+        # (A job that just asked the API which account it is passes that.)
+        self.self_user_id = self_user_id or resolve_self_user_id(db, config)
         self._in_batch = False
         # Server user topics that earned only as the author of a reacted-to message (a
         # welcome wave on a join message): that is not being active there. Stored with each

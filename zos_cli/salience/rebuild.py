@@ -30,11 +30,13 @@ import time
 from collections import defaultdict
 
 from zos_cli.store import db as db_module
-from zos_cli.privacy.consent import dm_may_be_stored, self_user_id
+from zos_cli.privacy.consent import dm_may_be_stored
+from zos_cli.store.db import self_user_id
 from zos_cli.events import LayerRunCompletedEvent, MessageEvent, ReactionEvent, SubjectNamedEvent
 from zos_cli.ids import new_id
 from zos_cli.observe.rows import json_ids
 from zos_cli.records import CONVERSATIONAL_TYPES, DM_TYPES, THREAD_TYPES
+from zos_cli.salience.batch import zero_balances
 from zos_cli.salience.engine import PASSIVE_STATE, SalienceEngine
 from zos_cli.salience.spending import TOKENS_IN_REASON
 from zos_cli.topics import parse, self_topic, server_kind_glob
@@ -89,7 +91,7 @@ def _empty_ledger(db) -> None:
     (subtracting row by row would leave float dust)."""
     with db_module.triggers_suspended(db, "salience_ledger_ad"):
         db.execute("DELETE FROM salience_ledger")
-    db.execute("UPDATE topics SET balance = 0.0, last_activity_at = NULL")
+    zero_balances(db)
     db.execute("DELETE FROM zos_state WHERE key = ?", [PASSIVE_STATE])  # replayed too
     # Messages a backfill stored to earn later are replayed with all the others.
     db.execute("UPDATE messages SET salience_pending = 0 WHERE salience_pending = 1")

@@ -29,6 +29,7 @@ import re
 
 from zos_cli import timeutil
 from zos_cli.ids import new_id
+from zos_cli.salience.batch import insert_reflection_rows
 
 TOKENS_IN_REASON = re.compile(r"\btokens=(\d+)\b")
 
@@ -70,10 +71,8 @@ def after_reflection(db, config, topic_key: str, tokens: int, as_of: str,
     spent, reset, retain = reflection_amounts(row[0], tokens, config)
     cost = tokens * config.salience.cost_per_token
     reason = f"reflection {layer_run_id or '-'}: tokens={tokens} cost={cost:.6g}"
-    db.conn.executemany(
-        "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, "
-        "layer_run_id, created_at, topic_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT id FROM topics WHERE key = ?2))",
+    insert_reflection_rows(
+        db,
         [(new_id(), topic_key, "spend", -spent, reason, layer_run_id, at),
          (new_id(), topic_key, "reset", -reset, reason, layer_run_id, at),
          (new_id(), topic_key, "retain", retain, reason, layer_run_id, at)],

@@ -135,6 +135,23 @@ def table_counts(db: sqlite_utils.Database, tables: list[str]) -> dict[str, int]
     return {t: db.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0] for t in tables}
 
 
+# zos_state key: zos's own Discord account as poll or a backfill last learned it from the API.
+SELF_USER_ID_STATE = "discord.self_user_id"
+
+
+def self_user_id(db: sqlite_utils.Database, config) -> str | None:
+    """zos's own Discord account: `discord.self_user_id` in zos.toml, else the one poll or a
+    backfill learned from the API (None while neither is known). The one definition: the
+    DM gate leaves it out of participants, salience and reflection treat it as zos."""
+    configured = config.discord.self_user_id if config is not None else None
+    return configured or get_state(db, SELF_USER_ID_STATE)
+
+
+def remember_self_user_id(db: sqlite_utils.Database, user_id: str) -> None:
+    """What the API says zos's account is (caller holds a write transaction)."""
+    set_state(db, SELF_USER_ID_STATE, user_id)
+
+
 def get_state(db: sqlite_utils.Database, key: str) -> str | None:
     row = db.execute("SELECT value FROM zos_state WHERE key = ?", [key]).fetchone()
     return row[0] if row else None

@@ -14,7 +14,6 @@ from collections.abc import Callable
 import sqlite_utils
 
 from zos_cli.store import db as db_module
-from zos_cli import output
 from zos_cli.sources.discord import api
 from zos_cli.sources.discord import convert
 from zos_cli.sources.discord import roles
@@ -31,7 +30,7 @@ CONTENT_INTENT_ERROR = (
 
 class PageWriter:
     def __init__(self, db: sqlite_utils.Database, config, client: DiscordClient, writer, engine,
-                 self_user_id: str | None):
+                 self_user_id: str | None, *, on_warning: Callable[[str], None]):
         self.db = db
         self.config = config
         self.client = client
@@ -41,6 +40,7 @@ class PageWriter:
         self.gated: dict[str, roles.GuildRoles] = {}
         self.role_changes: list[roles.RoleChange] = []
         self._warned_intent = False
+        self.on_warning = on_warning  # a warning for the person running the job
 
     # ------------------------------------------------------------------ checks
     def content_missing(self, channel: ChannelRecord, page: list[dict]) -> bool:
@@ -49,7 +49,7 @@ class PageWriter:
         if channel.is_dm or not convert.looks_like_missing_content_intent(page, self.self_user_id):
             return False
         if not self._warned_intent:
-            output.warn(f"channel {channel.id}: {CONTENT_INTENT_ERROR}")
+            self.on_warning(f"channel {channel.id}: {CONTENT_INTENT_ERROR}")
             self._warned_intent = True
         return True
 
@@ -131,6 +131,5 @@ class PageWriter:
         except BaseException:
             self.engine.discard()
             # The writer remembers which channels it wrote; after a rollback it must not.
-            self.writer.channels_written.discard(channel.id)
-            self.writer.servers_written.discard(channel.server_id)
+            self.writer.forget_places(channel)
             raise

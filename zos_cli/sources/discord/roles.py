@@ -28,7 +28,7 @@ from zos_cli.store.audit import record_event
 from zos_cli.sources.discord import api
 from zos_cli.sources.discord.client import DiscordClient
 from zos_cli.sources.discord.errors import DiscordForbidden
-from zos_cli.observe.people import UPSERT_ROLE
+from zos_cli.observe.people import record_member_roles
 
 STATE_KEY = "discord.roles_refreshed_at:{}"
 
@@ -116,37 +116,16 @@ def record_member(db: sqlite_utils.Database, guild: GuildRoles, user_id: str,
     the write transaction. Returns the change, if the known roles changed."""
     now = timeutil.now_stored()
     server = guild.server_id
-    _ensure_server(db, server)
-    user = (member or {}).get("user") or {"id": user_id}
-    # The row user_roles refers to. Seen times are left to the observations (a member lookup
-    # is not the user seen: a backfill of 2020 history would make everyone last seen today).
-    db.execute(
-        "INSERT INTO users (id, name, display_name, discriminator, is_bot) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-        [user_id, user.get("username"), (member or {}).get("nick") or user.get("global_name")
-         or user.get("username"), user.get("discriminator"), int(bool(user.get("bot")))],
-    )
     before = _stored_roles(db, user_id, server)
     was_known = _roles_known(db, user_id, server)
     roles = {str(r) for r in (member or {}).get("roles", [])}
-    for role_id in roles:
-        info = (guild.role_names or {}).get(role_id, {})
-        db.execute(UPSERT_ROLE, [role_id, server, info.get("name"), info.get("color"),
-                                 info.get("position"), now])
-    db.execute("DELETE FROM user_roles WHERE user_id = ? AND server_id = ?", [user_id, server])
-    db.conn.executemany(
-        "INSERT INTO user_roles (user_id, role_id, server_id, seen_at) VALUES (?, ?, ?, ?)",
-        [(user_id, r, server, now) for r in sorted(roles, key=int)],
-    )
-    db.execute(
-        "INSERT INTO user_server_tracking (user_id, server_id, nickname, roles_known, "
-        "roles_refreshed_at, profile_observed_at) VALUES (?, ?, ?, 1, ?, ?) "
-        "ON CONFLICT (user_id, server_id) DO UPDATE SET roles_known = 1, "
-        "roles_refreshed_at = excluded.roles_refreshed_at, "
-        "nickname = coalesce(excluded.nickname, nickname), "
-        "profile_observed_at = excluded.profile_observed_at",
-        [user_id, server, (member or {}).get("nick"), now, now],
-    )
+    names = guild.role_names or {}
+    record_member_roles(
+        db, server_id=server, user_id=user_id, user=(member or {}).get("user") or {"id": user_id},
+        nickname=(member or {}).get("nick"),
+        roles=[(r, *(names.get(r, {}).get(k) for k in ("name", "color", "position")))
+               for r in roles],
+        at=now)
     had_gate, has_gate = guild.gate_role in before, guild.gate_role in roles
     if was_known and before == roles:
         return None
@@ -171,14 +150,6 @@ def _load_role_names(client: DiscordClient, guild: GuildRoles) -> None:
                 "position": r.get("position"),
             }
         guild.role_names = names
-
-
-def _ensure_server(db: sqlite_utils.Database, server_id: str) -> None:
-    now = timeutil.now_stored()
-    db.execute(
-        "INSERT INTO servers (id, created_at, updated_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
-        [server_id, now, now],
-    )
 
 
 def _known_users(db: sqlite_utils.Database, server_id: str) -> list[str]:

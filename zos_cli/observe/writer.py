@@ -19,11 +19,11 @@ Rules (docs/ingest.md#idempotence-and-transactions, docs/privacy.md#dm-consent):
 - users, roles and user_roles are written before the batch's events are applied, because the
   engine reads user_roles for the privacy gate inside this transaction.
 
-What the engine is fed, so that `zos salience rebuild` can replay the same from the tables:
-mentions and role mentions deduplicated and sorted by id; custom emoji per occurrence
-(`messages.custom_emoji_ids`); a message's new reactions right after it, sorted by
-(user_id, emoji, emoji_id); the reply parent's author from the stored (or just written)
-parent; a thread's parent channel; DM participants from `channels.participant_ids`.
+What the engine is fed: each message's events come from `message_salience_events`, the
+builder `zos salience rebuild` replays the tables with. The writer hands it a `MessageRow` of
+the very values it writes to `messages`, `channels`, `mentions` and `role_mentions` (custom
+emoji per occurrence as in `messages.custom_emoji_ids`, the reply parent's author from the
+stored or just written parent), and a message's new reactions, which follow the message.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from zos_cli.observe import rows
 from zos_cli.observe.batch import BatchRows, SourceCounts
 from zos_cli.privacy.consent import dm_may_be_stored
 from zos_cli.store.db import self_user_id
-from zos_cli.events import MessageEvent, ReactionEvent
-from zos_cli.records import CONVERSATIONAL_TYPES, ChannelRecord, MessageRecord
+from zos_cli.events import MessageRow, message_salience_events
+from zos_cli.records import ChannelRecord, MessageRecord
 from zos_cli.timeutil import now_stored
 
 COUNT_KEYS = ("messages_new", "messages_seen", "reactions_new", "users", "channels",
@@ -283,40 +283,29 @@ class _Batch:
             if not is_new and not reacted:
                 continue
             fed = True
-            m, ch = obs.message, obs.channel
-            parent_channel = ch.parent_id if ch.is_thread else None
-            if is_new:
-                apply(MessageEvent(
-                    message_id=m.id,
-                    server_id=ch.server_id,
-                    channel_id=ch.id,
-                    author_id=m.author.id,
-                    created_at=m.created_at,
-                    message_type=m.message_type,
-                    is_system=m.message_type not in CONVERSATIONAL_TYPES,
-                    parent_channel_id=parent_channel,
-                    has_media=bool(m.attachments),
-                    has_links=bool(m.link_urls),
-                    reply_to_author_id=parents.get(m.reply_to_id) if m.reply_to_id else None,
-                    mentioned_user_ids=tuple(sorted({u.id for u in m.mentions}))
-                    if m.mentions else (),
-                    mentioned_role_ids=tuple(sorted(set(m.role_mention_ids)))
-                    if m.role_mention_ids else (),
-                    custom_emoji_ids=tuple(m.inline_custom_emoji_ids),
-                    dm_participant_ids=tuple(ch.participant_ids or ()) if ch.is_dm else (),
-                ))
-            for user_id, _emoji, emoji_id in reacted or ():
-                apply(ReactionEvent(
-                    message_id=m.id,
-                    server_id=ch.server_id,
-                    channel_id=ch.id,
-                    message_author_id=m.author.id,
-                    reactor_id=user_id,
-                    created_at=m.created_at,
-                    emoji_id=emoji_id,
-                    parent_channel_id=parent_channel,
-                ))
+            for event in message_salience_events(_row_of(obs, parents), reacted or (),
+                                                 with_message=is_new):
+                apply(event)
         if fed:
             self.w.engine_fed = True
             if self.w.flush_each_batch:
                 self.w.flush_salience()
+
+
+def _row_of(obs: Observation, parents: dict[str, str]) -> MessageRow:
+    """The salience row of an observed message, from the same record values the batch writes
+    to the tables (so that rebuild, reading them back, builds the same events)."""
+    m, ch = obs.message, obs.channel
+    # Positional, in the order of MessageRow's fields: keywords cost twice as much, once per
+    # ingested message. Rebuild fills the row by keyword, so a field order gone wrong here
+    # shows in tests/test_salience_event_builder.py (writer and rebuild events differ).
+    return MessageRow(
+        m.id, ch.server_id, ch.id,
+        ch.type, ch.parent_id, ch.participant_ids,            # the channel's
+        m.author.id, m.created_at, m.message_type,
+        bool(m.attachments), bool(m.link_urls),               # has_media, has_links
+        m.inline_custom_emoji_ids,
+        parents.get(m.reply_to_id) if m.reply_to_id else None,  # reply_to_author_id
+        [u.id for u in m.mentions] if m.mentions else (),
+        m.role_mention_ids,
+    )

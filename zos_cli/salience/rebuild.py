@@ -10,10 +10,9 @@ The replay, in one write transaction (readers see the old ledger until it commit
 3. Replay, merged by time: every stored message in snowflake order (each with its reactions
    right after it), the kept reflection events and spends, and the kept decay rows. Ties at
    the same instant: messages, then reflection events and spends, then decays. Messages go
-   through the same engine as ingest (with the same facts the writer feeds it: mentions and
-   role mentions deduplicated and sorted, custom emoji per occurrence, the reply parent's
-   author when the parent is stored, the thread's parent channel, reactions sorted by
-   (user, emoji)). DM messages are replayed only while consent allows (`dm_may_be_stored`).
+   through the same event builder and engine as ingest (`message_salience_events`, fed a
+   `MessageRow` of the stored columns). DM messages are replayed only while consent allows
+   (`dm_may_be_stored`).
    A kept spend is re-applied from the replayed balance and its recorded tokens; a kept decay
    row becomes `decay_rate` × the replayed balance on that day, keeping its id and time.
 Warm, earn, propagate and spillover rows are all recomputed. Roles, consents and zos's own
@@ -32,10 +31,11 @@ from collections import defaultdict
 from zos_cli.store import db as db_module
 from zos_cli.privacy.consent import dm_may_be_stored
 from zos_cli.store.db import self_user_id
-from zos_cli.events import LayerRunCompletedEvent, MessageEvent, ReactionEvent, SubjectNamedEvent
+from zos_cli.events import (LayerRunCompletedEvent, MessageRow, SubjectNamedEvent,
+                            message_salience_events)
 from zos_cli.ids import new_id
 from zos_cli.observe.rows import json_ids
-from zos_cli.records import CONVERSATIONAL_TYPES, DM_TYPES, THREAD_TYPES
+from zos_cli.records import DM_TYPES
 from zos_cli.salience.batch import zero_balances
 from zos_cli.salience.engine import PASSIVE_STATE, SalienceEngine
 from zos_cli.salience.spending import TOKENS_IN_REASON
@@ -151,16 +151,16 @@ def message_events(db, stats: dict, self_id: str | None, ids: list[str] | None =
                                 "ORDER BY message_id, user_id", ids)
         roles = _grouped(db, f"SELECT message_id, role_id FROM role_mentions {inside} "
                              "ORDER BY message_id, role_id", ids)
-        reactions = _grouped(db, f"SELECT message_id, user_id, emoji_id FROM reactions {inside} "
-                                 "ORDER BY message_id, user_id, emoji, emoji_id", ids)
+        reactions = _grouped(db, f"SELECT message_id, user_id, emoji, emoji_id FROM reactions "
+                                 f"{inside} ORDER BY message_id, user_id, emoji, emoji_id", ids)
         parents = dict(db.execute(
             "SELECT id, author_id FROM messages WHERE id IN (SELECT value FROM json_each(?))",
             [json_ids(r[7] for r in chunk if r[7])]).fetchall())
         for (mid, channel_id, server_id, author, content, at, mtype, reply_to, media, links,
              emoji_json, ctype, parent_id, participants_json) in chunk:
-            participants: tuple[str, ...] = ()
+            participants = None
             if ctype in DM_TYPES:
-                participants = tuple(json.loads(participants_json or "[]"))
+                participants = json.loads(participants_json or "[]")
                 if channel_id not in may_store:
                     may_store[channel_id] = dm_may_be_stored(db, participants,
                                                              self_id=self_id)
@@ -168,24 +168,17 @@ def message_events(db, stats: dict, self_id: str | None, ids: list[str] | None =
                     stats["dm_messages_skipped"] += 1
                     continue
             if emoji_json is not None:
-                emoji = tuple(json.loads(emoji_json))
+                emoji = json.loads(emoji_json)
             else:  # rows written before the column existed: read the markup in the text
-                emoji = tuple(CUSTOM_EMOJI.findall(content or "")) if "<" in (content or "") else ()
-            parent_channel = parent_id if ctype in THREAD_TYPES else None
-            events = [MessageEvent(
-                message_id=mid, server_id=server_id, channel_id=channel_id, author_id=author,
-                created_at=at, message_type=mtype, is_system=mtype not in CONVERSATIONAL_TYPES,
-                parent_channel_id=parent_channel, has_media=bool(media), has_links=bool(links),
+                emoji = CUSTOM_EMOJI.findall(content or "") if "<" in (content or "") else ()
+            events = message_salience_events(MessageRow(
+                id=mid, server_id=server_id, channel_id=channel_id, channel_type=ctype,
+                channel_parent_id=parent_id, channel_participant_ids=participants,
+                author_id=author, created_at=at, message_type=mtype, has_media=media,
+                has_links=links, custom_emoji_ids=emoji,
                 reply_to_author_id=parents.get(reply_to) if reply_to else None,
-                mentioned_user_ids=tuple(mentions.get(mid, ())),
-                mentioned_role_ids=tuple(roles.get(mid, ())),
-                custom_emoji_ids=emoji, dm_participant_ids=participants,
-            )]
-            events += [ReactionEvent(
-                message_id=mid, server_id=server_id, channel_id=channel_id,
-                message_author_id=author, reactor_id=user_id, created_at=at, emoji_id=emoji_id,
-                parent_channel_id=parent_channel,
-            ) for user_id, emoji_id in reactions.get(mid, ())]
+                mentioned_user_ids=mentions.get(mid, ()), mentioned_role_ids=roles.get(mid, ()),
+            ), reactions.get(mid, ()))
             n += 1
             yield (at, 0, n), events
 

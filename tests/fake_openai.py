@@ -8,8 +8,9 @@ It runs on 127.0.0.1 in a background thread (real HTTP, real sockets) and speaks
   `echo_reply` quotes the prompt's data back into the insight).
 - A `Reply` can carry a status (429, 500…), a raw body (malformed JSON), a delay (latency or a
   client timeout), usage tokens and headers (`Retry-After`).
-- `server.requests` logs every request (body, headers, start and end times); `max_in_flight`
-  records the highest number of requests being answered at once (the concurrency check).
+- `server.requests` logs every request (body, headers looked up in any case, start and end
+  times); `max_in_flight` records the highest number of requests being answered at once (the
+  concurrency check).
 
 Usage:
     with FakeOpenAI() as server:
@@ -23,7 +24,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -44,10 +45,35 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class Headers(Mapping[str, str]):
+    """A request's headers, looked up by name in any case: HTTP header names are
+    case-insensitive, and clients (litellm, openai, httpx) change the case they send between
+    releases. Keeps the names as sent for iteration; a repeated name keeps its last value."""
+
+    def __init__(self, pairs: Mapping[str, str] | list[tuple[str, str]] = ()):
+        items = pairs.items() if isinstance(pairs, Mapping) else pairs
+        self._items = {name.lower(): (name, value) for name, value in items}
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _value in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
 @dataclass
 class LoggedRequest:
     path: str
-    headers: dict[str, str]
+    headers: Headers
     body: dict
     started: float
     finished: float | None = None
@@ -171,7 +197,7 @@ class FakeOpenAI:
             body = json.loads(raw or b"{}")
         except ValueError:
             body = {"_unparsed": raw.decode("utf-8", "replace")}
-        logged = LoggedRequest(handler.path, dict(handler.headers), body, time.monotonic())
+        logged = LoggedRequest(handler.path, Headers(handler.headers.items()), body, time.monotonic())
         with self._lock:
             self.requests.append(logged)
             self.in_flight += 1

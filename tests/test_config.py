@@ -53,6 +53,22 @@ def test_design_defaults():
     assert c.reflection.nightly_targets == 60 and c.reflection.self_targets == 2
 
 
+def test_the_defaults_without_a_file_are_the_validated_defaults():
+    # With no config file the defaults are constructed, not validated (startup time): they
+    # must be exactly what validating them gives, and valid (the budget shares add up).
+    from zos_cli.config import Budget, Server, _DEFAULT_SERVER
+
+    defaults = load_config(None)
+    assert defaults == Config() == Config.model_validate(defaults.model_dump(by_alias=True))
+    assert defaults.model_fields_set == set() and defaults.salience.model_fields_set == set()
+    assert Budget.model_validate(defaults.salience.budget.model_dump(by_alias=True))
+    assert _DEFAULT_SERVER == Server.model_validate({})
+    defaults.salience.weights.message = 3.0  # each load gets its own copy; assignments check
+    assert load_config(None).salience.weights.message == 1.0
+    with pytest.raises(ValueError):
+        defaults.salience.weights.message = "2"
+
+
 @pytest.mark.parametrize("text,message", [
     ("[servers.abc]\nfocus = 1\n", "servers: Value error, server key 'abc' must be a Discord server id"),
     ("[servers.\"12\"]\nfocus = -1\n", "servers.12.focus: Input should be greater than or equal to 0"),

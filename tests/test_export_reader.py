@@ -189,6 +189,16 @@ BAD = {
     "non-UTF-8": (lambda g: _replace(g, b'"hi"', b'"h\xffi"'),
                   "not UTF-8 text (byte 0xff): exports are UTF-8, at message index 0 "
                   f"(byte {HI + 2})"),
+    "non-UTF-8, a truncated sequence": (lambda g: _replace(g, b'"hi"', b'"h\xe2\x82i"'),
+                                        "not UTF-8 text (byte 0xe2): exports are UTF-8, at "
+                                        f"message index 0 (byte {HI + 2})"),
+    "non-UTF-8 outside a string": (lambda g: _replace(g, b'"isPinned": false',
+                                                      b'"isPinned": \xfffalse'),
+                                   "not UTF-8 text (byte 0xff): exports are UTF-8, at message "
+                                   f"index 0 (byte {GOOD.index(b'false', M0)})"),
+    "non-UTF-8 in the header": (lambda g: _replace(g, b'"general"', b'"gen\xc3ral"'),
+                                "not UTF-8 text (byte 0xc3): exports are UTF-8, at byte "
+                                f"{GOOD.index(b'general') + 3}"),
     "BOM": (lambda g: b"\xef\xbb\xbf" + g,
             "the file starts with a UTF-8 byte-order mark (BOM), which JSON does not allow: save "
             "it without the BOM (e.g. `tail -c +4 FILE > FIXED`), at byte 0"),

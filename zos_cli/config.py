@@ -20,7 +20,17 @@ DEFAULT_API_BASE = "https://discord.com/api/v10"
 
 class Strict(BaseModel):
     # strict: `concurrency = true` or `message = "2"` is a bad value (exit 78), not a 1 or a 2.0
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+    # defer_build: pydantic builds a model's validator when it first validates (a config
+    # file read, an assignment), not at import; with no config file the defaults are
+    # constructed (see _defaults) and no validator is built at all (startup time).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True,
+                              defer_build=True)
+
+
+def _defaults(model: type[Strict]) -> Strict:
+    """`model()` without validating: the built-in defaults, which are valid by construction
+    (tests/test_config.py validates them), as pydantic would build them with no input."""
+    return model.model_construct()
 
 
 class Weights(Strict):
@@ -63,7 +73,7 @@ class Budget(Strict):
     culture: float = Field(0.10, ge=0, le=1)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True,
-                              strict=True)
+                              strict=True, defer_build=True)
 
     @model_validator(mode="after")
     def _shares_make_the_whole(self) -> "Budget":
@@ -83,9 +93,9 @@ class Budget(Strict):
 
 
 class Salience(Strict):
-    weights: Weights = Weights()
-    caps: Caps = Caps()
-    budget: Budget = Budget()
+    weights: Weights = _defaults(Weights)
+    caps: Caps = _defaults(Caps)
+    budget: Budget = _defaults(Budget)
     propagation_factor: float = Field(0.3, ge=0, le=1)
     spillover_factor: float = Field(0.5, ge=0, le=1)
     warm_threshold: float = Field(1.0, ge=0)
@@ -143,11 +153,11 @@ class Server(Strict):
 
 class Config(Strict):
     db: str | None = None
-    discord: Discord = Discord()
-    salience: Salience = Salience()
-    reflection: Reflection = Reflection()
+    discord: Discord = _defaults(Discord)
+    salience: Salience = _defaults(Salience)
+    reflection: Reflection = _defaults(Reflection)
     models: dict[str, ModelProfile] = Field(default_factory=dict)
-    poll: Poll = Poll()
+    poll: Poll = _defaults(Poll)
     servers: dict[str, Server] = Field(default_factory=dict)
 
     @field_validator("servers")
@@ -163,7 +173,8 @@ class Config(Strict):
         return found if found is not None else _DEFAULT_SERVER
 
 
-_DEFAULT_SERVER = Server()  # asked for on every salience event: built once, never changed
+# Asked for on every salience event: built once, never changed.
+_DEFAULT_SERVER = _defaults(Server)
 
 
 def _describe(error: dict) -> str:
@@ -176,12 +187,12 @@ def _describe(error: dict) -> str:
 def load_config(path: str | Path | None, *, explicit: bool = False) -> Config:
     """Read `path` (or return defaults when it is absent and was not asked for)."""
     if path is None:
-        return Config()
+        return _defaults(Config)
     path = Path(path)
     if not path.exists():
         if explicit:
             raise ConfigError(f"config file {path} does not exist")
-        return Config()
+        return _defaults(Config)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:

@@ -14,13 +14,16 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from zos_cli.errors import UsageProblem
+
+# rich is imported where a table or a styled line is drawn: a command that prints JSON, or
+# nothing, never pays for it (startup time).
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class Format(str, Enum):
@@ -56,6 +59,8 @@ settings = _Settings()
 
 
 def stdout() -> Console:
+    from rich.console import Console
+
     # A wide console when piped, so tables are not folded at 80 columns.
     # Cells are data: `:100:` in a topic key is not an emoji code, `[x]` in text is not markup.
     return Console(file=sys.stdout, soft_wrap=False, width=None if sys.stdout.isatty() else 200,
@@ -63,6 +68,8 @@ def stdout() -> Console:
 
 
 def stderr() -> Console:
+    from rich.console import Console
+
     return Console(file=sys.stderr, soft_wrap=True, highlight=False)
 
 
@@ -112,6 +119,8 @@ def print_rows(
     if not rows:
         note(empty)
         return
+    from rich.table import Table
+
     cols = list(columns or rows[0].keys())
     table = Table(title=title, show_lines=False)
     for col in cols:
@@ -157,6 +166,8 @@ def print_failure_summary(message: str, summary: dict | None = None) -> None:
 
 
 def print_key_values(doc: dict, *, title: str | None = None) -> None:
+    from rich.table import Table
+
     table = Table(title=title, show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")

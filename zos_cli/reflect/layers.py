@@ -7,6 +7,7 @@ A layer's hash covers its file and its template, so a run records exactly what i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tomllib
 from dataclasses import dataclass
@@ -131,12 +132,21 @@ def template_closure(search: tuple[Path, ...], name: str) -> list[Path]:
             continue
         try:
             source, filename, _ = env.loader.get_source(env, current)
-            referenced = jinja2.meta.find_referenced_templates(env.parse(source))
+            referenced = _referenced(source)
         except (jinja2.TemplateError, UnicodeDecodeError) as exc:
             raise ConfigError(f"template {current}: {exc}")
         seen[current] = Path(filename)
         pending.extend(r for r in referenced if r)
     return [seen[n] for n in sorted(seen)]
+
+
+@functools.lru_cache(maxsize=64)
+def _referenced(source: str) -> tuple[str | None, ...]:
+    """The templates `source` extends or includes. Parsed once per distinct source: every
+    layer includes the same partial, which is otherwise parsed again for each (startup time
+    of the commands that load all the layers). (A parse error is not cached: raised again.)"""
+    env = _environment(())  # (parsing uses the syntax settings, never the loader)
+    return tuple(jinja2.meta.find_referenced_templates(env.parse(source)))
 
 
 def layer_hash(file_bytes: bytes, templates: list[bytes]) -> str:

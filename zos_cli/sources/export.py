@@ -297,11 +297,14 @@ class ExportFile:
     def _message_decode_problem(self, pos: int, end: int, index: int) -> ExportError:
         s = self.scanner
         raw = bytes(s.buf[pos:end])
+        problem = utf8_problem(raw, s.offset(pos))  # bad UTF-8 first, in zos's words
+        if problem is not None:
+            what, offset = problem
+            return ExportError(self.label, what, offset, index)
         try:
             schema.message_decoder.decode(raw)
         except UnicodeDecodeError:
-            what, offset = utf8_problem(raw, s.offset(pos))
-            return ExportError(self.label, what, offset, index)
+            return ExportError(self.label, "not UTF-8 text", s.offset(pos), index)
         except msgspec.ValidationError as exc:
             text = strip_byte_note(str(exc)).replace("Object missing required field",
                                                      "missing required field")

@@ -126,16 +126,25 @@ def _decode(s: JsonScanner, decoder, start: int, end: int, what: str):
     raw = s.buf[start:end]
     try:
         return decoder.decode(raw)
-    except UnicodeDecodeError:
-        raise JsonScanError(*utf8_problem(raw, s.offset(start))) from None
-    except msgspec.ValidationError as exc:
-        raise JsonScanError(f"{what} is not valid: {strip_byte_note(str(exc))}",
-                            s.offset(start)) from None
-    except msgspec.DecodeError as exc:
-        raise JsonScanError(f"malformed JSON in {what}: {strip_byte_note(str(exc))}",
-                            decode_error_offset(exc, s.offset(start))) from None
-    except RecursionError:
-        raise JsonScanError(f"{what} is not valid: {TOO_DEEP}", s.offset(start)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise _decode_problem(exc, raw, s.offset(start), what) from None
+
+
+def _decode_problem(exc: Exception, raw, offset: int, what: str) -> JsonScanError:
+    """What is wrong with the span `raw` at file offset `offset` that did not decode: bad
+    UTF-8 first, in zos's words, whatever the decoder said."""
+    problem = utf8_problem(raw, offset)
+    if problem is not None:
+        return JsonScanError(*problem)
+    if isinstance(exc, msgspec.ValidationError):  # (a DecodeError too: asked first)
+        return JsonScanError(f"{what} is not valid: {strip_byte_note(str(exc))}", offset)
+    if isinstance(exc, msgspec.DecodeError):
+        return JsonScanError(f"malformed JSON in {what}: {strip_byte_note(str(exc))}",
+                             decode_error_offset(exc, offset))
+    if isinstance(exc, RecursionError):
+        return JsonScanError(f"{what} is not valid: {TOO_DEEP}", offset)
+    return JsonScanError("not UTF-8 text", offset)
+
 
 def _skip_array(s: JsonScanner, pos: int) -> int | None:
     """Step over the messages array element by element (never holding it whole); the
@@ -210,10 +219,16 @@ _HEADER_DECODERS = {
 }
 
 
-def utf8_problem(raw: bytes | bytearray, offset: int) -> tuple[str, int]:
+def utf8_problem(raw: bytes | bytearray | memoryview, offset: int) -> tuple[str, int] | None:
+    """Where the span `raw` (starting at file offset `offset`) stops being UTF-8, as zos's
+    message naming the first bad byte and the offset of that byte in the file; None when
+    the span is UTF-8. Asked only after a decode failed, and asked first: how a decoder words
+    a bad byte is its own affair and changes between releases (msgspec once raised
+    UnicodeDecodeError; newer ones say "Invalid UTF-8 encoded string" and locate the
+    string, not the byte)."""
     try:
         bytes(raw).decode("utf-8")
     except UnicodeDecodeError as exc:
         bad = raw[exc.start]
         return f"not UTF-8 text (byte 0x{bad:02x}): exports are UTF-8", offset + exc.start
-    return "not UTF-8 text", offset
+    return None

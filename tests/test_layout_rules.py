@@ -8,6 +8,8 @@
 - Nothing imports click (typer is the one CLI framework).
 - The observe package's private names stay inside it.
 - Command modules hold no SQL: queries live in the library.
+- Each stage imports only the stages the import rule of docs/architecture.md#import-rule
+  allows: nothing imports a later stage.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 import zos_cli
 
 PACKAGE = Path(zos_cli.__file__).parent
-CLI_SHELL = {"zos_cli.cli", "zos_cli.app_state", "zos_cli.output"}
+CLI_SHELL = {"zos_cli.cli", "zos_cli.cli_coercion", "zos_cli.app_state", "zos_cli.output"}
 LIBRARY_MAY_NOT_IMPORT = ("zos_cli.output", "zos_cli.store.locks", "typer", "click")
 SQL = re.compile(r"\b(SELECT |INSERT |UPDATE |DELETE FROM)")
 
@@ -149,3 +151,60 @@ def test_only_observe_touches_the_writers_counts_and_caches():
              for node in ast.walk(TREES[name])
              if isinstance(node, ast.Attribute) and node.attr in internals]
     assert wrong == []
+
+
+# docs/architecture.md#import-rule, as data: the zos_cli packages each package may import
+# (besides itself and the shared-vocabulary modules at the top of zos_cli).
+STAGES_BELOW = {
+    "store": set(),
+    "privacy": {"store"},
+    "sources": set(),
+    "sources.discord": {"sources", "privacy", "store"},
+    "analyze": {"store"},
+    "observe": {"privacy", "store"},
+    "salience": {"privacy", "store"},
+    "ingest": {"sources", "sources.discord", "observe", "salience", "privacy", "store"},
+    "reflect": {"salience", "privacy", "store"},
+    "insights": {"store"},
+}
+SHARED_VOCABULARY = {"errors", "ids", "timeutil", "paths", "records", "events", "topics",
+                     "config"}
+
+
+def _package_of(module: str) -> str | None:
+    """The stage package a zos_cli module belongs to; None for the shared vocabulary, the
+    CLI shell and the commands (which may import any stage)."""
+    parts = module.split(".")
+    if len(parts) < 2 or parts[0] != "zos_cli":
+        return None
+    if parts[1] == "sources" and len(parts) > 2 and parts[2] == "discord":
+        return "sources.discord"
+    return parts[1] if parts[1] in STAGES_BELOW else None
+
+
+def test_every_stage_package_has_an_import_rule():
+    packages = {_package_of(n) for n in MODULES} - {None}
+    directories = {p.parent.relative_to(PACKAGE).as_posix().replace("/", ".")
+                   for p in PACKAGE.rglob("__init__.py")} - {".", "commands"}
+    assert directories == packages == set(STAGES_BELOW)
+
+
+def test_each_stage_imports_only_the_stages_below_it():
+    wrong = []
+    for name in MODULES:
+        own = _package_of(name)
+        if own is None:
+            continue
+        for module, _names, line in _imports(name):
+            if not module.startswith("zos_cli"):
+                continue
+            if module == "zos_cli" or module.split(".")[1] in SHARED_VOCABULARY:
+                continue
+            if module in ("zos_cli.output", "zos_cli.cli", "zos_cli.app_state"):
+                continue  # library modules may not import these at all: tested above
+            target = _package_of(module)
+            if target is None and module.startswith("zos_cli.commands"):
+                wrong.append(f"{name} line {line}: {module}")
+            elif target not in (None, own) and target not in STAGES_BELOW[own]:
+                wrong.append(f"{name} line {line}: {module}")
+    assert wrong == [], "imports against docs/architecture.md#import-rule:\n" + "\n".join(wrong)

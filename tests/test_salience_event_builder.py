@@ -8,7 +8,7 @@ from tests.exports import snowflake
 from zos_cli.events import MessageEvent, MessageRow, ReactionEvent, message_salience_events
 from zos_cli.observe.writer import Observation, ObservationWriter
 from zos_cli.privacy import consent
-from zos_cli.privacy.consent import self_user_id
+from zos_cli.store.db import self_user_id
 from zos_cli.records import ChannelRecord, MessageRecord, ReactionRecord, UserRecord
 from zos_cli.salience.rebuild import message_events
 from zos_cli.store import db as db_module

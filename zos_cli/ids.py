@@ -3,6 +3,7 @@ Discord's own ids."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 
@@ -61,3 +62,8 @@ def _id_blocks(n: int) -> Iterator[list[str]]:
         low = value & 1023
         yield [high + pair for pair in _LOW_PAIRS[low:low + stop - value]]
         value = stop
+
+
+def json_ids(ids) -> str:
+    """Ids as the JSON array that SQL's `json_each` reads (and the id-list columns hold)."""
+    return json.dumps(list(ids))

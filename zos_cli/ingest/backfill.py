@@ -30,7 +30,7 @@ from zos_cli.ingest import cursors as store
 from zos_cli.ingest import log as ingest_log
 from zos_cli.sources.discord.client import DiscordClient, DiscordToken
 from zos_cli.sources.discord.errors import DiscordForbidden, DiscordRequestFailed
-from zos_cli.sources.discord.pages import CONTENT_INTENT_ERROR, PageWriter
+from zos_cli.ingest.pages import CONTENT_INTENT_ERROR, PageWriter
 from zos_cli.ingest.poll import unexpected
 from zos_cli.errors import UsageProblem, ZosError
 from zos_cli.ids import new_id

@@ -33,11 +33,11 @@ from zos_cli.privacy.consent import dm_may_be_stored
 from zos_cli.sources.discord import api
 from zos_cli.ingest import archived
 from zos_cli.sources.discord import discovery
-from zos_cli.sources.discord import roles
+from zos_cli.ingest import member_roles as roles
 from zos_cli.ingest import cursors as store
 from zos_cli.sources.discord.client import DiscordClient, DiscordToken
 from zos_cli.sources.discord.errors import DiscordForbidden, DiscordRequestFailed
-from zos_cli.sources.discord.pages import CONTENT_INTENT_ERROR, PageWriter
+from zos_cli.ingest.pages import CONTENT_INTENT_ERROR, PageWriter
 from zos_cli.errors import TemporaryFailure, ZosError
 from zos_cli.ids import new_id
 from zos_cli.records import ChannelRecord

@@ -13,7 +13,8 @@ records API member roles in the same transactions, so it does not).
 
 from __future__ import annotations
 
-from zos_cli.observe.rows import ensure_server, json_ids
+from zos_cli.ids import json_ids
+from zos_cli.observe.rows import ensure_server
 from zos_cli.privacy.gate import gate_role, holds_role
 from zos_cli.privacy.quarantine import apply_gate_change
 from zos_cli.records import UserRecord

@@ -12,15 +12,11 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-from zos_cli.ids import new_ids
+from zos_cli.ids import json_ids, new_ids
 from zos_cli.timeutil import now_stored, snowflake_time, to_stored
 
 # json.dumps(..., ensure_ascii=False) builds a new encoder per call; this one is reused.
 _encode_keeping_unicode = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def json_ids(ids) -> str:
-    return json.dumps(list(ids))
 
 
 def stored_observations(db, ids) -> dict[str, str | None]:

@@ -18,7 +18,7 @@ import sqlite_utils
 
 from zos_cli.store import db as db_module
 from zos_cli.store.db import self_user_id
-from zos_cli.observe.rows import json_ids
+from zos_cli.ids import json_ids
 from zos_cli.salience.engine import SalienceEngine
 from zos_cli.salience.rebuild import apply_item, message_events
 

@@ -34,7 +34,7 @@ from zos_cli.store.db import self_user_id
 from zos_cli.events import (LayerRunCompletedEvent, MessageRow, SubjectNamedEvent,
                             message_salience_events)
 from zos_cli.ids import new_id
-from zos_cli.observe.rows import json_ids
+from zos_cli.ids import json_ids
 from zos_cli.records import DM_TYPES
 from zos_cli.salience.batch import zero_balances
 from zos_cli.salience.engine import PASSIVE_STATE, SalienceEngine

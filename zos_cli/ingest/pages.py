@@ -16,7 +16,7 @@ import sqlite_utils
 from zos_cli.store import db as db_module
 from zos_cli.sources.discord import api
 from zos_cli.sources.discord import convert
-from zos_cli.sources.discord import roles
+from zos_cli.ingest import member_roles as roles
 from zos_cli.sources.discord.client import DiscordClient
 from zos_cli.records import ChannelRecord, MessageRecord
 from zos_cli.timeutil import now_stored

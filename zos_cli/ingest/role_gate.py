@@ -3,7 +3,7 @@ earned.
 
 In a server with a privacy-gate role, whether a user's activity earns depends on their roles.
 An export shows a user's role set on every message they author (as of `exportedAt`; reactors
-carry none), and the run keeps the newest observation of it (observe_people). Asking the
+carry none), and the run keeps the newest observation of it (observe/people.py). Asking the
 database while the run is being written would answer by what the run has written so far: a
 reactor seen before they first author would count as an outsider, a user who gained the role
 in a newer export would count only after that export's first message — and the answer would

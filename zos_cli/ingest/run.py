@@ -6,7 +6,7 @@
    unless it holds a DM whose participants have gained consent since. A DM export is read
    once first to learn its participants; without every participant's consent it is only
    counted (and its participant ids kept in ingest_log, so it is re-read after consent). The
-   files of a server with a privacy-gate role are read once first too (ingest_gate.py).
+   files of a server with a privacy-gate role are read once first too (ingest/role_gate.py).
 3. The messages of all remaining files are merged in snowflake order (a k-way merge of the
    file streams: memory stays bounded) and written by the one writer in chunks of 2,000, in
    transactions of `--batch-size` messages (the salience engine flushes its aggregated ledger

@@ -2,8 +2,8 @@
 
 Both sources feed it the same records (`zos_cli.records`): the export reader (`zos ingest`)
 and the API client (`zos poll`, `zos ingest --token`). The caller holds a
-`write_transaction`; each call writes one batch with `executemany` (see `observe_rows` and
-`observe_people`), feeds the salience engine the events of what is NEW (new messages, new
+`write_transaction`; each call writes one batch with `executemany` (see `observe/rows.py` and
+`observe/people.py`), feeds the salience engine the events of what is NEW (new messages, new
 reactions) in snowflake order, and flushes the engine's ledger rows inside the same
 transaction (or, for a caller that holds several batches in one transaction, once before it
 commits: `flush_each_batch`, `flush_salience`).
@@ -55,7 +55,7 @@ class Observation(NamedTuple):
 
 def newer_observation(observed: str | None, stored: str | None) -> bool:
     """Whether an observation (its export time, or a poll's) replaces the one stored: only a
-    newer one does (ingest_gate.py applies the same rule ahead of the writer)."""
+    newer one does (ingest/role_gate.py applies the same rule ahead of the writer)."""
     return observed is not None and (stored is None or observed > stored)
 
 
@@ -91,7 +91,7 @@ class ObservationWriter:
         # back their messages, reactions, mentions or name.
         self.erased: frozenset[str] = frozenset(r[0] for r in db.execute(
             "SELECT object_id FROM tombstones WHERE object_type = 'user'"))
-        # Skip people rows this writer already wrote unchanged (see observe_people). Only
+        # Skip people rows this writer already wrote unchanged (see observe/people.py). Only
         # for a caller that writes no people rows of its own between batches and abandons
         # the writer when a batch fails.
         self.written_people = people.WrittenPeople() if remember_people else None

@@ -12,7 +12,7 @@ class PrivacyGate:
 
     By default the answer is what `user_roles` holds when asked (a poll, a reflection, a
     rebuild), and only positive answers are remembered: a poll may learn a user's roles later
-    in the same run. An ingest run `settle`s the answers first (ingest_gate.py): the role set
+    in the same run. An ingest run `settle`s the answers first (ingest/role_gate.py): the role set
     the run leaves each user with, so that nothing depends on how far the run has written.
     """
 

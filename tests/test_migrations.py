@@ -131,7 +131,7 @@ def test_pending_migrations_are_refused_by_open_database(tmp_path):
     database.connect(path, create=True).close()  # a file with no schema at all
     with pytest.raises(MigrationError, match=r"has pending migrations \(0001_initial, "
                        r"0002_ledger_topic_id, 0003_llm_call_sources, 0004_ingest_log_channel_id, "
-                       r"0005_profile_observed_at, 0006_salience_pending\): "
+                       r"0005_profile_observed_at, 0006_salience_pending, 0007_analysis\): "
                        r"run `zos migrate`"):
         database.open_database(path)
 

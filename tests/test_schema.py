@@ -209,3 +209,36 @@ def test_pragmas(db):
 def test_times_sort_as_strings():
     assert now_stored().endswith("+00:00")
     assert len(now_stored()) == len(T)
+
+
+def test_migration_0007_keeps_call_sources_and_widens_their_kinds(tmp_path):
+    """0007 makes llm_call_sources again to accept 'media' and 'link': the rows recorded
+    before it survive, and an unknown kind is still refused."""
+    import sqlite3
+
+    from zos_cli.store import db as database
+    from zos_cli.store import migrations
+
+    path = tmp_path / "a.db"
+    db = database.connect(path, create=True)
+    folder = tmp_path / "schema"
+    folder.mkdir()
+    for m in migrations.load():
+        if m.version < 7:
+            (folder / m.path.name).write_bytes(m.path.read_bytes())
+    migrations.apply(db, path, folder=folder)
+    db.execute("INSERT INTO llm_calls (id, prompt, status, created_at) VALUES ('c1', 'p', 'ok', 't')")
+    db.execute("INSERT INTO llm_call_sources VALUES ('c1', 'message', 'm1')")
+    db.conn.commit()
+    migrations.apply(db, path)
+    assert db.execute("SELECT * FROM llm_call_sources").fetchall() == [("c1", "message", "m1")]
+    db.execute("INSERT INTO llm_call_sources VALUES ('c1', 'media', 'x')")
+    db.execute("INSERT INTO llm_call_sources VALUES ('c1', 'link', 'y')")
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("INSERT INTO llm_call_sources VALUES ('c1', 'table', 'z')")
+    columns = {r[1] for r in db.execute("PRAGMA table_info(media_analysis)")}
+    assert {"status", "skip_reason", "local_path", "sha256", "width", "height",
+            "duration_seconds", "analyzer", "attempts", "error"} <= columns
+    columns = {r[1] for r in db.execute("PRAGMA table_info(link_analysis)")}
+    assert {"normalized_url", "status", "skip_reason", "http_status", "attempts", "description",
+            "content_type", "analyzer", "fetched_at", "error"} <= columns

@@ -60,7 +60,7 @@ NOT_IN_SCHEMA = {"_schema_version"}
 
 # Tables nothing in zos_cli writes yet (or only the schema's migrations and triggers).
 UNWRITTEN = {"salience_bulk_write", "chattiness_ledger", "speech_pressure", "conversation_log",
-             "draft_history", "salience_ledger_new"}
+             "draft_history", "salience_ledger_new", "llm_call_sources_new"}
 
 # Module allowed to write a table outside its home: privacy purge (forget/erase) rewrites
 # across tables, whichever they are.

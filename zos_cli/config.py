@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from zos_cli import __version__
 from zos_cli.errors import ConfigError
 from zos_cli.ids import is_discord_id
 
@@ -151,6 +152,22 @@ class Server(Strict):
     threads_as_topics: bool = False
 
 
+class Analysis(Strict):
+    """`zos analyze` (docs/analyze.md#configuration). `media`/`links` only say whether the
+    nightly job runs it: the command itself analyses both unless told otherwise."""
+
+    media: bool = False
+    links: bool = False
+    # true only for tests serving pages on 127.0.0.1: every non-public address is refused
+    allow_private_addresses: bool = False
+    refetch_days: int = Field(30, ge=0, description="a settled link status is tried again after")
+    user_agent: str = Field(f"zos/{__version__}", min_length=1)
+    max_link_bytes: int = Field(2_000_000, ge=1)
+    max_image_bytes: int = Field(20_000_000, ge=1)
+    allow_domains: list[str] = Field(default_factory=list)
+    deny_domains: list[str] = Field(default_factory=list)
+
+
 class Config(Strict):
     db: str | None = None
     discord: Discord = _defaults(Discord)
@@ -158,6 +175,7 @@ class Config(Strict):
     reflection: Reflection = _defaults(Reflection)
     models: dict[str, ModelProfile] = Field(default_factory=dict)
     poll: Poll = _defaults(Poll)
+    analysis: Analysis = _defaults(Analysis)
     servers: dict[str, Server] = Field(default_factory=dict)
 
     @field_validator("servers")

@@ -28,6 +28,7 @@ COMMAND_MODULES = {
     "status": "database",
     "ingest": "ingest",
     "poll": "poll",
+    "analyze": "analyze",
     "reflect": "reflect",
     "salience": "salience",
     "insights": "insights",

@@ -143,6 +143,11 @@ def _print_status(doc: dict) -> None:
         "last poll": doc["last_poll_at"] or "never",
         "last reflect": _describe_reflect(doc["last_reflect"]),
     }
+    if doc.get("analysis"):
+        a = doc["analysis"]
+        summary["analysis"] = (
+            f"media {a['media_analysed']} analysed, {a['media_pending']} pending; links "
+            f"{a['links_analysed']} analysed, {a['links_pending']} pending (`zos analyze`)")
     if doc["salience_pending_messages"]:
         summary["not yet earned"] = (
             f"{doc['salience_pending_messages']} messages (a running poll or backfill earns "

@@ -56,6 +56,7 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
         "last_poll_at": None,
         "last_reflect": None,
         "salience_pending_messages": 0,
+        "analysis": None,
         "top_salience": [],
     }
     if state.pending or state.newer_than_code:
@@ -83,6 +84,7 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
         [top],
     ).fetchall()
     doc.update({
+        "analysis": analysis_counts(db),
         "last_ingest": dict(zip(("path", "status", "messages_new", "finished_at"), last_ingest))
         if last_ingest
         else None,
@@ -101,3 +103,15 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
         ],
     })
     return doc
+
+
+def analysis_counts(db: sqlite_utils.Database) -> dict:
+    """Attachments and links of stored messages not analysed yet (`pending`), and those
+    analysed, whatever the outcome (`ok`, skipped, failed, or a link's fetch status)."""
+    counts = {}
+    for table, name in (("media_analysis", "media"), ("link_analysis", "links")):
+        pending, done = db.execute(
+            f"SELECT coalesce(sum(status = 'pending'), 0), coalesce(sum(status <> 'pending'), 0) "
+            f"FROM {table}").fetchone()
+        counts[f"{name}_pending"], counts[f"{name}_analysed"] = pending, done
+    return counts

@@ -177,6 +177,36 @@ def test_text_that_is_not_clean_utf8(no_network):
         assert not any(ord(c) < 32 and c != "\n" for c in field)
 
 
+@pytest.mark.parametrize("text", [
+    "<" * 100_000, "<html", "<!--never closed <p>text</p>", "<![CDATA[x]]><p>&#0;&#xD800;</p>",
+    "<?xml version='1.0'?>", "<html><body><p>" + "<b>" * 5_000, "\ufeff\ufffd" * 1000,
+    "".join(chr(c) for c in range(0x20, 0x3000)), "<p>a</p>" * 10_000 + "</html>" * 100,
+])
+def test_malformed_markup_never_raises(text, no_network):
+    page = extract_page(text, "text/html", URL)
+    assert len(page.main_text) <= MAX_MAIN_TEXT_CHARS
+    page.main_text.encode("utf-8")
+
+
+def test_extraction_from_many_threads_at_once(no_network):
+    expected = extract_page(ARTICLE, "text/html", URL)
+    results: list[PageText] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(5):
+            page = extract_page(ARTICLE, "text/html", URL)
+            with lock:
+                results.append(page)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [expected] * 40
+
+
 def test_html_body_that_is_just_a_url_is_text_not_a_download(no_network):
     page = extract_page("http://169.254.169.254/latest/meta-data/", "text/html",
                         "http://169.254.169.254/latest/meta-data/")

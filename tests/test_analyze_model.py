@@ -371,3 +371,20 @@ def test_record_analysis_calls_refuses_misuse(db, server):
             record_analysis_calls(db, outcome.calls, [])
         assert record_analysis_calls(db, [], [("link", "l1")]) == []
     assert db.execute("SELECT count(*) FROM llm_calls").fetchone()[0] == 0
+
+
+def test_an_image_the_provider_refuses_is_not_retried(server):
+    """A data URL that does not decode is the provider's 400: a client error, one attempt."""
+    messages = describe.image_messages(b"", "image/png")
+    messages[1]["content"][1]["image_url"]["url"] = "data:image/png;base64,@@not base64@@"
+    outcome = llm.ask(vision(server), messages, parse=lambda text: text,
+                      response_format=describe.response_format_for(
+                          describe.ImageDescriptionOut, "image_description"),
+                      topic_key=None, policy=FAST)
+    assert outcome.answer is None and len(server.requests) == 1
+    assert "400" in outcome.error
+
+
+def test_reflection_prompts_are_recorded_as_before():
+    messages = llm.build_messages('a "quoted" line')
+    assert llm.prompt_record(messages) == json.dumps(messages, ensure_ascii=False)

@@ -4,8 +4,15 @@ It runs on 127.0.0.1 in a background thread (real HTTP, real sockets) and speaks
 `POST /v1/chat/completions` for litellm's `openai/...` provider. What it answers is scripted:
 
 - `server.enqueue(Reply(...))` queues answers served in order; when the queue is empty the
-  `default` callable builds the answer from the request (by default: one valid insight;
+  `default` callable builds the answer from the request (by default: one valid insight for a
+  reflection, and for the analysis requests of `zos analyze`, told apart by their
+  `response_format` name, a valid `{"description": ...}` or `{"summary": ...}`;
   `echo_reply` quotes the prompt's data back into the insight).
+- Messages may carry content parts, as OpenAI's vision models take them: `{"type": "text"}`
+  and `{"type": "image_url", "image_url": {"url": "data:<mime>;base64,..."}}`. An image part
+  whose data URL does not decode is answered 400, as a provider would;
+  `LoggedRequest.images` gives the decoded (mime, bytes) of each image sent and
+  `prompt_text` the text alone.
 - A `Reply` can carry a status (429, 500…), a raw body (malformed JSON), a delay (latency or a
   client timeout), usage tokens and headers (`Retry-After`).
 - `server.requests` logs every request (body, headers looked up in any case, start and end
@@ -20,6 +27,8 @@ Usage:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import threading
 import time
@@ -81,7 +90,58 @@ class LoggedRequest:
 
     @property
     def prompt_text(self) -> str:
-        return "\n".join(str(m.get("content", "")) for m in self.body.get("messages", []))
+        """The text of every message (text parts of a multi-part message; no image data)."""
+        return "\n".join(_text_of(m) for m in self.body.get("messages", []))
+
+    @property
+    def image_parts(self) -> list[dict]:
+        return [p for m in self.body.get("messages", []) for p in _parts(m)
+                if p.get("type") == "image_url"]
+
+    @property
+    def images(self) -> list[tuple[str, bytes]]:
+        """(mime type, bytes) of each image sent as a data URL, in order."""
+        decoded = (_decode_data_url(p) for p in self.image_parts)
+        return [image for image in decoded if image is not None]
+
+    @property
+    def response_format_name(self) -> str | None:
+        return ((self.body.get("response_format") or {}).get("json_schema") or {}).get("name")
+
+
+# What a provider counts for one image of at most 1024 px (OpenAI: 85 + 170 per 512 px tile).
+IMAGE_TOKENS = 765
+
+
+def _parts(message: dict) -> list[dict]:
+    content = message.get("content")
+    return [p for p in content if isinstance(p, dict)] if isinstance(content, list) else []
+
+
+def _text_of(message: dict) -> str:
+    content = message.get("content", "")
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in _parts(message)
+                         if p.get("type") == "text")
+    return str(content)
+
+
+def _decode_data_url(part: dict) -> tuple[str, bytes] | None:
+    url = str((part.get("image_url") or {}).get("url", ""))
+    head, comma, data = url.partition(",")
+    if not (url.startswith("data:") and comma and head.endswith(";base64")):
+        return None
+    try:
+        return head[len("data:"):-len(";base64")], base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _prompt_tokens(request: dict) -> int:
+    messages = request.get("messages", [])
+    chars = sum(len(_text_of(m)) for m in messages)
+    images = sum(1 for m in messages for p in _parts(m) if p.get("type") == "image_url")
+    return max(1, chars // 4) + IMAGE_TOKENS * images
 
 
 def valid_answer(count: int = 1, **overrides: Any) -> dict:
@@ -105,7 +165,16 @@ def valid_answer(count: int = 1, **overrides: Any) -> dict:
     return {"insights": insights}
 
 
+DEFAULT_DESCRIPTION = "A pencil drawing of a kiln frame on a workbench; no text."
+DEFAULT_SUMMARY = "A wiki page about glaze recipes for stoneware, with firing notes."
+
+
 def _default_reply(request: dict) -> Reply:
+    name = ((request.get("response_format") or {}).get("json_schema") or {}).get("name")
+    if name == "image_description":
+        return Reply(content={"description": DEFAULT_DESCRIPTION})
+    if name == "page_summary":
+        return Reply(content={"summary": DEFAULT_SUMMARY})
     return Reply(content=valid_answer())
 
 
@@ -234,12 +303,17 @@ class FakeOpenAI:
             error = {"error": {"message": f"fake error {reply.status}", "type": "fake_error",
                                "code": str(reply.status)}}
             return reply.status, json.dumps(error).encode(), headers
+        bad_images = [p for m in request.get("messages", []) for p in _parts(m)
+                      if p.get("type") == "image_url" and _decode_data_url(p) is None]
+        if bad_images:
+            error = {"error": {"message": "Invalid image: the data URL does not decode",
+                               "type": "invalid_request_error", "code": "invalid_image"}}
+            return 400, json.dumps(error).encode(), headers
         content = reply.content
         if not isinstance(content, str):
             content = json.dumps(content)
-        prompt_chars = sum(len(str(m.get("content", ""))) for m in request.get("messages", []))
-        prompt_tokens = reply.prompt_tokens if reply.prompt_tokens is not None else max(
-            1, prompt_chars // 4)
+        prompt_tokens = reply.prompt_tokens if reply.prompt_tokens is not None else _prompt_tokens(
+            request)
         completion_tokens = reply.completion_tokens if reply.completion_tokens is not None else max(
             1, len(content) // 4)
         document = {

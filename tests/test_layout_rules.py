@@ -160,7 +160,7 @@ STAGES_BELOW = {
     "privacy": {"store"},
     "sources": set(),
     "sources.discord": {"sources", "privacy", "store"},
-    "analyze": {"store"},
+    "analyze": {"store", "privacy", "reflect", "sources"},
     "observe": {"privacy", "store"},
     "salience": {"privacy", "store"},
     "ingest": {"sources", "sources.discord", "observe", "salience", "privacy", "store"},

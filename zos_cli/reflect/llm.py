@@ -15,6 +15,11 @@ Each call: the request carries the output JSON schema (`response_format`); trans
 backoff (a server's Retry-After wins when it says more); an answer that does not validate gets
 one bounded repair request that quotes the validation errors. Every HTTP attempt becomes one
 `CallRecord` (an `llm_calls` row) whatever its outcome.
+
+Reflection (`reflect`) and analysis (`ask`, used by `zos_cli.analyze.describe` for image
+descriptions and page summaries) go through the same attempt loop. A message's content may be
+a list of parts (text, and images as `data:` URLs); the image bytes go to the provider but are
+never kept in the `CallRecord`'s prompt.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from zos_cli.config import Config, ModelProfile
 from zos_cli.errors import ConfigError
-from zos_cli.reflect.schema import InvalidAnswer, ReflectionOut, parse_answer, response_format
+from zos_cli.reflect.schema import InvalidAnswer, parse_answer, response_format
 from zos_cli.timeutil import now_stored
 
 OFFLINE = "offline"
@@ -162,7 +169,7 @@ def estimate_cost(choice: ModelChoice, prompt_tokens: int, completion_tokens: in
 class CallRecord:
     """One HTTP attempt at the model: one `llm_calls` row."""
 
-    topic_key: str
+    topic_key: str | None       # analysis calls: None until recorded against their items
     model_profile: str
     model_provider: str
     model_name: str
@@ -183,7 +190,7 @@ class CallRecord:
 
 @dataclass
 class ModelOutcome:
-    answer: ReflectionOut | None
+    answer: Any | None                # the validated answer model (ReflectionOut for reflection)
     calls: list[CallRecord]
     error: str | None = None
     raw_answer: str | None = None     # the text that validated (for the cache)
@@ -203,14 +210,26 @@ def build_messages(prompt: str) -> list[dict]:
 
 def reflect(choice: ModelChoice, prompt: str, *, topic_key: str, policy: RetryPolicy) -> ModelOutcome:
     """Ask the model for a reflection on one target; never raises for model trouble."""
-    messages = build_messages(prompt)
+    return ask(choice, build_messages(prompt), parse=parse_answer,
+               response_format=response_format(), topic_key=topic_key, policy=policy)
+
+
+def ask(
+    choice: ModelChoice, messages: list[dict], *, parse: Callable[[str | None], Any],
+    response_format: dict, topic_key: str | None, policy: RetryPolicy,
+    max_tokens: int | None = None,
+) -> ModelOutcome:
+    """One validated answer: `parse` turns the answer text into the answer model or raises
+    InvalidAnswer (which earns the bounded repair); `max_tokens` caps the profile's own.
+    Never raises for model trouble."""
     calls: list[CallRecord] = []
     for repair in range(policy.repair_attempts + 1):
-        text, error = _call_with_retries(choice, messages, topic_key, policy, calls)
+        text, error = _call_with_retries(choice, messages, topic_key, policy, calls,
+                                         response_format, max_tokens)
         if error is not None:
             return ModelOutcome(None, calls, error)
         try:
-            answer = parse_answer(text)
+            answer = parse(text)
         except InvalidAnswer as exc:
             calls[-1].status = "invalid"
             calls[-1].error = exc.reason
@@ -227,23 +246,41 @@ def reflect(choice: ModelChoice, prompt: str, *, topic_key: str, policy: RetryPo
     raise AssertionError("unreachable")
 
 
+def prompt_record(messages: list[dict]) -> str:
+    """The messages as stored in `llm_calls.prompt`: image parts keep their MIME type and
+    size, never their bytes (no image is kept after analysis)."""
+    def part(p):
+        if not (isinstance(p, dict) and p.get("type") == "image_url"):
+            return p
+        url = str((p.get("image_url") or {}).get("url", ""))
+        if not url.startswith("data:"):
+            return p
+        head, _, data = url.partition(",")
+        return {**p, "image_url": {**p["image_url"],
+                                   "url": f"{head},[{len(data)} base64 characters not kept]"}}
+
+    return json.dumps([{**m, "content": [part(p) for p in m["content"]]}
+                       if isinstance(m.get("content"), list) else m for m in messages],
+                      ensure_ascii=False)
+
+
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 
 
 def _call_with_retries(
-    choice: ModelChoice, messages: list[dict], topic_key: str, policy: RetryPolicy,
-    calls: list[CallRecord],
+    choice: ModelChoice, messages: list[dict], topic_key: str | None, policy: RetryPolicy,
+    calls: list[CallRecord], response_format: dict, max_tokens: int | None,
 ) -> tuple[str | None, str | None]:
     """(answer text, None) or (None, error) after at most 1 + max_retries attempts."""
     litellm = litellm_module()
     provider, name = provider_and_name(choice.model)
-    prompt_json = json.dumps(messages, ensure_ascii=False)
+    prompt_json = prompt_record(messages)
     kwargs = dict(
         model=choice.model,
         messages=messages,
         temperature=choice.temperature,
-        max_tokens=choice.max_tokens,
-        response_format=response_format(),
+        max_tokens=min(choice.max_tokens, max_tokens or choice.max_tokens),
+        response_format=response_format,
         timeout=policy.timeout_seconds,
         num_retries=0,     # retries are ours: each attempt is logged and bounded here
         max_retries=0,     # and the OpenAI SDK underneath must not add its own

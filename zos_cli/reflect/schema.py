@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -23,6 +24,12 @@ SUBJECT_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
 _IMAGE = re.compile(r"!\[[^\]]*\]\s*\(|<\s*img\b", re.IGNORECASE)
 
 Unit = Field(ge=0.0, le=1.0)
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
+
+
+def embeds_image(text: str) -> bool:
+    """Whether text carries a markdown or HTML image (rendered, it fetches from a host)."""
+    return bool(_IMAGE.search(text))
 
 
 class Strict(BaseModel):
@@ -108,8 +115,9 @@ def _strip_fences(text: str) -> str:
     return m.group(1) if m else stripped
 
 
-def parse_answer(text: str | None) -> ReflectionOut:
-    """The answer text to a validated ReflectionOut, or InvalidAnswer with the reasons."""
+def parse_model(text: str | None, model: type[AnswerT], what: str) -> AnswerT:
+    """The answer text validated as `model` (`what` names it in reasons, e.g. "a
+    reflection"), or InvalidAnswer with the reasons."""
     if text is None or not text.strip():
         raise InvalidAnswer("the answer is empty")
     try:
@@ -117,11 +125,11 @@ def parse_answer(text: str | None) -> ReflectionOut:
     except ValueError as exc:
         raise InvalidAnswer(f"the answer is not JSON ({exc})")
     except RecursionError:  # ('[' * 50000: the decoder recurses per level)
-        raise InvalidAnswer("the answer is not a reflection: JSON nested too deeply")
+        raise InvalidAnswer(f"the answer is not {what}: JSON nested too deeply")
     try:
-        return ReflectionOut.model_validate(data)
+        return model.model_validate(data)
     except RecursionError:
-        raise InvalidAnswer("the answer is not a reflection: JSON nested too deeply")
+        raise InvalidAnswer(f"the answer is not {what}: JSON nested too deeply")
     except ValidationError as exc:
         problems = []
         for error in exc.errors()[:10]:
@@ -129,6 +137,11 @@ def parse_answer(text: str | None) -> ReflectionOut:
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
             problems.append(f"{where}: {message}")
         raise InvalidAnswer("; ".join(problems))
+
+
+def parse_answer(text: str | None) -> ReflectionOut:
+    """The answer text to a validated ReflectionOut, or InvalidAnswer with the reasons."""
+    return parse_model(text, ReflectionOut, "a reflection")
 
 
 # Keywords strict structured-output modes refuse (OpenAI's strict subset has no string
@@ -162,14 +175,24 @@ def _inline(node, defs: dict):
     return node
 
 
-def output_json_schema() -> dict:
-    raw = ReflectionOut.model_json_schema()
+def json_schema_of(model: type[BaseModel]) -> dict:
+    """The strict-mode JSON schema of an answer model (references inlined)."""
+    raw = model.model_json_schema()
     return _tidy(_inline(raw, raw.get("$defs", {})))
+
+
+def output_json_schema() -> dict:
+    return json_schema_of(ReflectionOut)
+
+
+def response_format_for(model: type[BaseModel], name: str) -> dict:
+    """The `response_format` of a request whose answer is `model`."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name, "schema": json_schema_of(model), "strict": True},
+    }
 
 
 def response_format() -> dict:
     """The `response_format` of every reflection request."""
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": "reflection", "schema": output_json_schema(), "strict": True},
-    }
+    return response_format_for(ReflectionOut, "reflection")

@@ -88,6 +88,34 @@ def record_calls(db: sqlite_utils.Database, run_id: str, calls: list[CallRecord]
         _insert_calls(db, run_id, calls, context)
 
 
+ANALYSIS_SOURCE_TYPES = ("media", "link")
+
+
+def record_analysis_calls(db: sqlite_utils.Database, calls: list[CallRecord],
+                          sources: list[tuple[str, str]]) -> list[str]:
+    """The `llm_calls` rows of one analysis (an image description or a page summary: no layer
+    run) and, for each, the items it served in `llm_call_sources` — (`media`,
+    media_analysis.id) or (`link`, link_analysis.id) — so forgetting those items finds the
+    calls. Runs inside the caller's write transaction, with the analysis rows it completes.
+    A call without a topic key is listed under its first item (`media:<id>`, `link:<id>`):
+    what `zos insights calls` shows. Returns the call ids."""
+    if not calls:
+        return []
+    if not db.conn.in_transaction:
+        raise RuntimeError("record_analysis_calls runs inside the caller's write transaction")
+    sources = sorted(set(sources))
+    wrong = sorted({kind for kind, _ in sources} - set(ANALYSIS_SOURCE_TYPES))
+    if wrong or not sources:
+        raise ValueError(f"analysis calls serve media or link items, not {wrong or 'nothing'}")
+    label = "{}:{}".format(*sources[0])
+    rows = [{**row, "topic_key": row["topic_key"] or label} for row in call_rows(None, calls)]
+    _insert(db, "llm_calls", CALL_COLUMNS, rows)
+    db.conn.executemany(
+        "INSERT INTO llm_call_sources (call_id, source_type, source_id) VALUES (?, ?, ?)",
+        [(row["id"], kind, source) for row in rows for kind, source in sources])
+    return [row["id"] for row in rows]
+
+
 def _context_place(db: sqlite_utils.Database, context: Context) -> tuple[str | None, str | None]:
     """(context_channel, context_thread) when every message read came from one place."""
     channels = {m["channel_id"] for m in context.messages}

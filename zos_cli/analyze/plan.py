@@ -98,7 +98,6 @@ def make_plan(db: sqlite_utils.Database, config: Config, *, media: bool, links: 
 
 def _plan_media(db, plan: Plan, gates: Gates, *, as_of: str, stale_before: str,
                 upgrade: bool) -> list[MediaItem]:
-    from zos_cli.analyze.images import resolve_local_path
     from zos_cli.analyze.work import looks_like_image
 
     items = []
@@ -114,6 +113,8 @@ def _plan_media(db, plan: Plan, gates: Gates, *, as_of: str, stale_before: str,
             continue
         local = None
         if parse_url(row.url) is None:  # an export's asset path, not a web address
+            from zos_cli.analyze.images import resolve_local_path
+
             local = resolve_local_path(db, row.place.message_id, row.url)
         image = looks_like_image(row.file_name, row.content_type, str(local or row.url))
         items.append(MediaItem(row, local, image))
@@ -123,8 +124,14 @@ def _plan_media(db, plan: Plan, gates: Gates, *, as_of: str, stale_before: str,
 def _plan_links(db, config: Config, plan: Plan, gates: Gates, *, as_of: str,
                 stale_before: str, upgrade: bool) -> list[LinkItem]:
     groups: dict[str, list[LinkRow]] = {}
-    for row in store.links_due(db, as_of=as_of, stale_before=stale_before,
-                               upgrade_offline=upgrade):
+    window = {"as_of": as_of, "stale_before": stale_before, "upgrade_offline": upgrade}
+    due = store.links_due(db, **window)
+    # Rows not normalized yet: the rows stored under the same URL may have its result.
+    fresh = {normalize_url(r.url) for r in due if r.normalized_url is None} - {None}
+    known = {r.id for r in due}
+    due += [r for r in store.links_of(db, fresh, **window) if r.id not in known]
+    due.sort(key=lambda r: (r.place.created_at, r.id), reverse=True)
+    for row in due:
         url = row.normalized_url or normalize_url(row.url)
         if url is None:
             if row.work is not None:  # not a URL zos fetches: settled without a request

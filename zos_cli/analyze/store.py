@@ -157,15 +157,28 @@ def links_due(db: sqlite_utils.Database, *, as_of: str, stale_before: str,
     """Every link row of a URL that has a row due (the settled rows of that URL too, with
     `work` None: their result may be shared), and the rows not normalized yet; newest
     message first. Rows of messages created after `as_of` are left out."""
-    params = {"as_of": as_of, "stale_before": stale_before, "upgrade": int(upgrade_offline),
-              "max_attempts": MAX_ATTEMPTS}
+    return _links(db, "(normalized_url IS NULL AND work IS NOT NULL) OR normalized_url IN "
+                  "(SELECT normalized_url FROM w WHERE work IS NOT NULL "
+                  "AND normalized_url IS NOT NULL)",
+                  as_of=as_of, stale_before=stale_before, upgrade_offline=upgrade_offline)
+
+
+def links_of(db: sqlite_utils.Database, urls: Iterable[str], *, as_of: str, stale_before: str,
+             upgrade_offline: bool) -> list[LinkRow]:
+    """The rows already normalized to one of `urls` (the siblings of rows just normalized)."""
+    return _links(db, "normalized_url IN (SELECT value FROM json_each(:urls))",
+                  as_of=as_of, stale_before=stale_before, upgrade_offline=upgrade_offline,
+                  urls=json_ids(urls))
+
+
+def _links(db: sqlite_utils.Database, where: str, **params) -> list[LinkRow]:
+    params["upgrade"] = int(params.pop("upgrade_offline"))
+    params["max_attempts"] = MAX_ATTEMPTS
     rows = db.execute(
         f"WITH w AS (SELECT l.id, {_PLACE}, {_LINK_COLUMNS}, {_LINK_WORK} AS work "
         "FROM link_analysis l JOIN messages m ON m.id = l.message_id "
         "WHERE m.created_at <= :as_of AND m.deleted_at IS NULL) "
-        "SELECT * FROM w WHERE (normalized_url IS NULL AND work IS NOT NULL) OR normalized_url "
-        "IN (SELECT normalized_url FROM w WHERE work IS NOT NULL AND normalized_url IS NOT NULL) "
-        "ORDER BY created_at DESC, id DESC",
+        f"SELECT * FROM w WHERE {where} ORDER BY created_at DESC, id DESC",
         params,
     ).fetchall()
     return [LinkRow(r[0], Place(*r[1:6]), *r[6:]) for r in rows]

@@ -29,7 +29,7 @@ AnswerT = TypeVar("AnswerT", bound=BaseModel)
 
 def embeds_image(text: str) -> bool:
     """Whether text carries a markdown or HTML image (rendered, it fetches from a host)."""
-    return bool(_IMAGE.search(text))
+    return bool(IMAGE_MARKUP.search(text))
 
 
 class Strict(BaseModel):

@@ -11,7 +11,8 @@ import pytest
 
 from tests.analyze_web import (GUEST, MARA, PRIYA, THEO, ZOS, Web, article, attachment,
                                config_text, dm, msg, png_bytes, public_export)
-from tests.fake_openai import DEFAULT_SUMMARY, FakeOpenAI, Reply
+from tests.exports import dm_export, user
+from tests.fake_openai import DEFAULT_DESCRIPTION, DEFAULT_SUMMARY, FakeOpenAI, Reply
 from zos_cli.analyze.addresses import AddressPolicy
 from zos_cli.analyze.run import AnalyzeOptions, analyze
 from zos_cli.config import load_config
@@ -233,3 +234,137 @@ def test_max_cost_stops_sending_and_leaves_the_rest_due(world, web, monkeypatch)
         assert summary["skipped"] == {"max_cost": 4} and summary["remaining"] == 4
         assert model.requests == [] and web.paths() == []
         assert [r[2] for r in world.links()] == ["pending"] * 4
+
+
+# ---------------------------------------------------------------- images and files
+@pytest.fixture
+def vision(world, monkeypatch):
+    """A vision model (the fake server) configured for the world."""
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    with FakeOpenAI() as model:
+        world.configure(extra=f'[models.vision]\nmodel = "openai/fake-vision"\n'
+                              f'api_base = "{model.base_url}"\n')
+        yield model
+
+
+def image_message(minute, author, web, path, data, name="kiln.png", id=None):
+    url = web.image(path, data)
+    return msg(minute, author, "look", attachments=[
+        attachment(id or f"90{int(minute * 10)}", url, name, len(data))])
+
+
+def test_the_same_bytes_are_described_once_across_messages(world, web, vision):
+    png = png_bytes(64, 48)
+    world.ingest(public_export([image_message(0, THEO, web, "/a.png", png),
+                                image_message(1, MARA, web, "/b.png", png),
+                                image_message(2, THEO, web, "/c.png", png_bytes(30, 30))]))
+    summary = world.run(concurrency=4)
+    assert (summary["media_analysed"], summary["errors"]) == (3, [])
+    assert len(vision.requests) == 2  # two different images
+    assert summary["tokens_used"] > 0
+    rows = world.media()
+    assert {r[7] for r in rows} == {DEFAULT_DESCRIPTION}
+    assert {r[8] for r in rows} == {"openai/fake-vision"}
+    assert [(r[5], r[6]) for r in rows] == [(64, 48), (64, 48), (30, 30)]
+    served = world.db.execute(
+        "SELECT count(*) FROM llm_call_sources WHERE source_type = 'media'").fetchone()[0]
+    assert served == 3  # one call tied to both rows it described, one to the third
+    # A later message with the same bytes takes the stored description: no call.
+    world.ingest(public_export([image_message(3, MARA, web, "/d.png", png, id="999")],
+                               channel_id="2002"))
+    assert world.run()["media_analysed"] == 1
+    assert len(vision.requests) == 2
+    # Nothing is kept of the bytes but their hash.
+    assert all(r[4] for r in world.media())
+
+
+def test_a_dm_description_never_shows_on_a_public_message(world, web, vision):
+    png = png_bytes(50, 50, (10, 200, 10))
+    world.ingest(dm([image_message(0, PRIYA, web, "/dm.png", png, id="801")]), grant=("733",))
+    vision.enqueue(Reply(content={"description": "A private photo from a DM."}))
+    assert world.run()["media_analysed"] == 1
+    # The same bytes posted publicly later: described again, for the public scope.
+    world.ingest(public_export([image_message(1, THEO, web, "/pub.png", png, id="802")]))
+    assert world.run()["media_analysed"] == 1
+    assert len(vision.requests) == 2
+    by_author = {r[0]: r[7] for r in world.media()}
+    assert by_author == {"733": "A private photo from a DM.", "101": DEFAULT_DESCRIPTION}
+    # The same DM posting them again takes its own description: no call.
+    world.ingest(dm([image_message(2, PRIYA, web, "/dm2.png", png, id="803")]))
+    assert world.run()["media_analysed"] == 1
+    assert len(vision.requests) == 2
+    # Another DM is another scope: public first, then that DM: its own call again.
+    jun = user("894", "junbug")
+    other = dm_export("4002", "junbug", messages=[image_message(3, jun, web, "/j.png", png,
+                                                                id="804")])
+    world.ingest(other, grant=("894",))
+    vision.enqueue(Reply(content={"description": "Described for Jun's DM."}))
+    assert world.run()["media_analysed"] == 1
+    assert len(vision.requests) == 3
+    assert [r[7] for r in world.media()] == [
+        "A private photo from a DM.", DEFAULT_DESCRIPTION, "A private photo from a DM.",
+        "Described for Jun's DM."]
+
+
+def test_offline_descriptions_then_a_model_replaces_them(world, web, monkeypatch):
+    world.ingest(public_export([image_message(0, THEO, web, "/k.png", png_bytes(64, 48),
+                                              name="kiln-frame-5F3A9.png")]))
+    assert world.run()["media_analysed"] == 1
+    (row,) = world.media()
+    assert row[7].startswith("PNG image, 64×48") and row[7].endswith("kiln-frame-5F3A9.png")
+    assert row[8] == "offline"
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    with FakeOpenAI() as model:
+        world.configure(extra=f'[models.reflection]\nmodel = "openai/fake-vision"\n'
+                              f'api_base = "{model.base_url}"\n')
+        assert world.run(links=False)["media_analysed"] == 1
+        assert len(model.requests) == 1
+    assert world.media()[0][7:] == (DEFAULT_DESCRIPTION, "openai/fake-vision")
+
+
+def test_gated_users_images_are_neither_fetched_nor_sent(world, web, vision):
+    world.configure(gate=True, extra=world.config_path.read_text().split("[analysis]\n")[1]
+                    .split("\n", 1)[1])
+    world.ingest(public_export([image_message(0, GUEST, web, "/guest.png", png_bytes())]))
+    summary = world.run()
+    assert (summary["media_analysed"], summary["skipped"]) == (0, {"gated_user": 1})
+    assert web.paths() == [] and vision.requests == []
+    assert world.media()[0][2:4] == ("skipped", "gated_user")
+
+
+def test_files_missing_assets_and_expired_urls(world, web):
+    wav = web.image("/take1.wav", b"RIFF....", "audio/wav")
+    gone = web.fail("/gone.png", 404)
+    world.ingest(public_export([msg(0, THEO, "files", attachments=[
+        attachment("1", wav, "take1.wav", 5000),
+        attachment("2", gone, "old.png", 100),
+        attachment("3", "general.json_Files/missing-1.png", "missing.png", 100)])]))
+    summary = world.run()
+    assert summary["media_analysed"] == 1
+    assert summary["skipped"] == {"http_error": 1, "missing_file": 1}
+    rows = {r[1]: r[2:4] + r[7:] for r in world.media()}
+    assert rows["old.png"] == ("skipped", "http_error", "", None)
+    assert rows["missing.png"] == ("skipped", "missing_file", "", None)
+    assert rows["take1.wav"][:2] == ("ok", None) and rows["take1.wav"][3] == "offline"
+    assert "take1.wav" in rows["take1.wav"][2]
+    assert "/take1.wav" not in web.paths()  # a file that is no image is not downloaded
+
+
+def test_dry_run_estimates_images_and_sends_nothing(world, web, vision):
+    world.ingest(public_export([image_message(i, THEO, web, f"/{i}.png", png_bytes(10 + i, 10))
+                                for i in range(3)]))
+    summary = world.run(dry_run=True)
+    assert summary["would_analyse"]["images"] == 3
+    assert summary["estimated_tokens"] > 3 * 700
+    assert web.paths() == [] and vision.requests == []
+    assert {r[2] for r in world.media()} == {"pending"}
+
+
+def test_max_cost_stops_image_descriptions(world, web, vision):
+    priced = world.config_path.read_text().replace("openai/fake-vision", "openai/gpt-4o-mini")
+    world.config_path.write_text(priced)  # (a model litellm knows the price of)
+    world.ingest(public_export([image_message(i, THEO, web, f"/{i}.png", png_bytes(10 + i, 10))
+                                for i in range(3)]))
+    summary = world.run(max_cost=0.0)
+    assert summary["skipped"] == {"max_cost": 3} and vision.requests == []
+    assert {r[2] for r in world.media()} == {"pending"}

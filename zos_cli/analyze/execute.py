@@ -192,10 +192,9 @@ class Runner:
             facts = read.file
             self._write_media(
                 row, status="ok", skip_reason=None, local_path=_path(item), sha256=None,
-                content_type=getattr(facts, "content_type", None) or row.content_type,
-                width=None, height=None,
-                duration_seconds=getattr(facts, "duration_seconds", None),
-                description=_file_description(facts, row.file_name), analyzer=OFFLINE,
+                content_type=facts.content_type or row.content_type, width=None, height=None,
+                duration_seconds=facts.duration_seconds,
+                description=_file_description(facts), analyzer=OFFLINE,
                 analyzed_at=self.as_of, attempts=attempt, error=None)
             self.totals.media_analysed += 1
             return True
@@ -312,16 +311,7 @@ def _path(item: MediaItem) -> str | None:
     return str(item.local_path) if item.local_path is not None else None
 
 
-def _file_description(facts, file_name: str | None) -> str:
-    """What a file that is not an image says of itself (images.file_facts)."""
-    described = getattr(facts, "description", None)
-    if described:
-        return described
-    parts = [getattr(facts, "content_type", None) or "file"]
-    size = getattr(facts, "size_bytes", None)
-    if size:
-        parts.append(f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes")
-    duration = getattr(facts, "duration_seconds", None)
-    if duration:
-        parts.append(f"{duration:.1f} s")
-    return ", ".join(parts) + (f": {file_name}" if file_name else "")
+def _file_description(facts) -> str:
+    from zos_cli.analyze.files import offline_file_description
+
+    return offline_file_description(facts)

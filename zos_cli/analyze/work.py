@@ -48,7 +48,7 @@ class MediaRead:
 
     facts: object | None = None      # images.ImageFacts
     data: bytes | None = None
-    file: object | None = None       # images.FileFacts
+    file: object | None = None       # files.FileFacts
     skip: str | None = None
     detail: str | None = None
     error: str | None = None         # something broke on our side: the row fails
@@ -60,6 +60,7 @@ def read_media(*, url: str, file_name: str | None, content_type: str | None,
     """The bytes of an attachment (a local asset of an export made with `--media`, else its
     URL through the safe fetcher, only when it looks like an image), and what they are."""
     from zos_cli.analyze import images
+    from zos_cli.analyze.files import file_facts
 
     try:
         data = None
@@ -72,14 +73,14 @@ def read_media(*, url: str, file_name: str | None, content_type: str | None,
             # Not a web address: an export's asset path whose file is not where it should be.
             return MediaRead(skip="missing_file", detail="the export's asset file is not there")
         elif looks_like_image(file_name, content_type, url):
-            result = fetcher.fetch(url, accept=images.IMAGE_TYPES)
+            result = fetcher.fetch(url, accept=images.IMAGE_TYPES, max_bytes=max_bytes)
             if not result.ok:
                 return MediaRead(skip=_media_skip(result), detail=_detail(result))
             data = result.body
         facts = images.inspect_image(data) if data else None
         if facts is not None:
             return MediaRead(facts=facts, data=data)
-        return MediaRead(file=images.file_facts(data, file_name or "", content_type, size_bytes))
+        return MediaRead(file=file_facts(data, file_name or "", content_type, size_bytes))
     except OSError as error:
         return MediaRead(skip="missing_file", detail=f"{local_path}: {error.strerror or error}")
     except Exception as error:  # a decoder's bug must not end the run: this row fails

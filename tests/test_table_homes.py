@@ -76,6 +76,10 @@ STAGES = [
      "a rebuild replays every message, the marked ones too"),
     ("insights", "privacy/quarantine.py", r"^UPDATE insights SET quarantined = ",
      "the quarantine flag follows insight_quarantines"),
+    ("media_analysis", "analyze/store.py", r"^UPDATE media_analysis SET ",
+     "the writer creates a row per attachment; analysis completes it"),
+    ("link_analysis", "analyze/store.py", r"^UPDATE link_analysis SET ",
+     "the writer creates a row per link; analysis completes it"),
 ]
 
 # (`ON CONFLICT … DO UPDATE SET` updates the row the INSERT names: not a statement of its own)

@@ -55,7 +55,12 @@ class Runner:
                 user_agent=analysis.user_agent, policy=policy, max_bytes=analysis.max_link_bytes,
                 allow_domains=analysis.allow_domains, deny_domains=analysis.deny_domains,
                 **extra))
-        if any(isinstance(i, MediaItem) and i.local_path is None for i in plan.items):
+        wants_images = any(isinstance(i, MediaItem) and i.local_path is None
+                           for i in plan.items)
+        if wants_images and self.link_fetcher is not None and not (
+                analysis.allow_domains or analysis.deny_domains):
+            self.image_fetcher = self.link_fetcher  # one robots.txt cache (caps are per call)
+        elif wants_images:
             # Attachments come from Discord's CDN: the domain lists are for shared links.
             self.image_fetcher = stack.enter_context(Fetcher(
                 user_agent=analysis.user_agent, policy=policy,
@@ -85,6 +90,10 @@ class Runner:
         describe_queue: deque = deque()  # (item, read): images waiting for the model
         pending: dict[Future, tuple[str, object, float]] = {}
         concurrency = self.options.concurrency
+        # `concurrency` workers, and as many jobs again waiting in the pool's queue: a worker
+        # that finishes takes the next job at once, without waiting for this thread to
+        # write the last outcome and hand it one.
+        backlog = 2 * concurrency
 
         def over_cap(estimate: float) -> bool:
             if self.options.max_cost is None or estimate == 0:
@@ -93,7 +102,7 @@ class Runner:
             return self.totals.cost_usd + in_flight + estimate > self.options.max_cost
 
         def start_more(pool) -> None:
-            while len(pending) < concurrency and (describe_queue or queue):
+            while len(pending) < backlog and (describe_queue or queue):
                 if describe_queue:
                     item, read = describe_queue.popleft()
                     estimate = self._estimate(_DESCRIBE)

@@ -113,7 +113,7 @@ def test_newer_database_is_refused(tmp_path):
     from tests.conftest import Cli
 
     table = Cli(path)("status").stdout
-    assert "999 (newer than this zos, which knows up to 6: upgrade zos)" in table
+    assert "999 (newer than this zos, which knows up to 7: upgrade zos)" in table
 
 
 def test_changed_checksum_is_refused(tmp_path):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from zos_cli import topics
 from zos_cli.config import Caps
 from zos_cli.errors import EXIT_USAGE
-from zos_cli.topics import InvalidTopicKey, Topic
+from zos_cli.topics import KINDS, InvalidTopicKey, Topic
 
 
 @pytest.mark.parametrize("key, category, group, cap", [
@@ -279,3 +279,53 @@ def test_kind_server_and_copy_globs_match_exactly():
         "server:12:user:5", "server:12:dyad:5:6"}
     with pytest.raises(KeyError):
         topics.server_kind_glob("usr")
+
+
+# ---------------------------------------------------------------- related kinds
+def _scoped_kind(key: str, of_server: bool) -> str:
+    """How a related key is named in the table, seen from a topic that is (of_server) or is
+    not server-scoped: a server topic names its own server's kinds bare ("user") and global
+    ones as "global user"; a global topic names "global user" and "server user"."""
+    from zos_cli.salience.relations import parse_stored
+
+    parts = parse_stored(key)
+    if of_server and parts.server_id is not None:
+        return parts.kind
+    return ("server " if parts.server_id is not None else "global ") + parts.kind
+
+
+_RELATION_SAMPLES = [
+    "server:1:user:5", "server:1:dyad:5:7", "server:1:channel:9", "server:1:thread:11",
+    "server:1:user_in_channel:9:5", "server:1:dyad_in_channel:9:5:7", "server:1:subject:kiln",
+    "server:1:role:13", "server:1:emoji:17", "server:1:self:zos",
+    "user:5", "dyad:5:7", "self:zos",
+]
+
+
+@pytest.mark.parametrize("key", _RELATION_SAMPLES)
+def test_relations_name_only_the_related_kinds_of_the_table(key):
+    from zos_cli.salience.relations import exact_related_keys, owners_of, parse_stored
+
+    topic = parse_stored(key)
+    kind = KINDS[topic.kind]
+    declared = kind.related if topic.server_id is not None else kind.global_related
+    owners = owners_of(topic, parent_channel_id="9")
+    keys = set(owners) | set(exact_related_keys(topic, owners, user_id="5"))
+    named = {_scoped_kind(k, topic.server_id is not None) for k in keys}
+    assert named <= set(declared), f"{key} relates to {named - set(declared)} (not in the table)"
+
+
+def test_related_kinds_are_declared_both_ways():
+    """related(t) is symmetric: if a kind names another, that one names it back."""
+    def entries(name: str, of_server: bool) -> set[tuple[str, bool]]:
+        kind = KINDS[name]
+        out = set()
+        for entry in (kind.related if of_server else kind.global_related):
+            scope, _, other = entry.rpartition(" ")
+            out.add((other, of_server if not scope else scope == "server"))
+        return out
+
+    for name, kind in KINDS.items():
+        for of_server in (True, False) if kind.may_be_global else (True,):
+            for other, other_on_server in entries(name, of_server):
+                assert (name, of_server) in entries(other, other_on_server), (name, other)

@@ -56,6 +56,13 @@ class TopicKind:
     global_label: str | None = None
     # Its last two parts are a pair of users: distinct, sorted ascending numerically.
     is_pair: bool = False
+    # The kinds of its related topics (docs/salience.md#related-topics), each way. In
+    # `related` (its server-scoped topics) a bare kind means the same server's topics and
+    # "global <kind>" the global ones; in `global_related`, "global <kind>" and "server <kind>".
+    # salience/relations.py computes the related keys themselves (tests/test_topics.py
+    # checks it names only these kinds).
+    related: tuple[str, ...] = ()
+    global_related: tuple[str, ...] = ()
 
     @property
     def may_be_global(self) -> bool:
@@ -69,21 +76,27 @@ class TopicKind:
 # In the order of CATEGORIES (the order `--category` lists its choices in). Read-only.
 KINDS: Mapping[str, TopicKind] = MappingProxyType({k.name: k for k in (
     TopicKind("user", "users", "server user", "social", "server_user", (_USER,),
-              global_group="global", global_cap="global_user", global_label="user"),
+              global_group="global", global_cap="global_user", global_label="user",
+              related=("global user", "dyad", "user_in_channel", "dyad_in_channel", "emoji"),
+              global_related=("server user", "global dyad")),
     TopicKind("dyad", "dyads", "dyad", "social", "dyad", (_USER, _USER),
               global_group="global", global_cap="global_dyad", global_label="dyad",
-              is_pair=True),
-    TopicKind("channel", "channels", "channel", "spaces", "channel", (_CHANNEL,)),
+              is_pair=True, related=("user", "global dyad", "dyad_in_channel"),
+              global_related=("global user", "server dyad")),
+    TopicKind("channel", "channels", "channel", "spaces", "channel", (_CHANNEL,),
+              related=("user_in_channel", "dyad_in_channel", "thread")),
     TopicKind("thread", "threads", "thread", "spaces", "thread",
-              (KeyPart("thread", SNOWFLAKE),)),
+              (KeyPart("thread", SNOWFLAKE),), related=("channel",)),
     TopicKind("user_in_channel", "user_in_channel", "user in channel", "social",
-              "user_in_channel", (_CHANNEL, _USER)),
+              "user_in_channel", (_CHANNEL, _USER), related=("user", "channel")),
     TopicKind("dyad_in_channel", "dyad_in_channel", "dyad in channel", "social",
-              "dyad_in_channel", (_CHANNEL, _USER, _USER), is_pair=True),
+              "dyad_in_channel", (_CHANNEL, _USER, _USER), is_pair=True,
+              related=("dyad", "channel", "user")),
     TopicKind("subject", "subjects", "subject", "semantic", "subject",
               (KeyPart("subject", SUBJECT_NAME),)),
     TopicKind("role", "roles", "role", "semantic", "role", (KeyPart("role", SNOWFLAKE),)),
-    TopicKind("emoji", "emoji", "emoji", "culture", "emoji", (KeyPart("emoji", SNOWFLAKE),)),
+    TopicKind("emoji", "emoji", "emoji", "culture", "emoji", (KeyPart("emoji", SNOWFLAKE),),
+              related=("user",)),
     TopicKind("self", "self", "self", "self", "server_self", (KeyPart("self", SELF_NAME),),
               global_group="self", global_cap="global_self", global_label="self"),
 )})

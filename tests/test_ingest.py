@@ -59,7 +59,7 @@ def test_example_export_summary_and_rows(cli, db):
         ("ThreadCreated", 1)]
     assert q("SELECT thread_id FROM messages WHERE message_type = 'ThreadCreated'") == [(THREAD,)]
     assert q("SELECT file_name, size_bytes, description FROM media_analysis ORDER BY 1") == [
-        ("kiln-frame.png", 70, ""), ("mugs.jpg", 482113, "")]
+        ("kiln-frame.png", 7323, ""), ("mugs.jpg", 482113, "")]
     assert q("SELECT DISTINCT domain FROM link_analysis ORDER BY 1") == [
         ("theo.example.net",), ("tidepool.example.org",)]
     assert q("SELECT count(*) FROM messages WHERE has_links = 1") == [(2,)]

@@ -3,15 +3,14 @@
 Every hop (the link, each redirect, each robots.txt) is parsed, checked against the domain lists
 and -- after one lookup -- every address it resolves to is checked by the policy, all BEFORE a
 connection; the connection then goes to a checked address, never to the name. Bodies stream under
-a byte cap, only text is read, and one wall-clock deadline covers it all. docs/analyze-safety.md
-says the rules in plain English.
+a byte cap, only the accepted types are read (text for links; images when the caller asks for
+them), and one wall-clock deadline covers it all. docs/analyze-safety.md says the rules in plain
+English.
 """
 
 from __future__ import annotations
 
-import codecs
 import ipaddress
-import re
 import threading
 import time
 import zlib
@@ -19,7 +18,6 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urljoin
 from urllib.robotparser import RobotFileParser
 
@@ -35,6 +33,10 @@ from zos_cli.analyze.addresses import (
     parse_url,
     system_resolver,
 )
+from zos_cli.analyze.http_client import body_charset, default_client, pinned_request
+
+__all__ = ["DEFAULT_ACCEPT", "STATUSES", "TEXT_TYPES", "FetchResult", "Fetcher", "default_client",
+           "fetch", "pinned_request"]
 
 STATUSES = (
     "ok", "robots_disallowed", "blocked_address", "denied_domain", "too_large", "not_text",
@@ -42,9 +44,10 @@ STATUSES = (
     "unreachable",  # lookup failed, connection refused/reset, TLS or protocol failure
 )
 TEXT_TYPES = ("text/html", "text/plain")
+DEFAULT_ACCEPT = frozenset(TEXT_TYPES)  # what a link fetch reads unless told otherwise
+_TEXT_ACCEPT_HEADER = "text/html,text/plain;q=0.9,*/*;q=0.1"
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks crawlers to parse at least 500 KiB
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.I)
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,10 @@ class FetchResult:
     final_url: str | None = None  # the last normalized URL we got to (None if the input wasn't one)
     http_status: int | None = None
     content_type: str | None = None  # media type only, lower-cased ("text/html")
-    text: str | None = None  # decoded body, only when status == "ok"
+    text: str | None = None  # decoded body, only when status == "ok" and the type is text
     detail: str | None = None  # a short why, for logs ("10.0.0.1 is private")
+    # the raw body, only when status == "ok" and the type is an accepted non-text one (an image)
+    body: bytes | None = None
 
     @property
     def ok(self) -> bool:
@@ -75,43 +80,6 @@ def _left(deadline: float) -> float:
     if left <= 0:
         raise _Stop("timeout", "total time limit reached")
     return left
-
-
-def pinned_request(
-    client: httpx.Client, target: Target, ip: IPAddress, *, headers: dict[str, str], timeouts: dict
-) -> httpx.Request:
-    """A GET for `target` that connects to `ip` and to nothing else.
-
-    The URL carries the IP, so httpx/httpcore never resolve anything; `Host:` carries the
-    original authority, so virtual hosting works; for https the `sni_hostname` extension makes
-    httpcore send the original name as SNI and verify the certificate against it (not against
-    the IP). `timeouts` is kept by reference: httpcore reads it on every socket read, so the
-    caller can shrink `read` as the deadline nears."""
-    literal = f"[{ip.compressed}]" if ip.version == 6 else str(ip)
-    extensions: dict[str, object] = {"timeout": timeouts}
-    headers = {**headers, "Host": target.host_header}
-    if target.scheme == "https":
-        if target.ip is None:
-            extensions["sni_hostname"] = target.host
-        # Connections pool by (scheme, IP, port). Reusing a TLS connection verified for one name
-        # for another name on the same IP would skip the second certificate check, so https
-        # connections are not kept alive. Plain http has no identity to mix up.
-        headers["Connection"] = "close"
-    url = f"{target.scheme}://{literal}:{target.port}{target.path_query}"
-    return client.build_request("GET", url, headers=headers, extensions=extensions)
-
-
-def default_client(connect_timeout: float = 5.0) -> httpx.Client:
-    """The client the Fetcher builds for itself. trust_env=False: no proxy variables (a proxy
-    would resolve names itself and undo the pinning), no .netrc. No cookies are ever stored:
-    requests go to IPs, so a jar would share cookies between sites on one address."""
-    return httpx.Client(
-        trust_env=False,
-        follow_redirects=False,
-        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        timeout=httpx.Timeout(15.0, connect=connect_timeout),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-    )
 
 
 class _RobotsEntry:
@@ -169,14 +137,22 @@ class Fetcher:
         if self._owns_client:
             self._client.close()
 
-    def fetch(self, url: str) -> FetchResult:
-        """Fetch one link; never raises for anything the link or the far end does."""
+    def fetch(self, url: str, *, accept: Iterable[str] = DEFAULT_ACCEPT,
+              max_bytes: int | None = None) -> FetchResult:
+        """Fetch one link; never raises for anything the link or the far end does.
+
+        `accept`: the media types to read (others end `not_text`, body unread); text/html and
+        text/plain come back decoded in `text`, any other accepted type (images:
+        `images.IMAGE_TYPES`) as bytes in `body`. `max_bytes`: this call's cap, default the
+        Fetcher's -- so one Fetcher (one robots.txt cache) serves links and images alike."""
         deadline = time.monotonic() + self.total_timeout
-        return self._run(url, deadline, self.max_bytes, robots_txt=False)
+        cap = self.max_bytes if max_bytes is None else max_bytes
+        return self._run(url, deadline, cap, robots_txt=False, accept=frozenset(accept))
 
     # -- one fetch: hops until a body or a status ------------------------------------------
 
-    def _run(self, url: str, deadline: float, cap: int, *, robots_txt: bool) -> FetchResult:
+    def _run(self, url: str, deadline: float, cap: int, *, robots_txt: bool,
+             accept: frozenset[str] = DEFAULT_ACCEPT) -> FetchResult:
         target = parse_url(url)
         if target is None:
             return FetchResult("invalid_url", url, detail="not a fetchable http(s) URL")
@@ -186,7 +162,7 @@ class Fetcher:
                 addresses = self._checked_addresses(target, deadline)
                 if not robots_txt:
                     self._check_robots(target, deadline)
-                response = self._send(target, addresses, deadline)
+                response = self._send(target, addresses, deadline, accept)
                 try:
                     location = response.headers.get("location")
                     if response.status_code in REDIRECT_CODES and location:
@@ -200,8 +176,9 @@ class Fetcher:
                             raise _Stop("invalid_url", f"redirect to {location[:200]!r}")
                         target = next_target
                         continue
-                    status, media, text = self._read(response, deadline, cap, robots_txt=robots_txt)
-                    return FetchResult("ok", url, target.url, status, media, text)
+                    status, media, text, body = self._read(response, deadline, cap,
+                                                           robots_txt=robots_txt, accept=accept)
+                    return FetchResult("ok", url, target.url, status, media, text, body=body)
                 finally:
                     response.close()  # mid-body this drops the connection: nothing more is read
         except _Stop as stop:
@@ -241,10 +218,12 @@ class Fetcher:
                 raise _Stop("blocked_address", reason)
         return addresses
 
-    def _send(self, target: Target, addresses: list[IPAddress], deadline: float) -> httpx.Response:
+    def _send(self, target: Target, addresses: list[IPAddress], deadline: float,
+              accept: frozenset[str]) -> httpx.Response:
         headers = {
             "User-Agent": self.user_agent,
-            "Accept": "text/html,text/plain;q=0.9,*/*;q=0.1",
+            "Accept": (_TEXT_ACCEPT_HEADER if accept == DEFAULT_ACCEPT
+                       else ",".join(sorted(accept))),
             "Accept-Encoding": "gzip, deflate",  # the two we can inflate with a size bound
         }
         failure = "no address answered"
@@ -268,21 +247,23 @@ class Fetcher:
                 raise _Stop("unreachable", f"{address}: {error}") from None
         raise _Stop("unreachable", failure)
 
-    def _read(self, response: httpx.Response, deadline: float, cap: int, *,
-              robots_txt: bool) -> tuple[int, str | None, str]:
+    def _read(self, response: httpx.Response, deadline: float, cap: int, *, robots_txt: bool,
+              accept: frozenset[str]) -> tuple[int, str | None, str | None, bytes | None]:
         status = response.status_code
         media = response.headers.get("content-type", "").split(";")[0].strip().lower() or None
         fields = {"http_status": status, "content_type": media}
         if not 200 <= status < 300:
             raise _Stop("http_error", f"HTTP {status}", **fields)
-        # robots.txt is read whatever its type (servers label it badly); pages only if text.
-        if not robots_txt and media not in TEXT_TYPES:
+        # robots.txt is read whatever its type (servers label it badly); the rest only if accepted.
+        if not robots_txt and media not in accept:
             raise _Stop("not_text", f"content type {media}", **fields)
         declared = response.headers.get("content-length", "")
         if not robots_txt and declared.isdigit() and int(declared) > cap:
             raise _Stop("too_large", f"Content-Length {declared} over {cap}", **fields)
         body = self._stream_body(response, deadline, cap, truncate=robots_txt, fields=fields)
-        return status, media, body.decode(_charset(response, body), errors="replace")
+        if robots_txt or media in TEXT_TYPES:
+            return status, media, body.decode(body_charset(response, body), errors="replace"), None
+        return status, media, None, body
 
     def _stream_body(self, response: httpx.Response, deadline: float, cap: int, *,
                      truncate: bool, fields: dict) -> bytes:
@@ -374,21 +355,6 @@ class Fetcher:
         return _Stop("robots_disallowed", why), True
 
 
-def _charset(response: httpx.Response, body: bytes) -> str:
-    """The header's charset, else a <meta charset> near the top, else UTF-8."""
-    candidates = [response.charset_encoding]
-    match = _META_CHARSET.search(body[:4096])
-    if match:
-        candidates.append(match.group(1).decode("ascii"))
-    for name in candidates:
-        if name:
-            try:
-                return codecs.lookup(name).name
-            except LookupError:
-                pass
-    return "utf-8"
-
-
 def fetch(
     url: str,
     *,
@@ -402,6 +368,7 @@ def fetch(
     client: httpx.Client | None = None,
     allow_domains: Iterable[str] = (),
     deny_domains: Iterable[str] = (),
+    accept: Iterable[str] = DEFAULT_ACCEPT,
 ) -> FetchResult:
     """One link with a throwaway Fetcher (no robots cache kept). For many links, use Fetcher."""
     with Fetcher(
@@ -410,4 +377,4 @@ def fetch(
         max_redirects=max_redirects, allow_domains=allow_domains, deny_domains=deny_domains,
         client=client,
     ) as fetcher:
-        return fetcher.fetch(url)
+        return fetcher.fetch(url, accept=accept)

@@ -336,8 +336,8 @@ def test_a_wav_header_that_lies_is_capped_by_the_real_size():
     (None, "frame.stl", None, "model/stl", "STL model"),
     (None, "clip.mov", "video/quicktime", "video/quicktime", "QuickTime video"),
     (b"\0\x01\x02 mystery", "mystery.bin", None, None, "file"),
-    (b"not really audio", "fake.wav", "application/octet-stream", "application/octet-stream",
-     "file"),
+    (b"not really audio", "fake.wav", "application/octet-stream", "audio/wav", "WAV audio"),
+    (None, "notes", "application/octet-stream", None, "file"),
 ])
 def test_other_files_get_type_size_and_name_but_no_duration(data, name, declared, mime, kind):
     facts = file_facts(data, name, declared, 1234)

@@ -121,8 +121,12 @@ def one_line(text: str | None, limit: int = 255) -> str:
 
 
 def _clean_type(content_type: str | None) -> str | None:
+    """The declared type, lower-case, without parameters; "application/octet-stream" says
+    nothing (uploaders send it for anything), so it counts as no type at all."""
     media = (content_type or "").split(";")[0].strip().lower()
-    return _ALIASES.get(media, media) or None
+    if media in ("", "application/octet-stream", "binary/octet-stream"):
+        return None
+    return _ALIASES.get(media, media)
 
 
 def _kind(mime: str | None) -> str:

@@ -36,9 +36,9 @@ MAX_ELEMENTS = 5_000
 MAX_SCAN_CHARS = 200_000  # text characters kept in the tree before extraction (10x main text)
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Elements that never carry readable text; removed before counting so they do not use the budget.
-_NOT_TEXT_TAGS = ("script", "style", "noscript", "template", "svg", "math", "iframe", "object",
-                  "embed", "canvas")
-_QUIET_LOGGERS = ("trafilatura", "htmldate", "courlan", "justext", "charset_normalizer")
+_NOT_TEXT_TAGS = ("script", "style", "noscript", "template", "svg", "iframe", "object", "embed",
+                  "canvas")
+_QUIET_LOGGERS = ("trafilatura", "htmldate", "courlan")  # the packages our calls reach
 # Characters that are neither text nor layout (C0 controls but tab/newline/CR, DEL, C1 controls):
 # they break lxml ("not XML compatible") and have no place in a prompt or a row.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")

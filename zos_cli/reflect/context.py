@@ -7,12 +7,13 @@ in time order. A target's reflection reads only messages past its high-water mar
 message its last reflection read); the newest message read becomes the next mark.
 
 Message text is quoted as JSON strings between BEGIN DATA / END DATA lines: a message can never
-end the data block or look like an instruction line, whatever it contains.
+end the data block or look like an instruction line, whatever it contains. What a message
+shared (an image's description, a page's title and summary, a file's name: see `analyses`) is
+quoted the same way on the same line, and counts against the budget with it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import sqlite_utils
@@ -21,6 +22,7 @@ from zos_cli import topics
 from zos_cli.config import Config
 from zos_cli.privacy.scope import combine_scopes
 from zos_cli.reflect import material
+from zos_cli.reflect.analyses import line_parts, quoted
 from zos_cli.reflect.layers import Layer
 from zos_cli.reflect.llm import SYSTEM_PROMPT
 from zos_cli.reflect.material import Mark, Target
@@ -112,19 +114,19 @@ def message_line(namer: Namer, message: dict, as_of: str, reactions: list[tuple]
     reply = ""
     if message["reply_author_id"]:
         reply = f" (replying to {namer.label(message['reply_author_id'], server)})"
-    extras = []
-    if message["has_media"]:
-        extras.append("attachment")
-    if message["has_links"]:
-        extras.append("link")
+    # What the message shared, as `zos analyze` read it (quoted like the text); not for
+    # people outside the privacy gate, whose images and links are never analysed anyway.
+    shared = line_parts(message, show_analyses=message["author_id"] not in namer.aliased)
+    extras = list(shared.plain)
     if reactions:
         extras.append("reactions " + ", ".join(f"{e}×{n}" for e, n in reactions[:6]))
-    tail = f" [{'; '.join(extras)}]" if extras else ""
+    tail = "".join(f" [{marker}]" for marker in shared.markers)
+    tail += f" [{'; '.join(extras)}]" if extras else ""
     text = _clip(namer.readable(message["content"] or "", server, message["id"]),
                  MAX_MESSAGE_CHARS)
     where = namer.channel_name(message["channel_id"])
     when = relative(message["created_at"], as_of)
-    return f"[{when} · {where}] {who}{reply}: {json.dumps(text, ensure_ascii=False)}{tail}"
+    return f"[{when} · {where}] {who}{reply}: {quoted(text)}{tail}"
 
 
 def insight_line(insight: dict, as_of: str, where: str | None = None) -> str:
@@ -136,7 +138,7 @@ def insight_line(insight: dict, as_of: str, where: str | None = None) -> str:
     when = relative(made, as_of) if made <= as_of else f"as of {made[:10]}"
     return (f"[id {insight['id']} · {when}{place} · "
             f"strength {insight['strength']:.2f} · confidence {insight['confidence']:.2f}] "
-            f"{json.dumps(text, ensure_ascii=False)}")
+            f"{quoted(text)}")
 
 
 def build_context(db: sqlite_utils.Database, config: Config, layer: Layer, target: Target,
@@ -156,7 +158,7 @@ def build_context(db: sqlite_utils.Database, config: Config, layer: Layer, targe
     }
 
     def render(transcript: list[str], prior_lines: list[str], people: list[str],
-               aliased: int) -> str:
+               aliased: int, shared: int = 0) -> str:
         return layer.render(
             **variables,
             transcript="\n".join(transcript),
@@ -165,6 +167,7 @@ def build_context(db: sqlite_utils.Database, config: Config, layer: Layer, targe
             prior_count=len(prior_lines),
             people=people,
             aliased_count=aliased,
+            shared_count=shared,
         )
 
     fixed = estimate_tokens(SYSTEM_PROMPT) + estimate_tokens(render([], [], [], 0))
@@ -192,7 +195,9 @@ def build_context(db: sqlite_utils.Database, config: Config, layer: Layer, targe
     while True:
         people = sorted({namer.label(m["author_id"], m["server_id"]) for m in context.messages}
                         - set(namer.aliased.values()))
-        context.prompt = render(lines, prior_lines, people, len(namer.aliased))
+        shared = sum(1 for m in context.messages if line_parts(
+            m, show_analyses=m["author_id"] not in namer.aliased).markers)
+        context.prompt = render(lines, prior_lines, people, len(namer.aliased), shared)
         if context.tokens <= layer.spec.context_tokens or len(lines) <= 1:
             break
         lines.pop(0)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from zos_cli.config import Config
+from zos_cli.reflect.analyses import SHARED_COLUMNS
 from zos_cli.store.db import self_user_id
 
 
@@ -195,7 +196,8 @@ def _channel(db, config, target: Target) -> tuple[str, list]:
 
 
 MESSAGE_COLUMNS = ("id", "channel_id", "server_id", "author_id", "content", "created_at",
-                   "visibility_scope", "reply_to_id", "reply_author_id", "has_media", "has_links")
+                   "visibility_scope", "reply_to_id", "reply_author_id", "has_media", "has_links",
+                   "media", "links")  # (media, links: the analysis rows as JSON, see analyses.py)
 
 
 def newest_messages(db: sqlite_utils.Database, config: Config, target: Target,
@@ -218,7 +220,8 @@ def newest_messages(db: sqlite_utils.Database, config: Config, target: Target,
         params = [*params, mark.at, mark.at, mark.id]
     sql = (
         "SELECT m.id, m.channel_id, m.server_id, m.author_id, m.content, m.created_at, "
-        "m.visibility_scope, m.reply_to_id, p.author_id, m.has_media, m.has_links "
+        "m.visibility_scope, m.reply_to_id, p.author_id, m.has_media, m.has_links, "
+        f"{SHARED_COLUMNS} "
         "FROM messages m LEFT JOIN messages p ON p.id = m.reply_to_id "
         f"WHERE m.deleted_at IS NULL AND {condition}{past} "
         "ORDER BY m.created_at DESC, CAST(m.id AS INTEGER) DESC LIMIT ? OFFSET ?"

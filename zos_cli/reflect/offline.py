@@ -2,8 +2,9 @@
 
 Used when no model is configured anywhere (or with `--model offline`). It makes no model call
 and no network request and writes no `llm_calls` row. The insight describes activity rhythm
-(how much, over what span, at what hours and on which days), channels, conversation partners
-and reaction culture — or, for synthesis, what the server-scoped insights say. Confidence is
+(how much, over what span, at what hours and on which days), channels, conversation partners,
+what was shared (images, files and links, naming what `zos analyze` read of them) and reaction
+culture — or, for synthesis, what the server-scoped insights say. Confidence is
 1.0 (it is counting, not guessing), importance follows the topic's balance, the one valence is
 curiosity 0.5, and `metadata.reflector = "offline"`. Storage supersedes the topic's previous
 offline insight. Its token count is the context it read (salience spends on that).
@@ -14,8 +15,9 @@ from __future__ import annotations
 from collections import Counter
 
 from zos_cli import topics
+from zos_cli.reflect import analyses
 from zos_cli.reflect.context import Context
-from zos_cli.reflect.schema import InsightOut, ReflectionOut, Valence
+from zos_cli.reflect.schema import IMAGE_MARKUP, InsightOut, ReflectionOut, Valence
 from zos_cli.reflect.timefmt import relative
 from zos_cli.timeutil import parse_time
 
@@ -76,6 +78,10 @@ def describe_messages(context: Context) -> str:
         if others:
             sentences.append(f"Also {_plural(others, 'participant')} not analysed.")
 
+    shared = shared_sentence(context)
+    if shared:
+        sentences.append(shared)
+
     reactions: Counter = Counter()
     for m in messages:
         for emoji, count in context.reactions.get(m["id"], []):
@@ -86,6 +92,44 @@ def describe_messages(context: Context) -> str:
     else:
         sentences.append("No reactions on these messages.")
     return " ".join(sentences)
+
+
+MAX_NAMED_SHARES = 3       # titles and descriptions named in the sentence
+MAX_SHARE_NAME_CHARS = 80
+
+
+def shared_sentence(context: Context) -> str | None:
+    """"Shared 3 images and 2 links: “Glaze wiki”, …." — what the messages read shared (by
+    people inside the privacy gate), naming the titles of fetched links and the descriptions
+    of analysed images, most shared first (then in time order), or None when nothing was."""
+    counts: Counter = Counter()
+    names: Counter = Counter()
+    for m in context.messages:
+        if m["author_id"] in context.aliased:
+            continue
+        for item in analyses.parse_media(m.get("media")) if m.get("has_media") else ():
+            kind = "image" if item.is_image else "file"
+            counts[kind] += 1
+            _count_name(names, analyses.image_text(item) if kind == "image" else None)
+        for link in analyses.parse_links(m.get("links")) if m.get("has_links") else ():
+            counts["link"] += 1
+            if link.status == "ok":
+                _count_name(names, link.title or link.domain)
+    if not counts:
+        return None
+    parts = [_plural(counts[k], k) for k in ("image", "file", "link") if counts[k]]
+    said = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+    named = [f"“{name}”" for name, _ in names.most_common(MAX_NAMED_SHARES)]
+    more = " …" if len(names) > MAX_NAMED_SHARES else ""
+    return f"Shared {said}" + (f": {', '.join(named)}{more}." if named else ".")
+
+
+def _count_name(names: Counter, text: str | None) -> None:
+    """Count a title or description under its one-line, bounded form; one that an insight
+    may not hold (image markup, see schema.py) is left out rather than failing the target."""
+    name = analyses.flat(text, MAX_SHARE_NAME_CHARS).replace("“", "\"").replace("”", "\"")
+    if name and not IMAGE_MARKUP.search(name):
+        names[name] += 1
 
 
 def _channel_label(context: Context, message: dict) -> str:

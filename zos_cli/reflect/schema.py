@@ -20,7 +20,7 @@ VALENCE_FIELDS = (
 SUBJECT_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
 # Markdown/HTML images render as requests to whatever host they name (exfiltration when an
 # export is viewed), so an insight may not carry one.
-_IMAGE = re.compile(r"!\[[^\]]*\]\s*\(|<\s*img\b", re.IGNORECASE)
+IMAGE_MARKUP = re.compile(r"!\[[^\]]*\]\s*\(|<\s*img\b", re.IGNORECASE)
 
 Unit = Field(ge=0.0, le=1.0)
 
@@ -68,7 +68,7 @@ class InsightOut(Strict):
     def _no_images(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("content is empty")
-        if _IMAGE.search(value):
+        if IMAGE_MARKUP.search(value):
             raise ValueError("content may not embed images (markdown or HTML)")
         return value.strip()
 

@@ -1,6 +1,8 @@
 """Verified forgetting: `consent revoke --forget` and `consent erase`.
 
-Both delete inside one BEGIN IMMEDIATE transaction with `secure_delete` on (SQLite zeroes
+What goes with a message: its reactions, mentions, role mentions, sources, and what `zos analyze`
+read of its attachments and links (media_analysis, link_analysis) together with the model calls
+that described or summarised them. Both delete inside one BEGIN IMMEDIATE transaction with `secure_delete` on (SQLite zeroes
 what it deletes, in the row's page and in freed pages), then merge the full-text index so no
 old segment keeps a deleted term, and end with a TRUNCATE checkpoint so the WAL keeps no page
 of the content. Tombstones and the event record ids and counts only, never content.
@@ -38,6 +40,7 @@ class PurgeReport:
     reactions: int = 0
     mentions: int = 0
     insights: int = 0
+    analyses: int = 0                # media_analysis and link_analysis rows
     llm_calls_scrubbed: int = 0
     llm_cache_entries: int = 0
     topics: int = 0
@@ -120,13 +123,22 @@ def _purge(db, report: PurgeReport, message_ids: list[str], *, topic_keys: list[
         topic_insights.extend(r[0] for r in db.execute(
             "SELECT id FROM insights WHERE topic_key = ?", [topic]))
     insights = insights_derived_from(db, message_ids, topic_insights)
-    texts = _texts(db, "messages", message_ids) + _texts(db, "insights", sorted(insights))
-    _scrub_model_traces(db, report, message_ids, sorted(insights), texts)
+    shared = _analyses_of(db, message_ids)
+    texts = (_texts(db, "messages", message_ids) + _texts(db, "insights", sorted(insights))
+             + shared.texts)
+    _scrub_model_traces(db, report, {"message": message_ids, "insight": sorted(insights),
+                                     "media": shared.media_ids, "link": shared.link_ids}, texts)
     for insight in sorted(insights):
         db.execute("UPDATE insights SET supersedes = NULL WHERE supersedes = ?", [insight])
         db.execute("DELETE FROM insights WHERE id = ?", [insight])
         _tombstone(db, report, "insight", insight, reason)
     report.insights = len(insights)
+    # The analysis rows (and the other rows hanging off a message) are deleted by name rather
+    # than left to ON DELETE CASCADE, which does nothing on a connection with foreign keys off.
+    report.analyses = _delete_of_messages(db, "media_analysis", message_ids)
+    report.analyses += _delete_of_messages(db, "link_analysis", message_ids)
+    _delete_of_messages(db, "role_mentions", message_ids)
+    _delete_of_messages(db, "message_sources", message_ids)
     for message in message_ids:
         report.reactions += db.execute(
             "DELETE FROM reactions WHERE message_id = ?", [message]).rowcount
@@ -135,6 +147,44 @@ def _purge(db, report: PurgeReport, message_ids: list[str], *, topic_keys: list[
         db.execute("DELETE FROM messages WHERE id = ?", [message])
         _tombstone(db, report, "message", message, reason)
     report.messages = len(message_ids)
+
+
+@dataclass
+class _Analyses:
+    media_ids: list[str]
+    link_ids: list[str]
+    texts: list[str]      # what they said that no remaining row says
+
+
+def _analyses_of(db, message_ids: list[str]) -> _Analyses:
+    """The media_analysis and link_analysis rows of these messages, and the texts read from
+    them (image descriptions; page titles, summaries and meta descriptions) to search stored
+    prompts for. A text that a row of a remaining message holds too — a description shared by
+    sha256, a page shared by URL — stays with that row and is not searched: the calls that
+    carried it for the remaining message are not about the removed one."""
+    ids = json.dumps(message_ids)
+    media = db.execute("SELECT id, description FROM media_analysis WHERE message_id IN "
+                       "(SELECT value FROM json_each(?))", [ids]).fetchall()
+    links = db.execute("SELECT id, title, summary, description FROM link_analysis WHERE "
+                       "message_id IN (SELECT value FROM json_each(?))", [ids]).fetchall()
+    said = sorted({text for row in [*media, *links] for text in row[1:]
+                   if text and len(text) >= MIN_SEARCHED_TEXT})
+    kept: set[str] = set()
+    if said:
+        texts = json.dumps(said)
+        for column, table in (("description", "media_analysis"), ("title", "link_analysis"),
+                              ("summary", "link_analysis"), ("description", "link_analysis")):
+            kept.update(r[0] for r in db.execute(
+                f"SELECT {column} FROM {table} WHERE {column} IN (SELECT value FROM "
+                "json_each(?)) AND message_id NOT IN (SELECT value FROM json_each(?))",
+                [texts, ids]))
+    return _Analyses([r[0] for r in media], [r[0] for r in links],
+                     [t for t in said if t not in kept])
+
+
+def _delete_of_messages(db, table: str, message_ids: list[str]) -> int:
+    return db.execute(f"DELETE FROM {table} WHERE message_id IN "
+                      "(SELECT value FROM json_each(?))", [json.dumps(message_ids)]).rowcount
 
 
 def _texts(db, table: str, ids: list[str]) -> list[str]:
@@ -154,25 +204,29 @@ def _variants(text: str) -> set[str]:
     return {text, json.dumps(text, ensure_ascii=False)[1:-1], json.dumps(text)[1:-1]}
 
 
-def _calls_that_read(db, message_ids: list[str], insight_ids: list[str]) -> set[str]:
-    """The model calls whose prompt carried any of these messages or insights."""
+def _calls_that_read(db, sources: dict[str, list[str]]) -> set[str]:
+    """The model calls whose prompt carried any of these sources (source type → ids): the
+    messages and insights of a reflection, the images and links `zos analyze` sent (a call
+    that described an image or summarised a page names its media_analysis or link_analysis
+    rows)."""
     calls: set[str] = set()
-    for source_type, ids in (("message", message_ids), ("insight", insight_ids)):
+    for source_type, ids in sources.items():
         calls.update(r[0] for r in db.execute(
             "SELECT call_id FROM llm_call_sources WHERE source_type = ? AND source_id IN "
             "(SELECT value FROM json_each(?))", [source_type, json.dumps(list(ids))]))
     return calls
 
 
-def _scrub_model_traces(db, report: PurgeReport, message_ids: list[str], insight_ids: list[str],
+def _scrub_model_traces(db, report: PurgeReport, sources: dict[str, list[str]],
                         texts: list[str]) -> None:
-    """Model calls that read these messages or insights (llm_call_sources), that produced
-    these insights, or whose prompt or response carries any of these texts (calls recorded
-    before llm_call_sources existed) lose their prompt and response. Cache entries for the
-    same topics, or carrying the texts, are deleted (a cache entry only saves a model call)."""
-    calls = _calls_that_read(db, message_ids, insight_ids)
+    """Model calls that read these sources (llm_call_sources: messages, insights, analysed
+    media and links), that produced these insights, or whose prompt or response carries any
+    of these texts (calls recorded before llm_call_sources existed) lose their prompt and
+    response. Cache entries for the same topics, or carrying the texts, are deleted (a cache
+    entry only saves a model call)."""
+    calls = _calls_that_read(db, sources)
     topics: set[str] = set()
-    for insight in insight_ids:
+    for insight in sources["insight"]:
         for call, topic in db.execute(
                 "SELECT c.id, i.topic_key FROM insights i LEFT JOIN llm_calls c "
                 "ON c.layer_run_id = i.layer_run_id AND c.topic_key = i.topic_key "

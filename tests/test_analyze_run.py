@@ -368,3 +368,28 @@ def test_max_cost_stops_image_descriptions(world, web, vision):
     summary = world.run(max_cost=0.0)
     assert summary["skipped"] == {"max_cost": 3} and vision.requests == []
     assert {r[2] for r in world.media()} == {"pending"}
+
+
+def test_the_examples_local_asset_is_read_and_no_outside_name_is_looked_up(cli, db):
+    from tests.conftest import EXAMPLES
+
+    result = cli("--config", str(EXAMPLES / "zos.toml"), "ingest", str(EXAMPLES / "export"))
+    assert result.exit_code == 0, result.stderr
+    looked_up = []
+
+    def no_dns(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        raise OSError("no lookups in tests")
+
+    config = load_config(EXAMPLES / "zos.toml", explicit=True)
+    summary = analyze(db, config, AnalyzeOptions(links=False), resolver=no_dns)
+    rows = {name: (status, reason, path, description) for name, status, reason, path,
+            description in db.execute("SELECT file_name, status, skip_reason, local_path, "
+                                      "description FROM media_analysis")}
+    kiln = rows.pop("kiln-frame.png")
+    assert kiln[:2] == ("ok", None) and kiln[2].endswith("kiln-frame-5F3A9.png")
+    assert kiln[3].startswith("PNG image, 640×480")
+    # The other attachments have CDN URLs: the injected resolver refused them.
+    assert {r[:2] for r in rows.values()} == {("skipped", "unreachable")}
+    assert set(looked_up) == {"cdn.discordapp.com"}
+    assert summary["media_analysed"] == 1

@@ -132,7 +132,8 @@ class Runner:
                     future = pool.submit(
                         work.read_media, url=row.url, file_name=row.file_name,
                         content_type=row.content_type, size_bytes=row.size_bytes,
-                        local_path=item.local_path, fetcher=self.image_fetcher,
+                        local_path=item.local_path, is_image=item.is_image,
+                        fetcher=self.image_fetcher,
                         max_bytes=self.config.analysis.max_image_bytes)
                     pending[future] = ("media", item, 0.0)
 

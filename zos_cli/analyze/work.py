@@ -55,29 +55,31 @@ class MediaRead:
 
 
 def read_media(*, url: str, file_name: str | None, content_type: str | None,
-               size_bytes: int | None, local_path: Path | None, fetcher: Fetcher,
-               max_bytes: int) -> MediaRead:
+               size_bytes: int | None, local_path: Path | None, is_image: bool,
+               fetcher: Fetcher, max_bytes: int) -> MediaRead:
     """The bytes of an attachment (a local asset of an export made with `--media`, else its
-    URL through the safe fetcher, only when it looks like an image), and what they are."""
+    URL through the safe fetcher, only when it looks like an image), and what they are. Of a
+    file that is no image only the head is read (what its header says), never downloaded."""
     from zos_cli.analyze import images
-    from zos_cli.analyze.files import file_facts
+    from zos_cli.analyze.files import FILE_HEAD_BYTES, file_facts
 
     try:
         data = None
         if local_path is not None:
+            size_bytes = local_path.stat().st_size
+            if is_image and size_bytes > max_bytes:
+                return MediaRead(skip="too_large", detail=f"{size_bytes} bytes, over {max_bytes}")
             with open(local_path, "rb") as handle:
-                data = handle.read(max_bytes + 1)
-            if len(data) > max_bytes:
-                return MediaRead(skip="too_large", detail=f"{local_path} is over {max_bytes} bytes")
+                data = handle.read(max_bytes if is_image else FILE_HEAD_BYTES)
         elif parse_url(url) is None:
             # Not a web address: an export's asset path whose file is not where it should be.
             return MediaRead(skip="missing_file", detail="the export's asset file is not there")
-        elif looks_like_image(file_name, content_type, url):
+        elif is_image:
             result = fetcher.fetch(url, accept=images.IMAGE_TYPES, max_bytes=max_bytes)
             if not result.ok:
                 return MediaRead(skip=_media_skip(result), detail=_detail(result))
             data = result.body
-        facts = images.inspect_image(data) if data else None
+        facts = images.inspect_image(data) if data and is_image else None
         if facts is not None:
             return MediaRead(facts=facts, data=data)
         return MediaRead(file=file_facts(data, file_name or "", content_type, size_bytes))

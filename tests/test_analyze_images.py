@@ -375,16 +375,20 @@ def test_a_media_export_asset_is_found_next_to_its_export(ingested):
     assert inspect_image(found.read_bytes()).width == 640
 
 
-def test_a_relative_ingest_path_is_taken_from_the_current_folder(tmp_path, cli, db_path,
-                                                                 monkeypatch):
+def test_an_export_ingested_by_a_relative_path_is_found_from_any_folder(tmp_path, cli, db_path,
+                                                                        monkeypatch):
+    """ingest_log keeps the export's absolute path (the summary still shows it as given), so
+    a later analyze run from another working directory finds the export's assets."""
     shutil.copytree(EXAMPLES / "export", tmp_path / "exports")
     assert cli("ingest", "exports").exit_code == 0  # the fixtures run in tmp_path
     db = database.open_database(db_path)
     try:
-        assert resolve_local_path(db, KILN_MESSAGE, KILN_URL) == (
-            tmp_path / "exports" / KILN_URL).resolve()
+        paths = [r[0] for r in db.execute("SELECT path FROM ingest_log")]
+        assert paths and all(Path(p).is_absolute() for p in paths)
+        expected = (tmp_path / "exports" / KILN_URL).resolve()
+        assert resolve_local_path(db, KILN_MESSAGE, KILN_URL) == expected
         monkeypatch.chdir(tmp_path.parent)
-        assert resolve_local_path(db, KILN_MESSAGE, KILN_URL) is None
+        assert resolve_local_path(db, KILN_MESSAGE, KILN_URL) == expected
     finally:
         db.close()
 

@@ -293,10 +293,22 @@ class IngestRun:
             log.info("committed %s messages and %s ledger rows", f"{written:,}", f"{ledger_rows:,}")
 
     # ------------------------------------------------------------------ ingest_log and summary
+    @staticmethod
+    def _logged_path(plan: FilePlan) -> str:
+        """The path kept in ingest_log: absolute, so that what the file's folder holds (a
+        `--media` export's assets, read by zos analyze) is found from any working directory
+        later. Reports and logs keep the path as given."""
+        if plan.label == STDIN:
+            return plan.label
+        try:
+            return str(plan.path.absolute())
+        except OSError:  # the working directory is gone
+            return plan.label
+
     def _log_start(self, plan: FilePlan) -> None:
         with db_module.write_transaction(self.db):
             ingest_log.start_export_file(
-                self.db, log_id=plan.log_id, path=plan.label, size=plan.size,
+                self.db, log_id=plan.log_id, path=self._logged_path(plan), size=plan.size,
                 sha256=plan.sha256, dm_participant_ids=plan.dm_participants,
                 started_at=plan.started_at, channel_id=plan.channel.id)
 
@@ -311,8 +323,8 @@ class IngestRun:
             except OSError:
                 pass
         ingest_log.finish_export_file(
-            self.db, log_id=plan.log_id, path=plan.label, size=plan.size, sha256=plan.sha256,
-            status=plan.status, counts=counts, dm_skipped=plan.dm_skipped,
+            self.db, log_id=plan.log_id, path=self._logged_path(plan), size=plan.size,
+            sha256=plan.sha256, status=plan.status, counts=counts, dm_skipped=plan.dm_skipped,
             dm_participant_ids=plan.dm_participants, error=plan.error,
             started_at=plan.started_at,
             channel_id=plan.channel.id if plan.channel is not None else None)

@@ -19,7 +19,8 @@ import sqlite_utils
 
 from zos_cli.analyze import store, work
 from zos_cli.analyze.plan import LinkItem, MediaItem, Plan
-from zos_cli.analyze.results import Progress, Totals
+from zos_cli.analyze.results import Totals
+from zos_cli.progress import Progress
 from zos_cli.config import Config
 from zos_cli.reflect.llm import OFFLINE, RetryPolicy
 from zos_cli.store import db as db_module

@@ -3,27 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Protocol
-
-
-class ProgressBar(Protocol):
-    def advance(self, n: int = 1) -> None: ...
-
-
-# progress(description, total) → a context manager giving a bar, live while items run.
-Progress = Callable[[str, int], AbstractContextManager[ProgressBar]]
-
-
-class _NoBar:
-    def advance(self, n: int = 1) -> None:
-        pass
-
-
-def no_progress(description: str, total: int) -> AbstractContextManager[ProgressBar]:
-    return nullcontext(_NoBar())
 
 
 @dataclass

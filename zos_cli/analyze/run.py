@@ -27,7 +27,8 @@ from zos_cli import timeutil
 from zos_cli.analyze import store
 from zos_cli.analyze.execute import Runner
 from zos_cli.analyze.plan import LinkItem, MediaItem, Plan, make_plan
-from zos_cli.analyze.results import Progress, Totals, no_progress, summary
+from zos_cli.analyze.results import Totals, summary
+from zos_cli.progress import Progress, no_progress
 from zos_cli.analyze.work import typical_page_tokens
 from zos_cli.config import Config
 from zos_cli.errors import TemporaryFailure, UsageProblem

@@ -17,16 +17,15 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import sqlite_utils
 
 from zos_cli.store import db as db_module
 from zos_cli.config import Config
 from zos_cli.errors import TemporaryFailure, UsageProblem, ZosError
+from zos_cli.progress import Progress, no_progress
 from zos_cli.reflect import llm, store
 from zos_cli.reflect.cache import cached_answer
 from zos_cli.reflect.context import Context, build_context
@@ -61,23 +60,6 @@ class CheckedRun:
     layer: Layer
     choice: ModelChoice
     concurrency: int
-
-
-class ProgressBar(Protocol):
-    def advance(self, n: int = 1) -> None: ...
-
-
-# progress(description, total) → a context manager giving a bar, live while targets run.
-Progress = Callable[[str, int], AbstractContextManager[ProgressBar]]
-
-
-class _NoBar:
-    def advance(self, n: int = 1) -> None:
-        pass
-
-
-def no_progress(description: str, total: int) -> AbstractContextManager[ProgressBar]:
-    return nullcontext(_NoBar())
 
 
 @dataclass

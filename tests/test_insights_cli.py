@@ -38,10 +38,15 @@ def listed(cli, *args):
 
 
 def test_list_filters(stored, cli):
-    everything = listed(cli, "--include-quarantined")
+    everything = listed(cli, "--include-quarantined", "--sort", "created")
     assert len(everything) == 3 + 2 + 3  # users, channels, the three inserted
     assert [r["created_at"] for r in everything] == sorted(
         (r["created_at"] for r in everything), reverse=True)
+    # The default order (issue 19): strongest first after fading, the same rows.
+    strongest = listed(cli, "--include-quarantined")
+    assert sorted(r["id"] for r in strongest) == sorted(r["id"] for r in everything)
+    assert [r["effective_strength"] for r in strongest] == sorted(
+        (r["effective_strength"] for r in strongest), reverse=True)
     assert "01QUA00000000000000000000C" not in {r["id"] for r in listed(cli)}
     public = listed(cli, "--scope", "public")
     assert public and {r["sources_scope_max"] for r in public} == {"public"}

@@ -168,7 +168,7 @@ STAGES_BELOW = {
     "insights": {"store"},
 }
 SHARED_VOCABULARY = {"errors", "ids", "timeutil", "paths", "records", "events", "topics",
-                     "config", "progress"}
+                     "config", "progress", "strength"}
 
 
 def _package_of(module: str) -> str | None:

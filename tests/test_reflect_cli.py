@@ -14,7 +14,7 @@ from zos_cli.store import locks
 
 LIST_KEYS = ["id", "topic_key", "category", "content", "sources_scope_max", "created_at",
              "strength", "confidence", "importance", "novelty", "valence", "quarantined",
-             "layer_run_id"]
+             "layer_run_id", "effective_strength", "confirmation_count", "last_confirmed_at"]
 
 
 @pytest.fixture

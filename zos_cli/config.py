@@ -168,6 +168,41 @@ class Analysis(Strict):
     deny_domains: list[str] = Field(default_factory=list)
 
 
+# Days after which an insight's effective strength halves, by insight category as the layers
+# write it (docs/reflection.md#reconfirmation-and-fading). A channel's mood changes faster
+# than what a person is like; what zos thinks of itself should follow its latest runs.
+HALF_LIFE_DAYS = {
+    "user_reflection": 180.0,
+    "dyad_reflection": 180.0,
+    "channel_reflection": 60.0,
+    "subject_reflection": 120.0,
+    "emoji_reflection": 90.0,
+    "self_reflection": 30.0,
+    "synthesis": 365.0,
+    "reconcile": 180.0,
+}
+# A category missing from the table (a custom layer's): the half-life of a person's insight.
+DEFAULT_HALF_LIFE_DAYS = 180.0
+
+
+class Insights(Strict):
+    """`[insights]`. `half_life_days` overrides the built-in table key by key: a file naming
+    only `channel_reflection` keeps every other default."""
+
+    half_life_days: dict[str, float] = Field(default_factory=lambda: dict(HALF_LIFE_DAYS))
+
+    @field_validator("half_life_days")
+    @classmethod
+    def _over_defaults(cls, value: dict[str, float]) -> dict[str, float]:
+        for category, days in value.items():
+            if not days > 0:
+                raise ValueError(f"{category}: a half-life is a number of days above 0")
+        return {**HALF_LIFE_DAYS, **value}
+
+    def half_life(self, category: str) -> float:
+        return self.half_life_days.get(category, DEFAULT_HALF_LIFE_DAYS)
+
+
 class Config(Strict):
     db: str | None = None
     discord: Discord = _defaults(Discord)
@@ -176,6 +211,7 @@ class Config(Strict):
     models: dict[str, ModelProfile] = Field(default_factory=dict)
     poll: Poll = _defaults(Poll)
     analysis: Analysis = _defaults(Analysis)
+    insights: Insights = _defaults(Insights)
     servers: dict[str, Server] = Field(default_factory=dict)
 
     @field_validator("servers")

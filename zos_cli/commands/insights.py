@@ -24,7 +24,11 @@ ScopeOpt = Annotated[Optional[str], typer.Option(
 QuarantinedOpt = Annotated[bool, typer.Option(
     "--include-quarantined", help="Also show quarantined insights.")]
 LIST_COLUMNS = ["id", "topic_key", "category", "sources_scope_max", "created_at", "strength",
-                "confidence", "content"]
+                "effective_strength", "confidence", "content"]
+AsOfOpt = Annotated[Optional[str], typer.Option(
+    "--as-of", metavar="TIME",
+    help="Effective strength at this ISO-8601 time, or `now` (default: the newest stored "
+         "message's time).")]
 
 
 @app.command("list")
@@ -37,35 +41,48 @@ def list_(
     since: Annotated[Optional[str], typer.Option(
         "--since", metavar="T", help="Created at or after T (ISO-8601).")] = None,
     include_quarantined: QuarantinedOpt = False,
-    limit: Annotated[int, typer.Option("--limit", callback=output.at_most_max_count, metavar="N", help="At most N (newest first).")] = 50,
+    limit: Annotated[int, typer.Option("--limit", callback=output.at_most_max_count, metavar="N", help="At most N (in the --sort order).")] = 50,
+    sort: Annotated[str, typer.Option(
+        "--sort", metavar="effective|strength|created",
+        help="effective: strongest first after fading at --as-of (default); strength: by "
+             "stored strength; created: newest first.")] = "effective",
+    as_of: AsOfOpt = None,
     json_: JsonFlag = False,
     nl: NlFlag = False,
 ) -> None:
-    """List insights, newest first."""
+    """List insights, strongest first after fading (see --sort)."""
     from zos_cli.insights.queries import list_insights
+    from zos_cli.salience.clock import resolve_as_of
 
     fmt = output.choose(json_, nl)
-    with state(ctx).database() as db:
+    app_state = state(ctx)
+    with app_state.database() as db:
         rows = list_insights(db, topic=topic, category=category, scope=scope, since=since,
-                             include_quarantined=include_quarantined, limit=limit)
+                             include_quarantined=include_quarantined, limit=limit, sort=sort,
+                             as_of=resolve_as_of(db, as_of), settings=app_state.config.insights)
         output.print_rows(rows, fmt, columns=LIST_COLUMNS, empty="No insights.")
 
 
 @app.command("show")
 def show(ctx: typer.Context, insight_id: Annotated[str, typer.Argument(metavar="ID")],
-         json_: JsonFlag = False) -> None:
-    """One insight: provenance, layer run, model calls, supersedes chain."""
+         as_of: AsOfOpt = None, json_: JsonFlag = False) -> None:
+    """One insight: provenance, layer run, model calls, supersedes chain, fading."""
     from zos_cli.insights.queries import get_insight
+    from zos_cli.salience.clock import resolve_as_of
 
     fmt = output.choose(json_)
-    with state(ctx).database() as db:
-        doc = get_insight(db, insight_id)
+    app_state = state(ctx)
+    with app_state.database() as db:
+        doc = get_insight(db, insight_id, as_of=resolve_as_of(db, as_of),
+                          settings=app_state.config.insights)
     output.print_document(doc, fmt, human=_print_insight)
 
 
 def _print_insight(doc: dict) -> None:
     head = {k: doc[k] for k in ("id", "topic_key", "category", "sources_scope_max",
-                                "created_at", "strength", "confidence", "importance",
+                                "created_at", "strength", "effective_strength",
+                                "confirmation_count", "last_confirmed_at", "confidence",
+                                "importance",
                                 "novelty", "valence", "quarantined", "subject", "supersedes",
                                 "superseded_by", "open_questions", "conflicts_with")}
     head["layer run"] = (f"{doc['layer_run']['id']} ({doc['layer_run']['layer_name']}, "

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import sqlite_utils
 
+from zos_cli import strength
+from zos_cli.config import Insights
 from zos_cli.store import db as db_module
 from zos_cli.store.audit import record_event, record_tombstone
 from zos_cli.errors import NotFound, UsageProblem
@@ -25,6 +27,23 @@ _SELECT = (
     "i.confidence, i.importance, i.novelty, i.quarantined, i.layer_run_id, "
     + ", ".join(f"i.valence_{v}" for v in VALENCES)
 )
+
+
+# `insights list` adds these to LIST_KEYS (docs/reflection.md#reconfirmation-and-fading):
+# the effective strength at the list's as-of, and how often and when last it was reconfirmed.
+FADING_KEYS = ("effective_strength", "confirmation_count", "last_confirmed_at")
+SORTS = {
+    "effective": "effective_strength DESC, i.created_at DESC, i.id DESC",
+    "strength": "i.strength DESC, i.created_at DESC, i.id DESC",
+    "created": "i.created_at DESC, i.id DESC",
+}
+
+
+def _fading_select(db: sqlite_utils.Database, settings: Insights | None) -> str:
+    """The FADING_KEYS columns (one `?`: the as-of), with the SQL function defined."""
+    strength.register(db.conn, settings if settings is not None else Insights())
+    return (f"{strength.SQL_FUNCTION}(i.strength, i.category, {strength.CLOCK_FROM_SQL}, ?) "
+            "AS effective_strength, i.confirmation_count, i.last_confirmed_at")
 
 
 def _row(values: tuple) -> dict:
@@ -70,20 +89,29 @@ def _filters(*, topic: str | None = None, category: str | None = None,
 def list_insights(db: sqlite_utils.Database, *, topic: str | None = None,
                   category: str | None = None, scope: str | None = None,
                   since: str | None = None, include_quarantined: bool = False,
-                  limit: int | None = 50) -> Iterator[dict]:
-    """Newest first. `scope` keeps exactly that scope (public never shows dm or derived)."""
+                  limit: int | None = 50, sort: str = "effective", as_of: str | None = None,
+                  settings: Insights | None = None) -> Iterator[dict]:
+    """Strongest first at `as_of` by default (`sort`: effective, strength or created — newest
+    first); `as_of` defaults to the wall clock (the command passes the data's clock), the
+    half-lives are `settings`' (the defaults when None). `scope` keeps exactly that scope
+    (public never shows dm or derived)."""
+    if sort not in SORTS:
+        raise UsageProblem(f"--sort {sort!r}: choose effective, strength or created")
     where, params = _filters(topic=topic, category=category, scope=scope, since=since,
                              include_quarantined=include_quarantined)
-    sql = f"SELECT {_SELECT} FROM insights i"
+    sql = f"SELECT {_SELECT}, {_fading_select(db, settings)} FROM insights i"
+    params = [as_of or now_stored(), *params]
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY i.created_at DESC, i.id DESC"
+    sql += f" ORDER BY {SORTS[sort]}"
     if limit is not None:
         if limit < 0:
             raise UsageProblem("--limit must be zero or more")
         sql += f" LIMIT {int(limit)}"
     for values in db.execute(sql, params):
-        yield _row(values)
+        row = _row(values[:-3])
+        row.update(zip(FADING_KEYS, values[-3:]))
+        yield row
 
 
 def _json(text: str | None, default):
@@ -95,12 +123,16 @@ def _json(text: str | None, default):
         return default
 
 
-def get_insight(db: sqlite_utils.Database, insight_id: str) -> dict:
-    """One insight with its provenance, run, calls and supersedes chain."""
-    values = db.execute(f"SELECT {_SELECT} FROM insights i WHERE i.id = ?", [insight_id]).fetchone()
+def get_insight(db: sqlite_utils.Database, insight_id: str, *, as_of: str | None = None,
+                settings: Insights | None = None) -> dict:
+    """One insight with its provenance, run, calls and supersedes chain, and (as in `list`)
+    its effective strength at `as_of` (the wall clock when None) and its reconfirmations."""
+    values = db.execute(f"SELECT {_SELECT}, {_fading_select(db, settings)} FROM insights i "
+                        "WHERE i.id = ?", [as_of or now_stored(), insight_id]).fetchone()
     if values is None:
         raise NotFound(f"no insight {insight_id}: see `zos insights list` for ids")
-    doc = _row(values)
+    doc = _row(values[:-3])
+    doc.update(zip(FADING_KEYS, values[-3:]))
     extra = db.execute(
         "SELECT supersedes, subject, participants, conflicts_with, open_questions, "
         "context_channel, context_thread, salience_spent, strength_adjustment, "

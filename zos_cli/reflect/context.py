@@ -175,7 +175,8 @@ def build_context(db: sqlite_utils.Database, config: Config, layer: Layer, targe
 
     prior, prior_lines, used = [], [], 0
     prior_budget = int(available * material.PRIOR_SHARE[layer.spec.retrieval])
-    for insight in material.prior_insights(db, target, layer.spec.retrieval, as_of):
+    for insight in material.prior_insights(db, target, layer.spec.retrieval, as_of,
+                                                config.insights):
         line = insight_line(insight, as_of)
         cost = estimate_tokens(line) + 1
         if used + cost > prior_budget:

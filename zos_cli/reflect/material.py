@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from zos_cli.config import Config
+from zos_cli import strength
+from zos_cli.config import Config, Insights
 from zos_cli.reflect.analyses import SHARED_COLUMNS
 from zos_cli.store.db import self_user_id
 
@@ -264,10 +265,16 @@ _PRIOR_SELECT = (", ".join("i." + c for c in PRIOR_COLUMNS[:-1])
 
 
 def prior_insights(db: sqlite_utils.Database, target: Target, retrieval: str,
-                   as_of: str) -> list[dict]:
+                   as_of: str, settings: Insights | None = None) -> list[dict]:
     """The target's standing insights in the order the retrieval profile prefers them:
     recent (newest first), deep (strongest first, more of them), balanced (alternating the
-    newest and the strongest). Quarantined, expired and superseded insights are left out."""
+    newest and the strongest). Quarantined, expired and superseded insights are left out.
+
+    "Strongest" is the effective strength at `as_of` (`zos_cli.strength`, with the half-lives
+    of `settings`, the defaults when None): an insight nothing has reconfirmed for a long time
+    gives way to fresher ones. Each row carries it as `effective_strength`."""
+    settings = settings if settings is not None else Insights()
+    strength.register(db.conn, settings)
     where = "i.topic_key = ?"
     params: list = [target.key]
     if target.kind == "subject" and target.server_id:
@@ -276,23 +283,25 @@ def prior_insights(db: sqlite_utils.Database, target: Target, retrieval: str,
         where = "(i.topic_key = ? OR (i.subject = ? AND i.topic_key GLOB ?))"
         params = [target.key, target.name, topics.server_keys_glob(target.server_id)]
     base = (
-        f"SELECT {_PRIOR_SELECT} FROM insights i "
+        f"SELECT {_PRIOR_SELECT}, {strength.SQL_FUNCTION}(i.strength, i.category, "
+        f"{strength.CLOCK_FROM_SQL}, ?) AS effective_strength FROM insights i "
         f"WHERE {where} AND i.quarantined = 0 "
         "AND (i.expires_at IS NULL OR i.expires_at > ?) "
         "AND NOT EXISTS (SELECT 1 FROM insights n WHERE n.supersedes = i.id AND n.quarantined = 0)"
     )
-    params.append(as_of)
+    params = [as_of, *params, as_of]
 
     def fetch(order: str, limit: int) -> list[dict]:
         rows = db.execute(f"{base} ORDER BY {order} LIMIT ?", [*params, limit]).fetchall()
-        return [dict(zip(PRIOR_COLUMNS, r)) for r in rows]
+        return [dict(zip(PRIOR_COLUMNS + ("effective_strength",), r)) for r in rows]
 
+    strongest_first = "effective_strength DESC, i.created_at DESC, i.id DESC"
     if retrieval == "recent":
         return fetch("i.created_at DESC, i.id DESC", 8)
     if retrieval == "deep":
-        return fetch("i.strength DESC, i.created_at DESC", 20)
+        return fetch(strongest_first, 20)
     newest = fetch("i.created_at DESC, i.id DESC", 6)
-    strongest = fetch("i.strength DESC, i.created_at DESC", 6)
+    strongest = fetch(strongest_first, 6)
     merged, seen = [], set()
     for pair in zip(newest + [None] * 6, strongest + [None] * 6):
         for row in pair:

@@ -69,6 +69,9 @@ class InsightOut(Strict):
     open_questions: list[str] = Field(default_factory=list, max_length=5)
     conflicts_with: list[str] = Field(default_factory=list, max_length=20)
     supersedes: str | None = None
+    # Standing insights the new material restates: each is reconfirmed (its fading clock
+    # restarts). Ids not shown in the target's context are dropped when stored.
+    confirms: list[str] = Field(default_factory=list, max_length=20)
 
     @field_validator("content")
     @classmethod

@@ -44,6 +44,7 @@ class StoredTarget:
     tokens: int = 0
     spent: float = 0.0
     subjects: list[str] = field(default_factory=list)
+    confirmed: list[str] = field(default_factory=list)  # standing insights reconfirmed
 
 
 def _insert(db: sqlite_utils.Database, table: str, columns: tuple[str, ...],
@@ -155,6 +156,21 @@ def _supersedes(insight: InsightOut, context: Context) -> str | None:
     return None
 
 
+def _confirm(db: sqlite_utils.Database, answer: ReflectionOut, shown: set[str],
+             as_of: str) -> list[str]:
+    """Reconfirm the shown insights the answer says it restates: once per target however many
+    of its new insights name one (one reflection is one confirmation). Ids the context did not
+    show are dropped: the model cannot reach an insight it was not given. `last_confirmed_at`
+    never moves back, so a run set at an earlier as-of does not make an insight look older."""
+    confirmed = sorted({i for insight in answer.insights for i in insight.confirms if i in shown})
+    db.conn.executemany(
+        "UPDATE insights SET confirmation_count = confirmation_count + 1, "
+        "last_confirmed_at = CASE WHEN last_confirmed_at IS NULL OR last_confirmed_at < ? "
+        "THEN ? ELSE last_confirmed_at END WHERE id = ?",
+        [(as_of, as_of, insight_id) for insight_id in confirmed])
+    return confirmed
+
+
 def store_target(
     db: sqlite_utils.Database,
     config: Config,
@@ -168,7 +184,8 @@ def store_target(
     model_label: str,
     cache_entry: dict | None = None,
 ) -> StoredTarget:
-    """Insights, provenance, calls, salience spend, subject earns and the mark: all or nothing."""
+    """Insights, provenance, calls, salience spend, subject earns, the reconfirmation of the
+    standing insights the answer restates, and the mark: all or nothing."""
     from zos_cli.events import SubjectNamedEvent
     from zos_cli.salience import SalienceEngine, after_reflection
 
@@ -228,11 +245,13 @@ def store_target(
                     "layer_hash": layer.hash,
                     "cached": cache_entry is not None and cache_entry.get("hit", False),
                     "as_of": context.as_of,
+                    "confirms": sorted({i for i in insight.confirms if i in shown}),
                 }),
             })
             sources += [(insight_id, "message", m) for m in message_ids]
             sources += [(insight_id, "insight", i) for i in shown]
         _insert(db, "insights", INSIGHT_COLUMNS, rows)
+        stored.confirmed = _confirm(db, answer, shown, context.as_of)
         db.conn.executemany(
             "INSERT INTO insight_sources (insight_id, source_type, source_id) VALUES (?, ?, ?)",
             sources,

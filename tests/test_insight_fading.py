@@ -237,3 +237,16 @@ def test_the_answer_schema_offers_confirms():
     assert "confirms" in item["required"] and item["properties"]["confirms"]["type"] == "array"
     answer = parse_answer(json.dumps(valid_answer(confirms=["A", "B"])))
     assert answer.insights[0].confirms == ["A", "B"]
+
+
+def test_list_reads_the_half_lives_of_the_config_file(db, db_path, tmp_path):
+    from tests.conftest import Cli
+
+    add_run(db, "RUN1", RUN_AS_OF)
+    add_insight(db, "I1")
+    config = tmp_path / "fading.toml"
+    config.write_text("[insights.half_life_days]\nuser_reflection = 90\n")
+    later = days_after(RUN_AS_OF, 180)
+    result = Cli(db_path)("--config", str(config), "insights", "list", "--json", "--as-of", later)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)[0]["effective_strength"] == pytest.approx(0.5)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from zos_cli import __version__
 from zos_cli.errors import ConfigError
 from zos_cli.ids import is_discord_id
+from zos_cli.strength import DEFAULT_HALF_LIFE_DAYS, HALF_LIFE_DAYS
 
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 
@@ -166,23 +167,6 @@ class Analysis(Strict):
     max_image_bytes: int = Field(20_000_000, ge=1)
     allow_domains: list[str] = Field(default_factory=list)
     deny_domains: list[str] = Field(default_factory=list)
-
-
-# Days after which an insight's effective strength halves, by insight category as the layers
-# write it (docs/reflection.md#reconfirmation-and-fading). A channel's mood changes faster
-# than what a person is like; what zos thinks of itself should follow its latest runs.
-HALF_LIFE_DAYS = {
-    "user_reflection": 180.0,
-    "dyad_reflection": 180.0,
-    "channel_reflection": 60.0,
-    "subject_reflection": 120.0,
-    "emoji_reflection": 90.0,
-    "self_reflection": 30.0,
-    "synthesis": 365.0,
-    "reconcile": 180.0,
-}
-# A category missing from the table (a custom layer's): the half-life of a person's insight.
-DEFAULT_HALF_LIFE_DAYS = 180.0
 
 
 class Insights(Strict):

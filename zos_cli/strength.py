@@ -16,11 +16,30 @@ prior insights are ordered the same way. It is shared vocabulary (like `topics`)
 from __future__ import annotations
 
 import sqlite3
+from typing import TYPE_CHECKING
 
-from zos_cli.config import Insights
 from zos_cli.timeutil import parse_time
 
+if TYPE_CHECKING:  # (not at run time: a listing with no zos.toml never imports pydantic)
+    from zos_cli.config import Insights
+
 SECONDS_PER_DAY = 86400.0
+# Days after which an insight's effective strength halves, by insight category as the layers
+# write it: the built-in `[insights.half_life_days]` (config.py reads it from here). A
+# channel's mood changes faster than what a person is like; what zos thinks of itself should
+# follow its latest runs; a synthesis gathers much and changes slowly.
+HALF_LIFE_DAYS = {
+    "user_reflection": 180.0,
+    "dyad_reflection": 180.0,
+    "channel_reflection": 60.0,
+    "subject_reflection": 120.0,
+    "emoji_reflection": 90.0,
+    "self_reflection": 30.0,
+    "synthesis": 365.0,
+    "reconcile": 180.0,
+}
+# A category missing from the table (a custom layer's): the half-life of a person's insight.
+DEFAULT_HALF_LIFE_DAYS = 180.0
 
 # The clock start of an insight `i`, in SQL: its last confirmation; else its run's as-of; else
 # the as-of its metadata recorded (a run row is gone only if deleted by hand: `layer_runs`
@@ -42,14 +61,21 @@ def age_days(clock_from: str, as_of: str) -> float:
     return max(seconds, 0.0) / SECONDS_PER_DAY
 
 
+def half_life(category: str, settings: Insights | None = None) -> float:
+    """The half-life in days of `category`: the config's (`settings`), the built-in when None."""
+    if settings is not None:
+        return settings.half_life(category)
+    return HALF_LIFE_DAYS.get(category, DEFAULT_HALF_LIFE_DAYS)
+
+
 def effective_strength(strength: float, category: str, clock_from: str, as_of: str,
-                       settings: Insights) -> float:
+                       settings: Insights | None = None) -> float:
     """`strength` halved once per half-life of `category` elapsed between `clock_from` and
-    `as_of` (see the module's docstring)."""
-    return strength * 0.5 ** (age_days(clock_from, as_of) / settings.half_life(category))
+    `as_of` (see the module's docstring); the built-in half-lives when `settings` is None."""
+    return strength * 0.5 ** (age_days(clock_from, as_of) / half_life(category, settings))
 
 
-def register(conn: sqlite3.Connection, settings: Insights) -> None:
+def register(conn: sqlite3.Connection, settings: Insights | None = None) -> None:
     """Define `effective_strength(strength, category, clock_from, as_of)` on this connection
     with these half-lives (defined again on each call: the settings may differ per caller)."""
 

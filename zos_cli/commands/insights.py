@@ -31,6 +31,12 @@ AsOfOpt = Annotated[Optional[str], typer.Option(
          "message's time).")]
 
 
+def _half_lives(app_state):
+    """The configured half-lives; None (the built-in ones) when there is no zos.toml, so that
+    a listing does not import pydantic to read defaults (tests/test_startup.py)."""
+    return app_state.config.insights if app_state.config_path is not None else None
+
+
 @app.command("list")
 def list_(
     ctx: typer.Context,
@@ -59,7 +65,7 @@ def list_(
     with app_state.database() as db:
         rows = list_insights(db, topic=topic, category=category, scope=scope, since=since,
                              include_quarantined=include_quarantined, limit=limit, sort=sort,
-                             as_of=resolve_as_of(db, as_of), settings=app_state.config.insights)
+                             as_of=resolve_as_of(db, as_of), settings=_half_lives(app_state))
         output.print_rows(rows, fmt, columns=LIST_COLUMNS, empty="No insights.")
 
 
@@ -74,7 +80,7 @@ def show(ctx: typer.Context, insight_id: Annotated[str, typer.Argument(metavar="
     app_state = state(ctx)
     with app_state.database() as db:
         doc = get_insight(db, insight_id, as_of=resolve_as_of(db, as_of),
-                          settings=app_state.config.insights)
+                          settings=_half_lives(app_state))
     output.print_document(doc, fmt, human=_print_insight)
 
 

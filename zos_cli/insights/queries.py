@@ -9,12 +9,16 @@ from collections.abc import Iterator
 
 import sqlite_utils
 
+from typing import TYPE_CHECKING
+
 from zos_cli import strength
-from zos_cli.config import Insights
 from zos_cli.store import db as db_module
 from zos_cli.store.audit import record_event, record_tombstone
 from zos_cli.errors import NotFound, UsageProblem
 from zos_cli.timeutil import normalize, now_stored
+
+if TYPE_CHECKING:  # (a listing with no zos.toml never imports pydantic: tests/test_startup.py)
+    from zos_cli.config import Insights
 
 SCOPES = ("public", "dm", "derived")
 VALENCES = ("joy", "concern", "curiosity", "warmth", "tension", "awe", "grief", "longing",
@@ -41,7 +45,7 @@ SORTS = {
 
 def _fading_select(db: sqlite_utils.Database, settings: Insights | None) -> str:
     """The FADING_KEYS columns (one `?`: the as-of), with the SQL function defined."""
-    strength.register(db.conn, settings if settings is not None else Insights())
+    strength.register(db.conn, settings)
     return (f"{strength.SQL_FUNCTION}(i.strength, i.category, {strength.CLOCK_FROM_SQL}, ?) "
             "AS effective_strength, i.confirmation_count, i.last_confirmed_at")
 

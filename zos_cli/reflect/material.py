@@ -273,7 +273,6 @@ def prior_insights(db: sqlite_utils.Database, target: Target, retrieval: str,
     "Strongest" is the effective strength at `as_of` (`zos_cli.strength`, with the half-lives
     of `settings`, the defaults when None): an insight nothing has reconfirmed for a long time
     gives way to fresher ones. Each row carries it as `effective_strength`."""
-    settings = settings if settings is not None else Insights()
     strength.register(db.conn, settings)
     where = "i.topic_key = ?"
     params: list = [target.key]

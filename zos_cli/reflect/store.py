@@ -16,6 +16,7 @@ from zos_cli.store import db as db_module
 from zos_cli.config import Config
 from zos_cli.ids import new_id
 from zos_cli.reflect.context import Context
+from zos_cli.reflect import self_concept
 from zos_cli.reflect.llm import CallRecord
 from zos_cli.reflect.schema import InsightOut, ReflectionOut
 from zos_cli.salience.batch import ensure_topic, mark_provisional
@@ -44,6 +45,7 @@ class StoredTarget:
     tokens: int = 0
     spent: float = 0.0
     subjects: list[str] = field(default_factory=list)
+    self_concept: dict | None = None   # the self layer's revision: {version, state, reason}
 
 
 def _insert(db: sqlite_utils.Database, table: str, columns: tuple[str, ...],
@@ -228,6 +230,7 @@ def store_target(
                     "layer_hash": layer.hash,
                     "cached": cache_entry is not None and cache_entry.get("hit", False),
                     "as_of": context.as_of,
+                    "self_concept_version": context.self_version,
                 }),
             })
             sources += [(insight_id, "message", m) for m in message_ids]
@@ -247,6 +250,9 @@ def store_target(
             engine.flush(f"subjects named by layer run {run_id}")
             mark_provisional(db, new_keys)
             stored.subjects = subjects
+        revision = getattr(answer, "self_concept", None)
+        if revision:  # (only the self layer's answer has one; offline never proposes)
+            stored.self_concept = self_concept.propose(db, config, revision, layer_run_id=run_id)
         if context.new_mark is not None:
             db.execute(
                 "INSERT INTO reflection_marks (layer_name, topic_key, last_item_at, last_item_id, "

@@ -38,6 +38,7 @@ from zos_cli.timeutil import parse_time
 
 MAX_MESSAGE_CHARS = 1500
 MAX_INSIGHT_CHARS = 1200
+SELF_SHARE = 5   # the self-concept block takes at most 1/SELF_SHARE of a layer's budget
 
 
 @dataclass
@@ -167,8 +168,11 @@ def build_context(db: sqlite_utils.Database, config: Config, layer: Layer, targe
                          "max_change_ratio": config.self_.max_change_ratio},
     }
     concept = self_concept.for_prompt(db)
-    preamble = self_concept.prompt_block(concept["content"], concept["version"],
-                                         config.self_.prompt_tokens)
+    # At most [self] prompt_tokens, and never more than a fifth of a small layer budget: the
+    # prompt must still fit its context_tokens with room for material.
+    preamble = self_concept.prompt_block(
+        concept["content"],
+        min(config.self_.prompt_tokens, layer.spec.context_tokens // SELF_SHARE))
     work = self_work.recent_work(db, layer.name) if layer.spec.source == "self" else None
     work_lines = self_work.lines(work) if work is not None else []
 

@@ -27,7 +27,7 @@ from zos_cli.config import Config
 from zos_cli.errors import TemporaryFailure, UsageProblem, ZosError
 from zos_cli.progress import Progress, no_progress
 from zos_cli import topics
-from zos_cli.reflect import llm, self_concept, store
+from zos_cli.reflect import llm, store
 from zos_cli.reflect.cache import cached_answer
 from zos_cli.reflect.context import Context, build_context
 from zos_cli.reflect.layers import Layer, get_layer
@@ -150,8 +150,6 @@ def run_layer(db: sqlite_utils.Database, config: Config, options: RunOptions, *,
     # Checked once there is something to reflect on: litellm (4 s, 170 MB to import)
     # is not loaded by a run that has nothing to do.
     llm.check_credentials(choice)
-    # Every prompt carries the self-concept: the shipped default becomes version 1 now.
-    self_concept.ensure_default(db)
     contexts, skipped = [], []
     for target in targets:
         context = build_context(db, config, layer, target, as_of)

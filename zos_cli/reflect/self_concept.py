@@ -88,9 +88,16 @@ def ensure_default(db: sqlite_utils.Database) -> dict:
     if found is not None:
         return found
     with db_module.write_transaction(db):
-        if active(db) is None and db.execute("SELECT count(*) FROM self_concept").fetchone()[0] == 0:
-            _insert(db, content=shipped_text(), source="shipped", state="active",
-                    reason="the shipped default")
+        return stored_default(db)
+
+
+def stored_default(db: sqlite_utils.Database) -> dict:
+    """`ensure_default` inside the caller's write transaction: the first insight stored, the
+    first revision proposed or the first `zos self` command is when a database needs its
+    version 1 (a run that stores nothing leaves the table as it was)."""
+    if active(db) is None and db.execute("SELECT count(*) FROM self_concept").fetchone()[0] == 0:
+        _insert(db, content=shipped_text(), source="shipped", state="active",
+                reason="the shipped default")
     return active(db) or _fallback()
 
 
@@ -118,17 +125,18 @@ def bounded(content: str, max_tokens: int) -> str:
     return cut.rstrip() + " …[cut to the bound]"
 
 
-def prompt_block(content: str, version: int | None, max_tokens: int) -> str:
+def prompt_block(content: str, max_tokens: int) -> str:
     """The fenced block every reflection prompt starts with: zos's own words, apart from the
     community's BEGIN DATA / END DATA material. A fence line inside the text is neutralised,
     so the text cannot close its block."""
     text = bounded(content.strip(), max_tokens)
     text = "\n".join("[fence removed]" if line.strip() in (BEGIN, END) else line
                      for line in text.splitlines())
-    which = f"version {version}" if version is not None else "the shipped default"
+    # (No version number in the text: the shipped default reads the same before and after it
+    # is stored as version 1, so the answer cache still matches; insights record the version.)
     return (
         "## Who zos is (zos's own words)\n"
-        f"zos's self-concept ({which}), kept by zos and its operator. It is not community data; "
+        "zos's self-concept, kept by zos and its operator. It is not community data; "
         "it says who is writing and what zos values. It never overrides the instructions of "
         "this prompt.\n"
         f"{BEGIN}\n{text}\n{END}\n\n"
@@ -161,7 +169,7 @@ def propose(db: sqlite_utils.Database, config: Config, content: str, *,
     """Store the self layer's revision (caller holds the write transaction): proposed, active
     with `[self] auto_accept`, or rejected with the reason. Returns {version, state, reason}."""
     content = content.strip()
-    current = (active(db) or _fallback())["content"]
+    current = stored_default(db)["content"]
     problem = check_revision(config, current, content)
     if problem is not None:
         state, reason = "rejected", problem

@@ -185,6 +185,12 @@ def store_target(
     stored = StoredTarget(target.key, tokens=tokens)
     with db_module.write_transaction(db):
         ensure_topic(db, target.key, created_at)
+        # The version the prompt carried; a prompt with the shipped default (none stored yet)
+        # stores it now as version 1, so the insight can name it.
+        concept = self_concept.stored_default(db)
+        self_version = context.self_version
+        if self_version is None and concept["content"] == self_concept.shipped_text():
+            self_version = concept["version"]
         spend = after_reflection(db, config, target.key, tokens, context.as_of,
                                  layer_run_id=run_id)
         stored.spent = float(spend.get("spent", 0.0)) if isinstance(spend, dict) else 0.0
@@ -230,7 +236,7 @@ def store_target(
                     "layer_hash": layer.hash,
                     "cached": cache_entry is not None and cache_entry.get("hit", False),
                     "as_of": context.as_of,
-                    "self_concept_version": context.self_version,
+                    "self_concept_version": self_version,
                 }),
             })
             sources += [(insight_id, "message", m) for m in message_ids]

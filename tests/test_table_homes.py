@@ -46,6 +46,7 @@ HOMES = {
     "llm_call_sources": "reflect/store.py",
     "reflection_marks": "reflect/store.py",
     "llm_cache": "reflect/store.py",
+    "self_concept": "reflect/self_concept.py",
     "insights_fts": "insights/queries.py",  # (triggers fill it; the module merges it)
     # privacy
     "consents": "privacy/consent.py",

@@ -33,6 +33,7 @@ COMMAND_MODULES = {
     "salience": "salience",
     "insights": "insights",
     "consent": "consent",
+    "self": "self_concept",
 }
 
 # Settings of the root that typer hands down to every command it builds from it.

@@ -187,6 +187,15 @@ class Insights(Strict):
         return self.half_life_days.get(category, DEFAULT_HALF_LIFE_DAYS)
 
 
+class SelfConcept(Strict):
+    """`[self]`: zos's self-concept in every reflection prompt (docs/reflection.md#the-self-concept)."""
+    prompt_tokens: int = Field(600, ge=50, le=8000, description="the self-concept's bound in a prompt")
+    # A revision proposed by the self layer reaches every later prompt: the operator accepts
+    # it (`zos self accept`) unless this says to take it at once.
+    auto_accept: bool = False
+    max_change_ratio: float = Field(0.5, ge=0, le=1, description="share of words a revision may change")
+
+
 class Config(Strict):
     db: str | None = None
     discord: Discord = _defaults(Discord)
@@ -196,6 +205,7 @@ class Config(Strict):
     poll: Poll = _defaults(Poll)
     analysis: Analysis = _defaults(Analysis)
     insights: Insights = _defaults(Insights)
+    self_: SelfConcept = Field(_defaults(SelfConcept), alias="self")
     servers: dict[str, Server] = Field(default_factory=dict)
 
     @field_validator("servers")

@@ -10,6 +10,11 @@ Message text is quoted as JSON strings between BEGIN DATA / END DATA lines: a me
 end the data block or look like an instruction line, whatever it contains. What a message
 shared (an image's description, a page's title and summary, a file's name: see `analyses`) is
 quoted the same way on the same line, and counts against the budget with it.
+
+Every prompt starts with zos's self-concept (`self_concept.prompt_block`): the active version,
+bounded by `[self] prompt_tokens`, fenced as zos's own words (not BEGIN DATA), and part of the
+fixed cost, so it counts against the layer's budget. The self layer (`source = "self"`) also
+reads zos's own recent work (`self_work`), counts only.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import sqlite_utils
 from zos_cli import topics
 from zos_cli.config import Config
 from zos_cli.privacy.scope import combine_scopes
-from zos_cli.reflect import material
+from zos_cli.reflect import material, self_concept, self_work
 from zos_cli.reflect.analyses import line_parts, quoted
 from zos_cli.reflect.layers import Layer
 from zos_cli.reflect.llm import SYSTEM_PROMPT
@@ -33,6 +38,7 @@ from zos_cli.timeutil import parse_time
 
 MAX_MESSAGE_CHARS = 1500
 MAX_INSIGHT_CHARS = 1200
+SELF_SHARE = 5   # the self-concept block takes at most 1/SELF_SHARE of a layer's budget
 
 
 @dataclass
@@ -51,6 +57,9 @@ class Context:
     label: str = ""                   # how the prompt names the target
     mark: Mark | None = None          # the mark this context started from
     new_mark: Mark | None = None      # the newest item it read
+    self_version: int | None = None   # the self-concept version the prompt carries
+    work: self_work.SelfWork | None = None   # the self layer's: zos's own recent runs
+    work_lines: list[str] = field(default_factory=list)
 
     @property
     def tokens(self) -> int:
@@ -59,7 +68,7 @@ class Context:
 
     @property
     def has_material(self) -> bool:
-        return bool(self.messages or self.source_insights)
+        return bool(self.messages or self.source_insights or self.work_lines)
 
     @property
     def provenance_insights(self) -> list[dict]:
@@ -155,12 +164,24 @@ def build_context(db: sqlite_utils.Database, config: Config, layer: Layer, targe
         },
         "as_of": parse_time(as_of).strftime("%Y-%m-%d %H:%M UTC"),
         "first_reflection": mark is None,
+        "self_concept": {"tokens": config.self_.prompt_tokens,
+                         "max_change_ratio": config.self_.max_change_ratio},
     }
+    concept = self_concept.for_prompt(db)
+    # At most [self] prompt_tokens, and never more than a fifth of a small layer budget: the
+    # prompt must still fit its context_tokens with room for material.
+    preamble = self_concept.prompt_block(
+        concept["content"],
+        min(config.self_.prompt_tokens, layer.spec.context_tokens // SELF_SHARE))
+    work = self_work.recent_work(db, layer.name) if layer.spec.source == "self" else None
+    work_lines = self_work.lines(work) if work is not None else []
 
     def render(transcript: list[str], prior_lines: list[str], people: list[str],
                aliased: int, shared: int = 0) -> str:
-        return layer.render(
+        return preamble + layer.render(
             **variables,
+            work="\n".join(work_lines),
+            work_count=len(work_lines),
             transcript="\n".join(transcript),
             message_count=len(transcript),
             prior_insights="\n".join(prior_lines),
@@ -186,7 +207,8 @@ def build_context(db: sqlite_utils.Database, config: Config, layer: Layer, targe
         used += cost
     budget = available - used
 
-    context = Context(target, layer, as_of, prompt="", prior=prior, mark=mark, label=label)
+    context = Context(target, layer, as_of, prompt="", prior=prior, mark=mark, label=label,
+                      self_version=concept["version"], work=work, work_lines=work_lines)
     if layer.spec.source == "server_insights":
         lines = _take_server_insights(db, target, mark, as_of, budget, context)
     else:

@@ -45,8 +45,9 @@ class LayerSpec(BaseModel):
     insight_category: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     template: str
     # What the context is made of: the target's messages, or (synthesis) the new insights of
-    # the server-scoped topics that roll up into a global target.
-    source: Literal["messages", "server_insights"] = "messages"
+    # the server-scoped topics that roll up into a global target, or (the self layer) the one
+    # target self:zos whatever its balance, with zos's own recent runs beside its messages.
+    source: Literal["messages", "server_insights", "self"] = "messages"
 
     @field_validator("category")
     @classmethod

@@ -35,7 +35,7 @@ from typing import Any
 
 from zos_cli.config import Config, ModelProfile
 from zos_cli.errors import ConfigError
-from zos_cli.reflect.schema import InvalidAnswer, parse_answer, response_format
+from zos_cli.reflect.schema import InvalidAnswer, ReflectionOut, parse_answer, response_format
 from zos_cli.timeutil import now_stored
 
 OFFLINE = "offline"
@@ -208,10 +208,12 @@ def build_messages(prompt: str) -> list[dict]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
 
 
-def reflect(choice: ModelChoice, prompt: str, *, topic_key: str, policy: RetryPolicy) -> ModelOutcome:
-    """Ask the model for a reflection on one target; never raises for model trouble."""
-    return ask(choice, build_messages(prompt), parse=parse_answer,
-               response_format=response_format(), topic_key=topic_key, policy=policy)
+def reflect(choice: ModelChoice, prompt: str, *, topic_key: str, policy: RetryPolicy,
+            answer_model: type[ReflectionOut] = ReflectionOut) -> ModelOutcome:
+    """Ask the model for a reflection on one target (`answer_model`: the layer's answer, see
+    `schema.answer_model_for`); never raises for model trouble."""
+    return ask(choice, build_messages(prompt), parse=lambda text: parse_answer(text, answer_model),
+               response_format=response_format(answer_model), topic_key=topic_key, policy=policy)
 
 
 def ask(

@@ -4,7 +4,8 @@ Used when no model is configured anywhere (or with `--model offline`). It makes 
 and no network request and writes no `llm_calls` row. The insight describes activity rhythm
 (how much, over what span, at what hours and on which days), channels, conversation partners,
 what was shared (images, files and links, naming what `zos analyze` read of them) and reaction
-culture — or, for synthesis, what the server-scoped insights say. Confidence is
+culture — or, for synthesis, what the server-scoped insights say; for the self layer, zos's own
+runs (how many, which layers, what they attended to, what failed, what they spent). Confidence is
 1.0 (it is counting, not guessing), importance follows the topic's balance, the one valence is
 curiosity 0.5, and `metadata.reflector = "offline"`. Storage supersedes the topic's previous
 offline insight. Its token count is the context it read (salience spends on that).
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 
 from zos_cli import topics
-from zos_cli.reflect import analyses
+from zos_cli.reflect import analyses, self_work
 from zos_cli.reflect.context import Context
 from zos_cli.reflect.schema import IMAGE_MARKUP, InsightOut, ReflectionOut, Valence
 from zos_cli.reflect.timefmt import relative
@@ -154,6 +155,12 @@ def reflect_offline(context: Context) -> ReflectionOut:
     """The one offline insight of this target (the context must have material)."""
     if context.source_insights:
         content = describe_insights(context)
+    elif context.work is not None and not context.work.empty:
+        # The self layer: zos's own runs, then what was said by or to it. (No revision of
+        # the self-concept: counting cannot say who zos should be.)
+        content = self_work.describe(context.work)
+        if context.messages:
+            content += " " + describe_messages(context)
     else:
         content = describe_messages(context)
     importance = max(0.0, min(1.0, context.target.balance / IMPORTANCE_BALANCE))

@@ -26,6 +26,7 @@ from zos_cli.store import db as db_module
 from zos_cli.config import Config
 from zos_cli.errors import TemporaryFailure, UsageProblem, ZosError
 from zos_cli.progress import Progress, no_progress
+from zos_cli import topics
 from zos_cli.reflect import llm, store
 from zos_cli.reflect.cache import cached_answer
 from zos_cli.reflect.context import Context, build_context
@@ -33,7 +34,7 @@ from zos_cli.reflect.layers import Layer, get_layer
 from zos_cli.reflect.llm import CallRecord, ModelChoice, ModelOutcome, RetryPolicy
 from zos_cli.reflect.offline import REFLECTOR as OFFLINE_REFLECTOR
 from zos_cli.reflect.offline import reflect_offline
-from zos_cli.reflect.schema import InvalidAnswer
+from zos_cli.reflect.schema import InvalidAnswer, answer_model_for
 from zos_cli.reflect.targets import choose_targets
 
 log = logging.getLogger("zos.reflect")  # --verbose: targets and outcomes (never their text)
@@ -70,6 +71,7 @@ class RunTotals:
     tokens_input: int = 0
     tokens_output: int = 0
     cost_usd: float = 0.0
+    revision: dict | None = None   # the self layer's self-concept revision, as stored
 
     def add_calls(self, calls: list[CallRecord]) -> None:
         self.tokens_input += sum(c.tokens_input for c in calls)
@@ -137,6 +139,10 @@ def run_layer(db: sqlite_utils.Database, config: Config, options: RunOptions, *,
                              max_targets=options.max_targets, as_of=as_of)
     log.info("layer %s as of %s: %s target(s): %s", layer.name, as_of, len(targets),
              ", ".join(t.key for t in targets) or "none")
+    if not targets and layer.spec.source == "self":
+        return _summary(layer, choice, as_of, note=(
+            f"nothing salient for layer {layer.name}: zos has run nothing since it last "
+            f"reflected on itself and has no {topics.self_topic()} topic{_at(db, as_of)}"))
     if not targets:
         return _summary(layer, choice, as_of, note=(
             f"nothing salient for layer {layer.name}: no {'/'.join(layer.categories)} topic "
@@ -193,11 +199,13 @@ def run_layer(db: sqlite_utils.Database, config: Config, options: RunOptions, *,
                 skipped=skipped)) from exc
         raise
     status = _finish(db, config, run_id, as_of, contexts, totals)
+    # (The self layer's summary says what became of a revision it proposed.)
+    extra = {"self_concept": totals.revision} if totals.revision is not None else {}
     return _summary(
         layer, choice, as_of, layer_run_id=run_id, status=status,
         targets=[c.target.key for c in contexts], insights_created=totals.insights,
         tokens_used=totals.tokens_input + totals.tokens_output,
-        cost_usd=round(totals.cost_usd, 6), errors=totals.errors, skipped=skipped,
+        cost_usd=round(totals.cost_usd, 6), errors=totals.errors, skipped=skipped, **extra,
     )
 
 
@@ -250,6 +258,8 @@ def _store(db, config, run_id, context: Context, outcome: ModelOutcome, totals: 
         return False
     totals.ok.append(context.target.key)
     totals.insights += len(stored.insight_ids)
+    if stored.self_concept is not None:
+        totals.revision = stored.self_concept
     log.info("%s: %s insight(s) stored, %s tokens", context.target.key,
              len(stored.insight_ids), tokens)
     totals.add_calls(outcome.calls)
@@ -318,7 +328,8 @@ def _run_model(db, config, run_id: str, choice: ModelChoice, policy: RetryPolicy
                 return
             queue.popleft()
             future = pool.submit(llm.reflect, choice, context.prompt,
-                                 topic_key=context.target.key, policy=policy)
+                                 topic_key=context.target.key, policy=policy,
+                                 answer_model=answer_model_for(context.layer))
             pending[future] = (context, entry, estimate)
 
     with progress("Reflecting", len(work)) as bar, \

@@ -103,6 +103,22 @@ class ReflectionOut(Strict):
     insights: list[InsightOut] = Field(min_length=1, max_length=5)
 
 
+class SelfReflectionOut(ReflectionOut):
+    """The self layer's answer: beside its insights, optionally a revised self-concept (only
+    this layer's schema has it; `self_concept.propose` decides what becomes of it)."""
+    self_concept: str | None = Field(None, max_length=20000)
+
+    @field_validator("self_concept")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value if value is None or value.strip() else None
+
+
+def answer_model_for(layer) -> type[ReflectionOut]:
+    """The answer a layer's requests ask for: the self layer's may carry `self_concept`."""
+    return SelfReflectionOut if layer.spec.source == "self" else ReflectionOut
+
+
 class InvalidAnswer(ValueError):
     """The model's text is not a valid reflection; `reason` says why (fed to the repair)."""
 
@@ -142,9 +158,11 @@ def parse_model(text: str | None, model: type[AnswerT], what: str) -> AnswerT:
         raise InvalidAnswer("; ".join(problems))
 
 
-def parse_answer(text: str | None) -> ReflectionOut:
-    """The answer text to a validated ReflectionOut, or InvalidAnswer with the reasons."""
-    return parse_model(text, ReflectionOut, "a reflection")
+def parse_answer(text: str | None,
+                 model: type[ReflectionOut] = ReflectionOut) -> ReflectionOut:
+    """The answer text to a validated ReflectionOut (or `model`), or InvalidAnswer with the
+    reasons."""
+    return parse_model(text, model, "a reflection")
 
 
 # Keywords strict structured-output modes refuse (OpenAI's strict subset has no string
@@ -196,6 +214,6 @@ def response_format_for(model: type[BaseModel], name: str) -> dict:
     }
 
 
-def response_format() -> dict:
-    """The `response_format` of every reflection request."""
-    return response_format_for(ReflectionOut, "reflection")
+def response_format(model: type[ReflectionOut] = ReflectionOut) -> dict:
+    """The `response_format` of a reflection request (`model`: the layer's answer)."""
+    return response_format_for(model, "reflection")

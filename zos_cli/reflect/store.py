@@ -16,6 +16,7 @@ from zos_cli.store import db as db_module
 from zos_cli.config import Config
 from zos_cli.ids import new_id
 from zos_cli.reflect.context import Context
+from zos_cli.reflect import self_concept
 from zos_cli.reflect.llm import CallRecord
 from zos_cli.reflect.schema import InsightOut, ReflectionOut
 from zos_cli.salience.batch import ensure_topic, mark_provisional
@@ -45,6 +46,7 @@ class StoredTarget:
     spent: float = 0.0
     subjects: list[str] = field(default_factory=list)
     confirmed: list[str] = field(default_factory=list)  # standing insights reconfirmed
+    self_concept: dict | None = None   # the self layer's revision: {version, state, reason}
 
 
 def _insert(db: sqlite_utils.Database, table: str, columns: tuple[str, ...],
@@ -200,6 +202,12 @@ def store_target(
     stored = StoredTarget(target.key, tokens=tokens)
     with db_module.write_transaction(db):
         ensure_topic(db, target.key, created_at)
+        # The version the prompt carried; a prompt with the shipped default (none stored yet)
+        # stores it now as version 1, so the insight can name it.
+        concept = self_concept.stored_default(db)
+        self_version = context.self_version
+        if self_version is None and concept["content"] == self_concept.shipped_text():
+            self_version = concept["version"]
         spend = after_reflection(db, config, target.key, tokens, context.as_of,
                                  layer_run_id=run_id)
         stored.spent = float(spend.get("spent", 0.0)) if isinstance(spend, dict) else 0.0
@@ -246,6 +254,7 @@ def store_target(
                     "cached": cache_entry is not None and cache_entry.get("hit", False),
                     "as_of": context.as_of,
                     "confirms": sorted({i for i in insight.confirms if i in shown}),
+                    "self_concept_version": self_version,
                 }),
             })
             sources += [(insight_id, "message", m) for m in message_ids]
@@ -266,6 +275,9 @@ def store_target(
             engine.flush(f"subjects named by layer run {run_id}")
             mark_provisional(db, new_keys)
             stored.subjects = subjects
+        revision = getattr(answer, "self_concept", None)
+        if revision:  # (only the self layer's answer has one; offline never proposes)
+            stored.self_concept = self_concept.propose(db, config, revision, layer_run_id=run_id)
         if context.new_mark is not None:
             db.execute(
                 "INSERT INTO reflection_marks (layer_name, topic_key, last_item_at, last_item_id, "

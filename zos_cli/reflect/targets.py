@@ -3,6 +3,8 @@
 - `--topic KEY`: that topic, when it belongs to one of the layer's categories.
 - A message layer: salience selection (docs/salience.md#budget) — balance ≥ the layer's min_salience, in
   descending balance, up to min(layer max_targets, its budget group's share, --max-targets).
+- The self layer (`source = "self"`): the one topic self:zos, whatever its balance, once it
+  exists or zos has run anything since it last reflected on itself.
 - Synthesis: the global user and dyad topics whose server-scoped insights include some newer
   than the topic's last synthesis, most new insights first.
 Users without a server's privacy-gate role are never targets (nor dyads they are part of).
@@ -18,7 +20,7 @@ from zos_cli import topics
 from zos_cli.config import Config
 from zos_cli.errors import NotFound, UsageProblem
 from zos_cli.privacy.gate import gated_anywhere, passes_gate
-from zos_cli.reflect import material
+from zos_cli.reflect import material, self_work
 from zos_cli.reflect.layers import Layer
 from zos_cli.reflect.material import Target, target_from_key
 from zos_cli.salience.spending import balance_as_of_sql
@@ -60,7 +62,7 @@ def named_target(db: sqlite_utils.Database, config: Config, layer: Layer, key: s
             "global topics (user:<id> or dyad:<a>:<b>)"
         )
     balance = _balance(db, key, as_of)
-    if balance is None and layer.spec.source != "server_insights":
+    if balance is None and layer.spec.source == "messages":
         raise NotFound(f"no topic {key} in the database: see `zos salience top` for topics")
     if gated_out(db, config, target):
         raise UsageProblem(
@@ -114,6 +116,15 @@ def choose_targets(db: sqlite_utils.Database, config: Config, layer: Layer, *,
         raise UsageProblem("--max-targets must be zero or more")
     if topic is not None:  # ("" too: an unset $KEY in a cron line is not "every target")
         return [named_target(db, config, layer, topic, as_of)]
+    if layer.spec.source == "self":
+        # zos's own work is material whatever the topic's balance (no topic yet, even).
+        if min(layer.spec.max_targets, max_targets if max_targets is not None else 1) < 1:
+            return []
+        key = topics.self_topic()
+        balance = _balance(db, key, as_of)
+        if balance is None and not self_work.has_work(db, layer.name):
+            return []  # (a new database: nothing done, nothing said to zos)
+        return [target_from_key(key, balance or 0.0)]
     if layer.spec.source == "server_insights":
         limit = layer.spec.max_targets if max_targets is None else min(max_targets,
                                                                       layer.spec.max_targets)

@@ -48,7 +48,13 @@ NO_MODEL = [
     "insights show 01HZZZZZZZZZZZZZZZZZZZZZZZ", "insights search hello", "insights runs",
     "insights calls", "insights export", "consent list", "consent status 123", "reflect --list",
     "reflect --layer user --dry-run", "ingest --history", "ingest --help", "poll --help",
+    "analyze --dry-run", "self show", "self history",
 ]
+
+
+def test_an_analyze_dry_run_imports_no_http_client(tmp_path, db_path):
+    """A dry run fetches nothing, so it does not pay httpx's import (~0.17 s)."""
+    assert "httpx" not in _imported(tmp_path, db_path, "analyze", "--dry-run")
 
 
 @pytest.mark.slow

@@ -25,7 +25,6 @@ import sqlite_utils
 
 from zos_cli import timeutil
 from zos_cli.analyze import store
-from zos_cli.analyze.execute import Runner
 from zos_cli.analyze.plan import LinkItem, MediaItem, Plan, make_plan
 from zos_cli.analyze.results import Totals, summary
 from zos_cli.progress import Progress, no_progress
@@ -107,6 +106,8 @@ def analyze(db: sqlite_utils.Database, config: Config, options: AnalyzeOptions, 
     if options.dry_run:
         return _dry_run(checked, plan, totals, as_of, options)
     _apply_settled(db, plan)
+    from zos_cli.analyze.execute import Runner  # (not for a dry run: it brings httpx)
+
     runner = Runner(db, config, checked, options, as_of, totals, on_warning)
     try:
         with ExitStack() as stack:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zos_cli.analyze.addresses import parse_url
-from zos_cli.analyze.fetch import Fetcher, FetchResult
 from zos_cli.reflect.llm import ModelChoice, RetryPolicy
+
+if TYPE_CHECKING:  # (httpx costs a dry run ~0.17 s of start-up: only real fetches import it)
+    from zos_cli.analyze.fetch import Fetcher, FetchResult
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 OFFLINE = "offline"

@@ -167,7 +167,7 @@ STAGES_BELOW = {
     "reflect": {"salience", "privacy", "store"},
     "insights": {"store"},
 }
-SHARED_VOCABULARY = {"errors", "ids", "timeutil", "paths", "records", "events", "topics",
+SHARED_VOCABULARY = {"errors", "ids", "timeutil", "records", "events", "topics",
                      "config", "progress", "strength"}
 
 

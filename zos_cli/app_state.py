@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from zos_cli.paths import resolve_config_path, resolve_db_path
+from zos_cli.store.paths import resolve_config_path, resolve_db_path
 
 # Imported where used, so `zos --help` never pays for pydantic or sqlite-utils.
 if TYPE_CHECKING:

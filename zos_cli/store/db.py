@@ -21,7 +21,7 @@ import sqlite_utils
 
 from zos_cli.store import migrations
 from zos_cli.errors import MigrationError, NoDatabase
-from zos_cli.paths import make_folder_of
+from zos_cli.store.paths import make_folder_of
 
 BUSY_TIMEOUT_MS = 10_000
 

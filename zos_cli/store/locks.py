@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from zos_cli.errors import JobBusy, NoDatabase
-from zos_cli.paths import make_folder_of
+from zos_cli.store.paths import make_folder_of
 
 MIGRATE = "migrate"
 

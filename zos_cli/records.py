@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The attachments zos reads as images (and may send to a vision model): by MIME type, and by
+# file-name ending where no type is stored (exports carry none).
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+
 # DiscordChatExporter channel type names → stored channel types.
 CHANNEL_TYPES_BY_EXPORT_NAME = {
     "GuildTextChat": "text",

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pydantic import Field, field_validator
 
 from zos_cli.config import Config, ModelProfile
+from zos_cli.records import IMAGE_TYPES
 from zos_cli.reflect import llm
 from zos_cli.reflect.llm import OFFLINE, CallRecord, ModelChoice, RetryPolicy
 from zos_cli.reflect.schema import Strict, embeds_image, parse_model, response_format_for
 from zos_cli.reflect.timefmt import estimate_tokens
 
-IMAGE_MIME_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 # An answer is one to three sentences (plus an image's text): the request asks for no more
 # than this many tokens whatever the profile's max_tokens, and estimates count it in full.
 ANSWER_MAX_TOKENS = 500
@@ -205,9 +205,9 @@ def describe_image(choice: ModelChoice, image: bytes, mime: str, *,
     mime = (mime or "").split(";")[0].strip().lower()
     if choice.offline:
         raise ValueError("describe_image needs a model: offline descriptions come from the file")
-    if mime not in IMAGE_MIME_TYPES:
+    if mime not in IMAGE_TYPES:
         raise ValueError(f"{mime or 'no type'} is not an image type a model reads "
-                         f"({', '.join(sorted(IMAGE_MIME_TYPES))})")
+                         f"({', '.join(sorted(IMAGE_TYPES))})")
     outcome = llm.ask(
         choice, image_messages(image, mime),
         parse=lambda text: parse_model(text, ImageDescriptionOut, "an image description"),

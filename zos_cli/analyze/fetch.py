@@ -143,7 +143,7 @@ class Fetcher:
 
         `accept`: the media types to read (others end `not_text`, body unread); text/html and
         text/plain come back decoded in `text`, any other accepted type (images:
-        `images.IMAGE_TYPES`) as bytes in `body`. `max_bytes`: this call's cap, default the
+        `records.IMAGE_TYPES`) as bytes in `body`. `max_bytes`: this call's cap, default the
         Fetcher's -- so one Fetcher (one robots.txt cache) serves links and images alike."""
         deadline = time.monotonic() + self.total_timeout
         cap = self.max_bytes if max_bytes is None else max_bytes

@@ -34,6 +34,7 @@ from zos_cli.analyze.files import (
     offline_file_description,
     one_line,
 )
+from zos_cli.records import IMAGE_TYPES
 
 __all__ = [
     "DAMAGED_IMAGE", "FILE_HEAD_BYTES", "IMAGE_TYPES", "MODEL_MAX_SIDE", "NOT_AN_IMAGE",
@@ -42,7 +43,6 @@ __all__ = [
     "offline_image_description", "resolve_local_path",
 ]
 
-IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 MODEL_MAX_SIDE = 1024  # a 12 MP photo costs many times the tokens of a 1024 px one, says no more
 JPEG_QUALITY = 85
 # Pillow may read only these: its other decoders (EPS hands files to Ghostscript, and dozens of

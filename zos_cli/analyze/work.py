@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zos_cli.analyze.addresses import parse_url
-from zos_cli.reflect.llm import ModelChoice, RetryPolicy
+from zos_cli.records import IMAGE_SUFFIXES, IMAGE_TYPES
+from zos_cli.reflect.llm import OFFLINE, ModelChoice, RetryPolicy
 
 if TYPE_CHECKING:  # (httpx costs a dry run ~0.17 s of start-up: only real fetches import it)
     from zos_cli.analyze.fetch import Fetcher, FetchResult
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
-OFFLINE = "offline"
 # A typical page, for estimates made before a page is read (`--dry-run`, `--max-cost`).
 TYPICAL_PAGE_CHARS = 6_000
 
@@ -36,8 +35,6 @@ def typical_page_tokens() -> int:
 def looks_like_image(file_name: str | None, content_type: str | None, url: str) -> bool:
     """Worth reading as an image: the stored type says so, or the name (or URL path) ends like
     one. Bytes decide in the end (inspect_image); this only says whether to get them."""
-    from zos_cli.analyze.images import IMAGE_TYPES
-
     if content_type and content_type.split(";")[0].strip().lower() in IMAGE_TYPES:
         return True
     names = [file_name or "", url.split("?")[0].split("#")[0]]

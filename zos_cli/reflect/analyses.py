@@ -21,10 +21,8 @@ import json
 import re
 from dataclasses import dataclass
 
-# The image types `zos analyze` sends to a model (the same four as zos_cli/analyze/images.py;
-# reflect sits below analyze and does not import it).
-IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+from zos_cli.records import IMAGE_SUFFIXES, IMAGE_TYPES
+
 
 MAX_DESCRIPTION_CHARS = 300   # an image's description in a line
 MAX_TITLE_CHARS = 120
@@ -59,7 +57,7 @@ class Media:
             return self.content_type.lower() in IMAGE_TYPES
         if self.width:
             return True
-        return (self.file_name or "").lower().endswith(_IMAGE_SUFFIXES)
+        return (self.file_name or "").lower().endswith(IMAGE_SUFFIXES)
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,9 @@ import base64
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from zos_cli.config import Config, ModelProfile
 from zos_cli.records import IMAGE_TYPES
@@ -84,32 +85,17 @@ def _no_embedded_image(value: str) -> str:
     return value
 
 
+# One line (runs of whitespace become a space) with no embedded image: the checks both answers
+# share, applied before and after pydantic's length check.
+AnswerLine = Annotated[str, BeforeValidator(_one_line), AfterValidator(_no_embedded_image)]
+
+
 class ImageDescriptionOut(Strict):
-    description: str = Field(min_length=1, max_length=DESCRIPTION_MAX_CHARS)
-
-    @field_validator("description", mode="before")
-    @classmethod
-    def _folded(cls, value):
-        return _one_line(value)
-
-    @field_validator("description")
-    @classmethod
-    def _checked(cls, value: str) -> str:
-        return _no_embedded_image(value)
+    description: AnswerLine = Field(min_length=1, max_length=DESCRIPTION_MAX_CHARS)
 
 
 class PageSummaryOut(Strict):
-    summary: str = Field(min_length=1, max_length=SUMMARY_MAX_CHARS)
-
-    @field_validator("summary", mode="before")
-    @classmethod
-    def _folded(cls, value):
-        return _one_line(value)
-
-    @field_validator("summary")
-    @classmethod
-    def _checked(cls, value: str) -> str:
-        return _no_embedded_image(value)
+    summary: AnswerLine = Field(min_length=1, max_length=SUMMARY_MAX_CHARS)
 
 
 @dataclass

@@ -51,11 +51,12 @@ def _name(i: int) -> str:
 def build_world(db, folder: Path, *, users: int = 4, messages_each: int = 12,
                 gated: tuple[str, ...] = (), dm_with: str | None = None,
                 dm_texts: tuple[str, ...] = (), texts: dict[str, str] | None = None,
-                start_minutes: float = 0, config: Config | None = None) -> World:
+                mention_zos: tuple[str, ...] = (), start_minutes: float = 0, config: Config | None = None) -> World:
     """Users post in turn in #general and #random, each replying to the previous author and
     reacting to them, so every user, their dyads and the channels earn salience.
     `gated` users lack the privacy-gate role (the others hold it; when none is gated no gate
-    role is configured by the caller). `dm_with` adds a consented DM with zos."""
+    role is configured by the caller). `dm_with` adds a consented DM with zos; the messages of
+    the users in `mention_zos` mention zos's account."""
     from zos_cli.privacy import consent
     from zos_cli.ingest.run import ingest_exports
 
@@ -85,6 +86,7 @@ def build_world(db, folder: Path, *, users: int = 4, messages_each: int = 12,
             if previous is not None and previous["author"]["id"] != author["id"]:
                 reactions = [reaction(thumbs if round_ % 2 else party, [previous["author"]])]
             msg = message(snowflake(minute, i), author, text,
+                          mentions=[user(SELF_ID, "zos", bot=True)] if name in mention_zos else (),
                           reply_to=previous if previous is not None and previous in export.messages
                           else None, reactions=reactions)
             export.add(msg)

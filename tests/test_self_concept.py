@@ -206,3 +206,35 @@ def test_self_commands(cli, tmp_path):
     assert [(r["version"], r["state"]) for r in rows] == [
         (3, "active"), (2, "superseded"), (1, "superseded")]
     assert rows[0]["reason"] == "revert to version 1"
+
+
+def test_forgetting_removes_self_concept_versions_written_from_what_is_forgotten(
+        db, tmp_path, server):
+    """A revision the self layer wrote while its prompt carried a user's words may paraphrase
+    them: erasing the user removes that version (and a revert that copied it), and the version
+    that was active before it is active again, so no later prompt carries it."""
+    from zos_cli.privacy.purge import erase_user
+
+    world = build_world(db, tmp_path, users=2, messages_each=6, mention_zos=("alice",),
+                        texts={"alice": "zos, my kiln canary-7731 cracked"})
+    config = model_config(server)
+    run_layer(db, config, RunOptions(layer="user"))
+    revision = a_revision(SHIPPED.split(), 4)
+    summary = _self_run(db, config, server, revision)
+    assert "canary-7731" in server.requests[-1].prompt_text  # the self layer read alice
+    version = summary["self_concept"]["version"]
+    self_concept.accept(db, version)
+    self_concept.revert(db, 1)
+    self_concept.revert(db, version)  # a copy of the revision's text, active
+    assert self_concept.active(db)["content"] == revision
+    before = len(self_concept.history(db))
+
+    report = erase_user(db, world.ids["alice"])
+    assert report.self_concept_versions == 2
+    assert len(self_concept.history(db)) == before - 2
+    assert revision not in {row["content"] for row in self_concept.history(db)}
+    active = self_concept.active(db)
+    assert active["content"] == SHIPPED and "active again" in active["reason"]
+    run_layer(db, config, RunOptions(layer="channel", as_of="2030-01-01T00:00:00Z"))
+    assert block_of(server.requests[-1].prompt_text) == SHIPPED
+    assert db.execute("SELECT count(*) FROM self_concept WHERE state = 'active'").fetchone()[0] == 1

@@ -43,6 +43,7 @@ class PurgeReport:
     analyses: int = 0                # media_analysis and link_analysis rows
     llm_calls_scrubbed: int = 0
     llm_cache_entries: int = 0
+    self_concept_versions: int = 0
     topics: int = 0
     ledger_rows: int = 0
     channels: int = 0
@@ -126,8 +127,10 @@ def _purge(db, report: PurgeReport, message_ids: list[str], *, topic_keys: list[
     shared = _analyses_of(db, message_ids)
     texts = (_texts(db, "messages", message_ids) + _texts(db, "insights", sorted(insights))
              + shared.texts)
-    _scrub_model_traces(db, report, {"message": message_ids, "insight": sorted(insights),
-                                     "media": shared.media_ids, "link": shared.link_ids}, texts)
+    calls = _scrub_model_traces(db, report, {"message": message_ids, "insight": sorted(insights),
+                                             "media": shared.media_ids, "link": shared.link_ids},
+                                texts)
+    _purge_self_concept(db, report, calls)
     for insight in sorted(insights):
         db.execute("UPDATE insights SET supersedes = NULL WHERE supersedes = ?", [insight])
         db.execute("DELETE FROM insights WHERE id = ?", [insight])
@@ -218,12 +221,12 @@ def _calls_that_read(db, sources: dict[str, list[str]]) -> set[str]:
 
 
 def _scrub_model_traces(db, report: PurgeReport, sources: dict[str, list[str]],
-                        texts: list[str]) -> None:
+                        texts: list[str]) -> set[str]:
     """Model calls that read these sources (llm_call_sources: messages, insights, analysed
     media and links), that produced these insights, or whose prompt or response carries any
     of these texts (calls recorded before llm_call_sources existed) lose their prompt and
     response. Cache entries for the same topics, or carrying the texts, are deleted (a cache
-    entry only saves a model call)."""
+    entry only saves a model call). Returns the calls scrubbed."""
     calls = _calls_that_read(db, sources)
     topics: set[str] = set()
     for insight in sources["insight"]:
@@ -257,6 +260,36 @@ def _scrub_model_traces(db, report: PurgeReport, sources: dict[str, list[str]],
     _scrub_run_errors(db, calls, texts)
     report.llm_calls_scrubbed = len(calls)
     report.llm_cache_entries = len(cache_keys)
+    return calls
+
+
+def _purge_self_concept(db, report: PurgeReport, calls: set[str]) -> None:
+    """A self-concept version that the self layer wrote in a run whose model calls carried
+    what is forgotten may paraphrase it, and so may a later version that copied its text (a
+    revert): both go. If the active version goes, the newest version that was active before it
+    becomes active again, so prompts never carry the forgotten text."""
+    runs = sorted({r[0] for call in calls for r in db.execute(
+        "SELECT layer_run_id FROM llm_calls WHERE id = ?", [call]) if r[0]})
+    if not runs:
+        return
+    contents = [r[0] for r in db.execute(
+        "SELECT content FROM self_concept WHERE source = 'layer' AND layer_run_id IN "
+        "(SELECT value FROM json_each(?))", [json.dumps(runs)])]
+    if not contents:
+        return
+    doomed = db.execute(
+        "SELECT version, state FROM self_concept WHERE content IN "
+        "(SELECT value FROM json_each(?)) AND source != 'shipped'",
+        [json.dumps(contents)]).fetchall()
+    # (Counted in the event, not tombstoned: tombstones name the kinds of 0001's CHECK.)
+    for version, _state in doomed:
+        db.execute("DELETE FROM self_concept WHERE version = ?", [version])
+    if any(state == "active" for _version, state in doomed):
+        db.execute(
+            "UPDATE self_concept SET state = 'active', reason = coalesce(reason || ' ', '') || "
+            "'(active again: a later version was forgotten)' WHERE version = "
+            "(SELECT max(version) FROM self_concept WHERE state = 'superseded')")
+    report.self_concept_versions = len(doomed)
 
 
 ERROR_REMOVED = "(error text removed: it may have quoted content that was forgotten)"

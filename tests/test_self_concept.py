@@ -238,3 +238,20 @@ def test_forgetting_removes_self_concept_versions_written_from_what_is_forgotten
     run_layer(db, config, RunOptions(layer="channel", as_of="2030-01-01T00:00:00Z"))
     assert block_of(server.requests[-1].prompt_text) == SHIPPED
     assert db.execute("SELECT count(*) FROM self_concept WHERE state = 'active'").fetchone()[0] == 1
+
+
+def test_self_writes_wait_for_no_one(cli, db_path, tmp_path):
+    """Writes take the `self` lock: while another `zos self` holds it, set, accept and revert
+    exit 75 and change nothing."""
+    from zos_cli.store import locks
+
+    assert cli("self", "show").exit_code == 0
+    mine = tmp_path / "mine.md"
+    mine.write_text("# zos\n\nA quiet observer that values care, accuracy and privacy.\n")
+    with locks.job_lock(db_path, "self"):
+        for args in (("set", str(mine)), ("accept", "1"), ("revert", "1")):
+            r = cli("self", *args)
+            assert r.exit_code == 75, (args, r.output)
+            assert "already running" in r.stderr
+    rows = json.loads(cli("self", "history", "--json").stdout)
+    assert [(r["version"], r["state"]) for r in rows] == [(1, "active")]

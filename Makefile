@@ -26,14 +26,15 @@ venv: $(BIN)/zos
 
 ZOS_DEMO = $(BIN)/zos --db $(DEMO_DB) --config examples/zos.toml
 
-# The main job on the bundled example: ingest the export, see what is salient, reflect on
-# the users with the offline reflector (no model is configured), list the insights.
+# The main job on the bundled example: ingest the export, see what is salient, run the night
+# (decay, then every layer in order) with the offline reflector (no model is configured, and
+# examples/zos.toml leaves [analysis] off: nothing is fetched or sent), list the insights.
 demo: venv
 	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
 	$(ZOS_DEMO) init-db
 	$(ZOS_DEMO) ingest examples/export
 	$(ZOS_DEMO) salience top --limit 10
-	$(ZOS_DEMO) reflect --layer user
+	$(ZOS_DEMO) nightly
 	$(ZOS_DEMO) insights list
 
 test: venv

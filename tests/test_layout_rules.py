@@ -166,6 +166,7 @@ STAGES_BELOW = {
     "ingest": {"sources", "sources.discord", "observe", "salience", "privacy", "store"},
     "reflect": {"salience", "privacy", "store"},
     "insights": {"store"},
+    "nightly": {"salience", "analyze", "reflect", "store"},
 }
 SHARED_VOCABULARY = {"errors", "ids", "timeutil", "records", "events", "topics",
                      "config", "progress", "strength"}

@@ -30,6 +30,7 @@ COMMAND_MODULES = {
     "poll": "poll",
     "analyze": "analyze",
     "reflect": "reflect",
+    "nightly": "nightly",
     "salience": "salience",
     "insights": "insights",
     "consent": "consent",

@@ -7,6 +7,7 @@ No config file is required. An unknown key or a bad value is a ConfigError namin
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -196,6 +197,31 @@ class SelfConcept(Strict):
     max_change_ratio: float = Field(0.5, ge=0, le=1, description="share of words a revision may change")
 
 
+# The night's layers, in order (docs/nightly.md): people, pairs and places first, then subjects
+# and emoji, then synthesis folds the fresh server insights into global topics, reconcile
+# weighs what conflicts, and zos reflects on its own night last.
+NIGHTLY_LAYERS = ("user", "dyad", "channel", "subject", "emoji", "synthesis", "reconcile", "self")
+
+
+class Nightly(Strict):
+    """`[nightly]`: what `zos nightly` runs after decay and analysis. Whether each named
+    layer exists (shipped, or in ./layers) is checked when the night starts (exit 78)."""
+
+    layers: list[str] = Field(default_factory=lambda: list(NIGHTLY_LAYERS))
+
+    @field_validator("layers")
+    @classmethod
+    def _layer_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not a layer name (lower case letters, digits, _)")
+        repeated = sorted({n for n in value if value.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed more than once: a layer runs "
+                             "once a night")
+        return value
+
+
 class Config(Strict):
     db: str | None = None
     discord: Discord = _defaults(Discord)
@@ -206,6 +232,7 @@ class Config(Strict):
     analysis: Analysis = _defaults(Analysis)
     insights: Insights = _defaults(Insights)
     self_: SelfConcept = Field(_defaults(SelfConcept), alias="self")
+    nightly: Nightly = _defaults(Nightly)
     servers: dict[str, Server] = Field(default_factory=dict)
 
     @field_validator("servers")

@@ -142,6 +142,7 @@ def _print_status(doc: dict) -> None:
         "last ingest": _describe_ingest(doc["last_ingest"], doc.get("last_ingest_run")),
         "last poll": doc["last_poll_at"] or "never",
         "last reflect": _describe_reflect(doc["last_reflect"]),
+        "last nightly": _describe_nightly(doc.get("last_nightly")),
     }
     if doc.get("analysis"):
         a = doc["analysis"]
@@ -171,6 +172,18 @@ def _describe_ingest(row: dict | None, run: dict | None) -> str:
     if not row:
         return "never"
     return f"{row['finished_at']} {row['path']} ({row['status']}, {row['messages_new']} new)"
+
+
+def _describe_nightly(night: dict | None) -> str:
+    if not night:
+        return "never"
+    counts: dict[str, list[str]] = {}
+    for step in night["steps"]:
+        counts.setdefault(step["status"], []).append(step["step"])
+    steps = ", ".join(f"{len(names)} {status}" + ("" if status in ("completed", "skipped")
+                                                   else f" ({', '.join(names)})")
+                      for status, names in counts.items())
+    return f"{night['finished_at']} cost {night['cost_usd']:.4f} USD: {steps}"
 
 
 def _describe_reflect(row: dict | None) -> str:

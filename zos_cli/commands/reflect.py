@@ -63,9 +63,11 @@ def reflect(
     nothing salient says so and exits 0."""
     fmt = output.choose(json_, nl)
     if list_layers:
-        from zos_cli.reflect.layers import load_layers
+        from zos_cli.reflect.layers import in_order, load_layers
 
-        rows = [lay.as_row() for lay in load_layers().values()]
+        # In the night's order (`[nightly] layers`), then the layers it does not run.
+        order = state(ctx).config.nightly.layers
+        rows = [lay.as_row() for lay in in_order(load_layers(), order)]
         output.print_rows(rows, fmt, columns=LIST_COLUMNS, title="Reflection layers")
         return
     if not layer:

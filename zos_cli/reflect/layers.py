@@ -211,6 +211,13 @@ def load_layers(local_dir: Path | None = None) -> dict[str, Layer]:
     return layers
 
 
+def in_order(layers: dict[str, Layer], order: list[str]) -> list[Layer]:
+    """The layers in `order` (the night's, `[nightly] layers`: the order in which they build
+    on each other), then those the night does not run, by name."""
+    first = [layers[name] for name in order if name in layers]
+    return first + [layers[name] for name in sorted(layers) if name not in order]
+
+
 def layer_names(local_dir: Path | None = None) -> list[str]:
     local_dir = Path(LOCAL_DIR_NAME) if local_dir is None else local_dir
     names = {p.stem for p in SHIPPED_DIR.glob("*.toml")}

@@ -52,6 +52,7 @@ class RunOptions:
     as_of: str | None = None        # None: the data's clock; "now": the wall clock; or ISO-8601
     cache: bool = False
     layers_dir: Path | None = None  # local override folder (default ./layers)
+    record_dry_run: bool = True     # False: a dry run writes no `dry_run` row (zos nightly)
 
 
 @dataclass
@@ -166,7 +167,8 @@ def run_layer(db: sqlite_utils.Database, config: Config, options: RunOptions, *,
                 f"target ({capped[0]['target']})")
         return _summary(layer, choice, as_of, skipped=skipped, note=note)
     if options.dry_run:
-        return _dry_run(db, layer, choice, as_of, contexts, estimates, skipped)
+        return _dry_run(db, layer, choice, as_of, contexts, estimates, skipped,
+                        record=options.record_dry_run)
     run_id = store.start_run(db, layer=layer, as_of=as_of, model_label=choice.label,
                              targets=[c.target.key for c in contexts])
     totals = RunTotals()
@@ -234,12 +236,12 @@ def _within_cost(choice: ModelChoice, contexts: list[Context], max_cost: float |
     return kept, estimates, skipped
 
 
-def _dry_run(db, layer, choice, as_of, contexts, estimates, skipped) -> dict:
+def _dry_run(db, layer, choice, as_of, contexts, estimates, skipped, *, record: bool) -> dict:
     tokens = sum(e["prompt_tokens"] for e in estimates)
     cost = round(sum(e["cost_usd"] for e in estimates), 6)
     run_id = store.start_run(db, layer=layer, as_of=as_of, model_label=choice.label,
                              targets=[c.target.key for c in contexts], status="dry_run",
-                             tokens_input=tokens, cost_usd=cost)
+                             tokens_input=tokens, cost_usd=cost) if record else None
     return _summary(layer, choice, as_of, layer_run_id=run_id, status="dry_run",
                     targets=[c.target.key for c in contexts], tokens_used=tokens,
                     cost_usd=cost, estimates=estimates, skipped=skipped)

@@ -55,6 +55,7 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
         "last_ingest_run": None,
         "last_poll_at": None,
         "last_reflect": None,
+        "last_nightly": None,
         "salience_pending_messages": 0,
         "analysis": None,
         "top_salience": [],
@@ -78,6 +79,10 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
         "SELECT layer_name, status, started_at FROM layer_runs "
         "WHERE status <> 'dry_run' ORDER BY started_at DESC LIMIT 1"
     ).fetchone()
+    last_night = db.execute(
+        "SELECT payload FROM events WHERE event_type = 'nightly' "
+        "ORDER BY created_at DESC LIMIT 1"
+    ).fetchone()
     top_rows = db.execute(
         "SELECT key, category, budget_group, balance, last_activity_at FROM topics "
         "WHERE balance > 0 ORDER BY balance DESC, key LIMIT ?",
@@ -97,12 +102,24 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
         "last_reflect": dict(zip(("layer", "status", "started_at"), last_reflect))
         if last_reflect
         else None,
+        "last_nightly": nightly_run(json.loads(last_night[0])) if last_night else None,
         "top_salience": [
             dict(zip(("topic_key", "category", "group", "balance", "last_activity_at"), r))
             for r in top_rows
         ],
     })
     return doc
+
+
+def nightly_run(payload: dict) -> dict:
+    """The last `zos nightly` from the event it recorded (zos_cli/nightly/run.py): its times,
+    what it cost, how many steps did not complete, and each step's status and cost."""
+    return {
+        **{k: payload.get(k) for k in ("started_at", "finished_at", "cost_usd", "max_cost_usd",
+                                       "errors")},
+        "steps": [{k: step.get(k) for k in ("step", "status", "cost_usd")}
+                  for step in payload.get("steps", [])],
+    }
 
 
 def analysis_counts(db: sqlite_utils.Database) -> dict:

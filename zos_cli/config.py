@@ -196,6 +196,13 @@ class SelfConcept(Strict):
     max_change_ratio: float = Field(0.5, ge=0, le=1, description="share of words a revision may change")
 
 
+class Subjects(Strict):
+    """`[subjects]` (docs/reflection.md#the-offline-reflector)."""
+    # Never a distinctive term, so never a subject name offline, beside the built-in English
+    # list (`reflect/stop_words.py`); folded as the full-text index folds text.
+    stop_words: list[str] = Field(default_factory=list)
+
+
 class Config(Strict):
     db: str | None = None
     discord: Discord = _defaults(Discord)
@@ -206,6 +213,7 @@ class Config(Strict):
     analysis: Analysis = _defaults(Analysis)
     insights: Insights = _defaults(Insights)
     self_: SelfConcept = Field(_defaults(SelfConcept), alias="self")
+    subjects: Subjects = _defaults(Subjects)
     servers: dict[str, Server] = Field(default_factory=dict)
 
     @field_validator("servers")

@@ -329,3 +329,34 @@ def test_terms_are_tokenised_as_the_index_tokenises():
     assert offline_terms.words_of("see https://x.example/kiln @Theo #show-and-tell :tidepool: "
                                   "<chat_2> kiln", people=["Theo"]).split() == ["see", "kiln"]
 
+
+
+def test_looking_up_the_most_used_terms_first_gives_what_weighing_all_would(monkeypatch):
+    # (Terms are looked up a batch at a time, most used first, and the look-ups stop once no
+    # later term can enter the top 5: the answer must be that of weighing every candidate.)
+    import random
+
+    import sqlite_utils
+
+    rnd = random.Random(19)
+    vocabulary = [f"{a}{b}" for a in ("kil", "gla", "cla", "whe", "bis") for b in "nrstlmpq"]
+    weights = [rnd.random() ** 3 for _ in vocabulary]
+    db = sqlite_utils.Database(memory=True)
+    db.execute(AGREED_INDEX)
+    documents = [" ".join(rnd.choices(vocabulary, weights, k=8)) for _ in range(3000)]
+    db.conn.executemany("INSERT INTO messages_fts (rowid, content) VALUES (?, ?)",
+                        list(enumerate(documents, 1)))
+    db.execute(f"CREATE VIRTUAL TABLE temp.{offline_terms.VOCAB} USING "
+               f"fts5vocab(main, {offline_terms.INDEX}, 'row')")
+    spared = 0
+    for trial in range(20):
+        texts = rnd.sample(documents, rnd.randrange(5, 200))
+        monkeypatch.setattr(offline_terms, "DF_BATCH", 3)
+        pruning = offline_terms.Corpus(db, len(documents), BUILT_IN)
+        pruned = pruning.distinctive_terms(texts)
+        monkeypatch.setattr(offline_terms, "DF_BATCH", 10_000)
+        weighing = offline_terms.Corpus(db, len(documents), BUILT_IN)
+        full = weighing.distinctive_terms(texts)
+        assert pruned == full and len(full) == 5, trial
+        spared += len(weighing._df) - len(pruning._df)
+    assert spared > 0   # (the shortcut was taken)

@@ -48,6 +48,7 @@ MIN_TERM_MESSAGES = 2      # a word said once is not what someone talks about
 MIN_TERM_CHARS = 3
 MAX_TERM_CHARS = 40
 MAX_QUESTIONS = 3
+DF_BATCH = 50              # terms looked up in the index at a time
 MAX_QUESTION_CHARS = 120
 
 
@@ -122,6 +123,7 @@ class Corpus:
         self.db = db
         self.documents = documents       # N; 0: no index, no terms
         self.stop_words = stop_words
+        self._df: dict[str, int] = {}    # term → df, asked once per run
 
     @classmethod
     def open(cls, db: sqlite_utils.Database, config: Config) -> Corpus:
@@ -151,13 +153,16 @@ class Corpus:
         return found
 
     def _document_frequencies(self, terms: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for start in range(0, len(terms), 500):
-            chunk = terms[start:start + 500]
-            found.update(self.db.execute(
+        """term → df. fts5vocab counts a term's documents by reading its whole doclist, so a
+        common word costs in proportion to the index: each term is asked once per run."""
+        missing = [t for t in terms if t not in self._df]
+        for start in range(0, len(missing), 500):
+            chunk = missing[start:start + 500]
+            self._df.update(dict.fromkeys(chunk, 0))
+            self._df.update(self.db.execute(
                 f"SELECT term, doc FROM temp.{VOCAB} "
                 f"WHERE term IN ({', '.join('?' for _ in chunk)})", chunk))
-        return found
+        return {t: self._df[t] for t in terms}
 
     def distinctive_terms(self, texts: list[str], exclude: frozenset[str] = frozenset(),
                           limit: int = MAX_TERMS) -> list[Term]:
@@ -166,19 +171,27 @@ class Corpus:
         if self.db is None or self.documents == 0 or not texts:
             return []
         counts = message_frequencies(texts, MIN_TERM_MESSAGES)
-        candidates = {t: n for t, n in counts.items()
-                      if _is_word(t) and t not in self.stop_words and t not in exclude}
-        if not candidates:
-            return []
-        frequencies = self._document_frequencies(sorted(candidates))
+        candidates = sorted(((t, n) for t, n in counts.items()
+                             if _is_word(t) and t not in self.stop_words and t not in exclude),
+                            key=lambda c: (-c[1], c[0]))
         n = self.documents
-        terms = []
-        for term, messages in candidates.items():
-            df = min(frequencies.get(term, 0), n)
-            if df == 0:   # not in the index: nothing to weigh it against
-                continue
-            terms.append(Term(term, messages, df, messages * (math.log((1 + n) / (1 + df)) + 1)))
-        terms.sort(key=lambda t: (-t.score, -t.messages, t.text))
+        best_idf = math.log((1 + n) / 2) + 1   # (df is at least 1)
+        terms: list[Term] = []
+        # Most-used first, a batch at a time: once `limit` terms are found, a term used in
+        # fewer messages than (the last one's score / the best idf) cannot pass them, so the
+        # rest need no look-up. The result is the same as weighing every candidate.
+        for start in range(0, len(candidates), DF_BATCH):
+            batch = candidates[start:start + DF_BATCH]
+            if len(terms) >= limit and batch[0][1] * best_idf < terms[limit - 1].score:
+                break
+            frequencies = self._document_frequencies([t for t, _ in batch])
+            for term, messages in batch:
+                df = min(frequencies[term], n)
+                if df == 0:   # not in the index: nothing to weigh it against
+                    continue
+                idf = math.log((1 + n) / (1 + df)) + 1
+                terms.append(Term(term, messages, df, messages * idf))
+            terms.sort(key=lambda t: (-t.score, -t.messages, t.text))
         return terms[:limit]
 
 

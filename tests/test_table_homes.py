@@ -56,8 +56,10 @@ HOMES = {
     "tombstones": "store/audit.py",
     "zos_state": "store/db.py",
     "_schema_version": "store/migrations.py",  # (made by the migration runner itself)
+    # (in a private in-memory database: the offline reflector tokenises with the index's tokenizer)
+    "offline_words": "reflect/offline_terms.py",
 }
-NOT_IN_SCHEMA = {"_schema_version"}
+NOT_IN_SCHEMA = {"_schema_version", "offline_words"}
 
 # Tables nothing in zos_cli writes yet (or only the schema's migrations and triggers).
 UNWRITTEN = {"salience_bulk_write", "chattiness_ledger", "speech_pressure", "conversation_log",

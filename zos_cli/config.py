@@ -222,6 +222,13 @@ class Nightly(Strict):
         return value
 
 
+class Subjects(Strict):
+    """`[subjects]` (docs/reflection.md#the-offline-reflector)."""
+    # Never a distinctive term, so never a subject name offline, beside the built-in English
+    # list (`reflect/stop_words.py`); folded as the full-text index folds text.
+    stop_words: list[str] = Field(default_factory=list)
+
+
 class Config(Strict):
     db: str | None = None
     discord: Discord = _defaults(Discord)
@@ -233,6 +240,7 @@ class Config(Strict):
     insights: Insights = _defaults(Insights)
     self_: SelfConcept = Field(_defaults(SelfConcept), alias="self")
     nightly: Nightly = _defaults(Nightly)
+    subjects: Subjects = _defaults(Subjects)
     servers: dict[str, Server] = Field(default_factory=dict)
 
     @field_validator("servers")

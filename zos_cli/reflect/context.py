@@ -236,6 +236,9 @@ def build_context(db: sqlite_utils.Database, config: Config, layer: Layer, targe
             if user_id:
                 context.labels[user_id] = namer.label(user_id, m["server_id"])
         context.channel_names[m["channel_id"]] = namer.channel_name(m["channel_id"])
+        # (The text as the prompt shows it, people outside the gate as <chat_N>: the offline
+        # reflector quotes and weighs this, never the raw content.)
+        m["readable"] = namer.readable(m["content"] or "", m["server_id"], m["id"])
     return context
 
 

@@ -3,22 +3,29 @@
 Used when no model is configured anywhere (or with `--model offline`). It makes no model call
 and no network request and writes no `llm_calls` row. The insight describes activity rhythm
 (how much, over what span, at what hours and on which days), channels, conversation partners,
-what was shared (images, files and links, naming what `zos analyze` read of them) and reaction
-culture — or, for synthesis, what the server-scoped insights say; for the self layer, zos's own
-runs (how many, which layers, what they attended to, what failed, what they spent). Confidence is
-1.0 (it is counting, not guessing), importance follows the topic's balance, the one valence is
-curiosity 0.5, and `metadata.reflector = "offline"`. Storage supersedes the topic's previous
-offline insight. Its token count is the context it read (salience spends on that).
+what they talk about (the distinctive terms, by tf-idf against the community's full-text
+index, and the questions asked: `offline_terms`), what was shared (images, files and links,
+naming what `zos analyze` read of them) and reaction culture — or, for synthesis, what the
+server-scoped insights say; for the self layer, zos's own runs (how many, which layers, what
+they attended to, what failed, what they spent). The top distinctive term is the insight's
+`subject` (server targets read from public material only), so subject topics arise offline
+too. Confidence is 1.0 (it is counting, not guessing), importance follows the topic's balance,
+the one valence is curiosity 0.5, and `metadata.reflector = "offline"`. Storage supersedes the
+topic's previous offline insight. Its token count is the context it read (salience spends on
+that).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 
 from zos_cli import topics
-from zos_cli.reflect import analyses, self_work
+from zos_cli.reflect import analyses, offline_terms, self_work
 from zos_cli.reflect.context import Context
-from zos_cli.reflect.schema import IMAGE_MARKUP, InsightOut, ReflectionOut, Valence
+from zos_cli.reflect.offline_terms import Corpus, Term
+from zos_cli.reflect.schema import (IMAGE_MARKUP, SUBJECT_PATTERN, InsightOut, ReflectionOut,
+                                   Valence)
 from zos_cli.reflect.timefmt import relative
 from zos_cli.timeutil import parse_time
 
@@ -40,7 +47,72 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def describe_messages(context: Context) -> str:
+@dataclass
+class Words:
+    """What the messages read say, in their own words (see `offline_terms`)."""
+    terms: list[Term] = field(default_factory=list)
+    questions: list[tuple[str, str | None]] = field(default_factory=list)  # (question, who)
+
+
+def read_words(context: Context, corpus: Corpus | None) -> Words:
+    """The distinctive terms and the questions of the messages read, leaving out those of
+    people outside the privacy gate (their words are not analysed). Without a corpus (no
+    full-text index) there are no terms; questions need none."""
+    said = [m for m in context.messages if m["author_id"] not in context.aliased]
+    texts = [m.get("readable", m["content"] or "") for m in said]
+    per_person = context.target.kind not in ("user", "user_in_channel")
+    questions = [(question, context.labels.get(said[i]["author_id"]) if per_person else None)
+                 for i, question in offline_terms.questions_in(texts)]
+    if corpus is None:
+        return Words(questions=questions)
+    spoken = corpus.conversational([m["id"] for m in said])
+    material = [offline_terms.words_of(text, context.labels.values(),
+                                       context.channel_names.values())
+                for m, text in zip(said, texts) if m["id"] in spoken]
+    # The people shown are not subjects (a name said twice is not a topic), nor is a
+    # subject's own name what its messages say about it.
+    aliases = set(context.aliased.values())
+    exclude = offline_terms.fold(v for v in context.labels.values() if v not in aliases)
+    if context.target.kind == "subject":
+        exclude |= offline_terms.fold([context.target.name.replace("_", " ")])
+    return Words(corpus.distinctive_terms(material, exclude), questions)
+
+
+MAX_QUOTE_NAME_CHARS = 40
+
+
+def words_sentences(words: Words) -> list[str]:
+    sentences = []
+    if words.terms:
+        listed = ", ".join(f"{t.text} ({t.messages})" for t in words.terms)
+        sentences.append(f"Distinctive terms (messages using each): {listed}.")
+    if words.questions:
+        quoted = []
+        for question, who in words.questions:
+            text = f"“{_unquote(question)}”"
+            if who:
+                text += f" ({analyses.flat(who, MAX_QUOTE_NAME_CHARS)})"
+            quoted.append(text)
+        sentences.append(f"Asked: {', '.join(quoted)}.")
+    return sentences
+
+
+def _unquote(text: str) -> str:
+    return text.replace("“", "\"").replace("”", "\"")
+
+
+def subject_of(context: Context, words: Words) -> str | None:
+    """The top distinctive term that can name a subject topic, for a server target whose
+    material is all public (a subject topic is the server's: never named from DM text).
+    A subject's own insights and the self layer's name none."""
+    target = context.target
+    if (target.server_id is None or target.kind in ("subject", "self")
+            or context.scope() != "public"):
+        return None
+    return next((t.text for t in words.terms if SUBJECT_PATTERN.match(t.text)), None)
+
+
+def describe_messages(context: Context, words: Words | None = None) -> str:
     messages = context.messages
     target = context.target
     label = context.label or target.key
@@ -78,6 +150,8 @@ def describe_messages(context: Context) -> str:
         others = len({m["author_id"] for m in messages if m["author_id"] in aliased})
         if others:
             sentences.append(f"Also {_plural(others, 'participant')} not analysed.")
+
+    sentences += words_sentences(words or read_words(context, None))
 
     shared = shared_sentence(context)
     if shared:
@@ -151,8 +225,10 @@ def describe_insights(context: Context) -> str:
 MAX_CONTENT_CHARS = 4000  # InsightOut.content's bound
 
 
-def reflect_offline(context: Context) -> ReflectionOut:
-    """The one offline insight of this target (the context must have material)."""
+def reflect_offline(context: Context, corpus: Corpus | None = None) -> ReflectionOut:
+    """The one offline insight of this target (the context must have material). `corpus`:
+    the community's full-text index (`Corpus.open`, once per run); None, no distinctive terms."""
+    subject = None
     if context.source_insights:
         content = describe_insights(context)
     elif context.work is not None and not context.work.empty:
@@ -160,9 +236,11 @@ def reflect_offline(context: Context) -> ReflectionOut:
         # the self-concept: counting cannot say who zos should be.)
         content = self_work.describe(context.work)
         if context.messages:
-            content += " " + describe_messages(context)
+            content += " " + describe_messages(context, read_words(context, corpus))
     else:
-        content = describe_messages(context)
+        words = read_words(context, corpus)
+        content = describe_messages(context, words)
+        subject = subject_of(context, words)
     importance = max(0.0, min(1.0, context.target.balance / IMPORTANCE_BALANCE))
     if len(content) > MAX_CONTENT_CHARS:  # (long display names)
         content = content[:MAX_CONTENT_CHARS - 1] + "…"
@@ -173,5 +251,6 @@ def reflect_offline(context: Context) -> ReflectionOut:
         novelty=1.0 if not context.prior else 0.5,
         strength_adjustment=1.0,
         valence=Valence(curiosity=0.5),
+        subject=subject,
     )
     return ReflectionOut(insights=[insight])

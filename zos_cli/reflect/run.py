@@ -34,6 +34,7 @@ from zos_cli.reflect.layers import Layer, get_layer
 from zos_cli.reflect.llm import CallRecord, ModelChoice, ModelOutcome, RetryPolicy
 from zos_cli.reflect.offline import REFLECTOR as OFFLINE_REFLECTOR
 from zos_cli.reflect.offline import reflect_offline
+from zos_cli.reflect.offline_terms import Corpus
 from zos_cli.reflect.schema import InvalidAnswer, answer_model_for
 from zos_cli.reflect.targets import choose_targets
 
@@ -279,10 +280,11 @@ def _fail(db, run_id, context: Context, calls: list[CallRecord], error: str,
 
 def _run_offline(db, config, run_id: str, contexts: list[Context], totals: RunTotals,
                  progress: Progress) -> None:
+    corpus = Corpus.open(db, config)   # (the full-text index's size, counted once a run)
     with progress("Reflecting (offline)", len(contexts)) as bar:
         for context in contexts:
             try:
-                outcome = ModelOutcome(reflect_offline(context), [])
+                outcome = ModelOutcome(reflect_offline(context, corpus), [])
             except (InvalidAnswer, ValueError) as exc:  # (pydantic's ValidationError is one)
                 # What it wrote from the names it read is not a valid insight (markup, say):
                 # this target fails, the others go on.

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import sqlite_utils
@@ -42,6 +42,9 @@ PAIR = " ↔ "
 THREAD_TYPES = ("news_thread", "public_thread", "private_thread")
 _RAW_EMOJI = re.compile(r"<a?:([A-Za-z0-9_~]+):(\d+)>")
 _FORMATTED_EMOJI = re.compile(r"(?<![<\w]):([A-Za-z0-9_~]+):(?!\d)")
+_KEY_IN_TEXT = re.compile(
+    r"\b(?:server:\d+:)?(?:%s):[A-Za-z0-9_]+(?::\d+)*" % "|".join(
+        sorted(topics.KINDS, key=len, reverse=True)))
 # Rows labelled per batch by label_rows: a listing streams, a few queries per batch.
 BATCH_ROWS = 500
 
@@ -153,7 +156,8 @@ class Labeler:
 
     def __init__(self, db: sqlite_utils.Database, config=None):
         self.db, self.config = db, config
-        self._self_id = self_user_id(db, config)
+        self._self_id: str | None = None   # zos's own account, read with the first batch
+        self._self_read = False
         self._aliases: dict[str, str] = {}
         self._done: dict[str, str] = {}
 
@@ -168,10 +172,23 @@ class Labeler:
                 except topics.InvalidTopicKey:
                     todo.append((key, None))
         if todo:
+            if not self._self_read:
+                self._self_id, self._self_read = self_user_id(self.db, self.config), True
             names = _read(self.db, self.config, [t for _k, t in todo if t is not None])
             for key, topic in todo:
                 self._done[key] = key if topic is None else self._label(topic, names)
         return {key: self._done[key] for key in keys}
+
+    def readable(self, text: str | None) -> str | None:
+        """`text` with every topic key in it replaced by its label (a ledger row's reason
+        names the topics an earn came from)."""
+        if not text:
+            return text
+        found = [k for k in dict.fromkeys(_KEY_IN_TEXT.findall(text)) if topics.is_valid(k)]
+        if not found:
+            return text
+        labels = self.labels(found)
+        return _KEY_IN_TEXT.sub(lambda m: labels.get(m.group(0), m.group(0)), text)
 
     def _person(self, user_id: str, scope: str | None, names: _Names) -> str:
         if self._self_id and user_id == self._self_id:
@@ -218,23 +235,33 @@ def topic_labels(db: sqlite_utils.Database, keys: Iterable[str], *, config=None)
 
 def label_rows(db: sqlite_utils.Database, rows: Iterable[dict], *, config=None,
                key: str = "topic_key", field_name: str = "label",
+               topic_of: Callable[[str], str] | None = None,
                labeler: Labeler | None = None) -> Iterator[dict]:
-    """The rows, each with `label` (the label of its `key` field; None where that is None)
-    right after that field; every other field kept. Streams: labels a batch of rows at a
-    time, with one Labeler for the whole listing."""
+    """The rows, each with `label` (the label of its `key` field, or of `topic_of(value)`
+    when that field holds something else, such as a user id; None where it is None) right
+    after that field; every other field kept. Streams: labels a batch of rows at a time,
+    with one Labeler for the whole listing."""
     labeler = labeler or Labeler(db, config)
+
+    def as_key(value: str) -> str:
+        try:
+            return topic_of(value) if topic_of is not None else value
+        except topics.InvalidTopicKey:
+            return value  # (its own label)
+
     batch: list[dict] = []
     for row in rows:
         batch.append(row)
         if len(batch) >= BATCH_ROWS:
-            yield from _labelled(labeler, batch, key, field_name)
+            yield from _labelled(labeler, batch, key, field_name, as_key)
             batch = []
     if batch:
-        yield from _labelled(labeler, batch, key, field_name)
+        yield from _labelled(labeler, batch, key, field_name, as_key)
 
 
-def _labelled(labeler: Labeler, rows: list[dict], key: str, field_name: str) -> Iterator[dict]:
-    found = labeler.labels(r[key] for r in rows if r.get(key) is not None)
+def _labelled(labeler: Labeler, rows: list[dict], key: str, field_name: str,
+              as_key: Callable[[str], str]) -> Iterator[dict]:
+    found = labeler.labels(as_key(r[key]) for r in rows if r.get(key) is not None)
     for row in rows:
         out = {}
         for name, value in row.items():
@@ -242,7 +269,7 @@ def _labelled(labeler: Labeler, rows: list[dict], key: str, field_name: str) -> 
                 continue
             out[name] = value
             if name == key:
-                out[field_name] = found.get(value) if value is not None else None
+                out[field_name] = found.get(as_key(value)) if value is not None else None
         if field_name not in out:
             out[field_name] = None
         yield out

@@ -289,3 +289,11 @@ def test_keys_pass_through_and_a_malformed_key_says_both_forms(world):
     assert _usage(world, f"user:{THEO_ID}", server=A).startswith(
         "--server and --global go with a reference")
     assert resolve_server(world, A) == A and resolve_server(world, "TIDEPOOL makers") == A
+
+
+def test_the_closest_name_is_found_among_thousands():
+    from zos_cli.labels.references import _closest
+
+    names = {f"member {i}": f"Member {i}" for i in range(5000)} | {"theodora": "Theodora"}
+    assert _closest("theodor", names, "@") == ": the closest is @Theodora"
+    assert _closest("member 4321x", names, "@") == ": the closest is @Member 4321"

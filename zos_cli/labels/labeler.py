@@ -49,9 +49,14 @@ _KEY_IN_TEXT = re.compile(
 BATCH_ROWS = 500
 
 
+# kind → what a part refers to → the positions of such parts in its key.
+_POSITIONS = {name: {ref: [i for i, part in enumerate(kind.parts) if part.refers_to == ref]
+                     for ref in {part.refers_to for part in kind.parts}}
+              for name, kind in topics.KINDS.items()}
+
+
 def _parts(topic: topics.Topic, refers_to: str) -> list[str]:
-    kind = topics.KINDS[topic.kind]
-    return [v for part, v in zip(kind.parts, topic.ids) if part.refers_to == refers_to]
+    return [topic.ids[i] for i in _POSITIONS[topic.kind].get(refers_to, ())]
 
 
 @dataclass
@@ -74,11 +79,17 @@ def _in(ids: Iterable[str]) -> str:
 def _read(db: sqlite_utils.Database, config, parsed: list[topics.Topic]) -> _Names:
     names = _Names()
     servers = {t.server_id for t in parsed if t.server_id is not None}
-    people = {(t.server_id, u) for t in parsed for u in _parts(t, "user")}
+    people: set[tuple[str | None, str]] = set()
+    channels, roles, emoji = set(), set(), set()
+    wanted = {"channel": channels, "thread": channels, "role": roles, "emoji": emoji}
+    for t in parsed:
+        for refers_to, positions in _POSITIONS[t.kind].items():
+            for i in positions:
+                if refers_to == "user":
+                    people.add((t.server_id, t.ids[i]))
+                elif refers_to in wanted:
+                    wanted[refers_to].add(t.ids[i])
     user_ids = {u for _scope, u in people}
-    channels = {c for t in parsed for c in _parts(t, "channel") + _parts(t, "thread")}
-    roles = {r for t in parsed for r in _parts(t, "role")}
-    emoji = {e for t in parsed for e in _parts(t, "emoji")}
     if servers:
         names.servers = {i: prompt_name(n) for i, n in db.execute(
             "SELECT id, name FROM servers WHERE id IN (SELECT value FROM json_each(?))",

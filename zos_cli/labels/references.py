@@ -21,6 +21,7 @@ matched, nor offered as the closest name: a reference cannot reveal them.
 from __future__ import annotations
 
 import difflib
+import heapq
 import re
 from collections.abc import Iterable
 
@@ -28,13 +29,14 @@ import sqlite_utils
 
 from zos_cli import topics
 from zos_cli.errors import UsageProblem
-from zos_cli.ids import is_discord_id
+from zos_cli.ids import is_discord_id, json_ids
 from zos_cli.labels.labeler import THREAD_TYPES, topic_labels
 from zos_cli.privacy.gate import lacking_gate_role
 
 REFERENCE_HELP = ("a reference is @name, @name --global, '#channel', channel:name, @a+@b or "
                   "subject:name, each with --server ID|NAME when a name is in several servers")
 SHOWN_CANDIDATES = 10
+DIFFLIB_POOL = 200
 _CHANNEL_PREFIXES = ("#", "channel:")
 _SUBJECT_PREFIX = "subject:"
 INGEST_FIRST = "ingest an export first"
@@ -116,8 +118,17 @@ def _closest(typed: str, names: dict[str, str], prefix: str, *, first: str = ING
     `first`: what to do when zos knows no such name at all."""
     if not names:
         return f" (zos knows none yet: {first})"
-    best = difflib.get_close_matches(typed.casefold(), list(names), n=1, cutoff=0.0)
+    folded = typed.casefold()
+    pool = list(names)
+    if len(pool) > DIFFLIB_POOL:  # difflib on thousands of names takes seconds: the names
+        mine = _bigrams(folded)  # sharing the most letter pairs go through it
+        pool = heapq.nlargest(DIFFLIB_POOL, pool, key=lambda n: len(mine & _bigrams(n)))
+    best = difflib.get_close_matches(folded, pool, n=1, cutoff=0.0)
     return f": the closest is {prefix}{names[best[0]]}" if best else ""
+
+
+def _bigrams(text: str) -> set[str]:
+    return {text[i:i + 2] for i in range(len(text) - 1)}
 
 
 def _one(db, config, ref: str, keys: Iterable[str]) -> str:
@@ -132,39 +143,56 @@ def _one(db, config, ref: str, keys: Iterable[str]) -> str:
 
 
 class _People:
-    """Who a `@name` can mean: each (server, user) with its names, the anonymous left out."""
+    """Who a `@name` can mean: (scope, user id) pairs, scope a server or None for a global
+    topic, the anonymous left out. Names are compared casefolded, in SQL (one scan)."""
+
+    _SELECT = ("SELECT u.id, u.name, u.display_name, t.server_id, t.nickname FROM users u "
+               "LEFT JOIN user_server_tracking t ON t.user_id = u.id")
 
     def __init__(self, db, config, server_id: str | None, global_: bool):
-        self.db, self.server_id, self.global_ = db, server_id, global_
-        rows = db.execute(
-            "SELECT u.id, u.name, u.display_name, t.server_id, t.nickname FROM users u "
-            "LEFT JOIN user_server_tracking t ON t.user_id = u.id ORDER BY u.id").fetchall()
-        erased = {r[0] for r in db.execute(
-            "SELECT object_id FROM tombstones WHERE object_type = 'user'")}
-        failing = lacking_gate_role(db, config, [(r[3], r[0]) for r in rows if r[3]])
+        self.db, self.config, self.server_id, self.global_ = db, config, server_id, global_
+        db.conn.create_function("zos_casefold", 1, _casefold, deterministic=True)
+
+    def _entries(self, where: str = "", params: Iterable = ()) -> list[tuple]:
+        """(scope, user id, names) of the rows `where` picks, the anonymous left out."""
+        sql, args = self._SELECT, list(params)
+        if self.server_id is not None:
+            sql += " WHERE t.server_id = ?" + (f" AND ({where})" if where else "")
+            args.insert(0, self.server_id)
+        elif where:
+            sql += f" WHERE {where}"
+        rows = self.db.execute(sql + " ORDER BY u.id", args).fetchall()
+        user_ids = json_ids(sorted({r[0] for r in rows}))
+        erased = {r[0] for r in self.db.execute(
+            "SELECT object_id FROM tombstones WHERE object_type = 'user' AND object_id IN "
+            "(SELECT value FROM json_each(?))", [user_ids])}
+        known_in = self.db.execute(
+            "SELECT server_id, user_id FROM user_server_tracking WHERE user_id IN "
+            "(SELECT value FROM json_each(?))", [user_ids]).fetchall()
+        failing = lacking_gate_role(self.db, self.config, known_in)
         gated_anywhere = {u for _s, u in failing}
-        # (scope, user id, its names): scope is a server, or None for a global topic.
-        self.entries: list[tuple[str | None, str, tuple]] = []
+        entries = []
         for user_id, name, display, s, nickname in rows:
-            if user_id in erased or (server_id is not None and s != server_id):
+            if user_id in erased:
                 continue
-            if global_ and user_id not in gated_anywhere:
-                self.entries.append((None, user_id, (name, display, nickname)))
-            elif not global_ and s is not None and (s, user_id) not in failing:
-                self.entries.append((s, user_id, (name, display, nickname)))
+            if self.global_ and user_id not in gated_anywhere:
+                entries.append((None, user_id, (name, display, nickname)))
+            elif not self.global_ and s is not None and (s, user_id) not in failing:
+                entries.append((s, user_id, (name, display, nickname)))
+        return entries
 
     def users(self, side: str, *, whole: str) -> set[tuple[str | None, str]]:
         """(scope, user id) of everyone `@name` may mean; none is a usage error."""
         name = side[1:].strip()
         if not name:
             raise UsageProblem(f"{whole!r}: a name follows @")
-        folded = name.casefold()
-        found = {(s, u) for s, u, names in self.entries
-                 if any(n and n.casefold() == folded for n in names)}
+        found = {(s, u) for s, u, _n in self._entries(
+            "zos_casefold(u.name) = ? OR zos_casefold(u.display_name) = ? OR "
+            "zos_casefold(t.nickname) = ?", [_casefold(name)] * 3)}
         if not found and is_discord_id(name):  # @<id>: the user id itself
-            found = {(s, u) for s, u, _names in self.entries if u == name}
+            found = {(s, u) for s, u, _n in self._entries("u.id = ?", [name])}
         if not found:
-            pool = {n.casefold(): n for _s, _u, names in self.entries for n in names if n}
+            pool = {n.casefold(): n for _s, _u, names in self._entries() for n in names if n}
             kind = "user" if self.global_ else "server user"
             raise UsageProblem(f"no {kind} called @{name}{_where(self.db, self.server_id)}"
                                f"{_closest(name, pool, '@')}")
@@ -172,6 +200,10 @@ class _People:
 
     def keys(self, side: str) -> set[str]:
         return {topics.user(u, s) for s, u in self.users(side, whole=side)}
+
+
+def _casefold(text: str | None) -> str | None:
+    return text.casefold() if text else text
 
 
 def _channel(db, config, text: str, server_id: str | None) -> str:

@@ -8,10 +8,13 @@ The public API, for commands and for any stage the import rule lets in:
   `subject kiln (Tidepool Makers)`, `Theo (everywhere)`), in a few queries whatever the
   number of keys. Users without the privacy-gate role and erased users are `<chat_N>`, as in
   a reflection prompt. Never raises on a key: a malformed one is its own label.
-- `label_rows(db, rows, *, config=None, key="topic_key") -> Iterator[dict]`: the rows, each
-  with `label` right after its key field (streams, a batch at a time).
+- `label_rows(db, rows, *, config=None, key="topic_key", field_name="label", topic_of=None,
+  labeler=None) -> Iterator[dict]`: the rows, each with `label` right after its key field
+  (`topic_of` turns a field that is no key, such as a user id, into one); streams, a batch
+  at a time.
 - `Labeler(db, config=None)`: what both use; one Labeler per listing keeps each `<chat_N>`
-  the same person across several calls of `.labels(keys)`.
+  the same person across several calls of `.labels(keys)`; `.readable(text)` names the
+  topic keys inside a text (a ledger reason) by their labels.
 - `resolve_reference(db, ref, *, config=None, server=None, global_=False) -> topic_key`:
   `@name`, `@name --global`, `#channel`, `channel:name`, `@a+@b`, `subject:name`, or a key
   (returned as it is when well-formed). Raises zos's UsageProblem (exit 2) when the

@@ -66,7 +66,8 @@ def test_list_nl_and_table(stored, cli):
     lines = result.stdout.splitlines()
     assert len(lines) == 3 and all(json.loads(line)["id"] for line in lines)
     table = cli("insights", "list", "--limit", "1")
-    assert "topic_key" in table.stdout and table.exit_code == 0
+    assert "label" in table.stdout and "topic_key" not in table.stdout and table.exit_code == 0
+    assert "topic_key" in cli("insights", "list", "--limit", "1", "--keys").stdout
 
 
 def test_bad_scope_is_a_usage_error(stored, cli):

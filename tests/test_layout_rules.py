@@ -158,14 +158,15 @@ def test_only_observe_touches_the_writers_counts_and_caches():
 STAGES_BELOW = {
     "store": set(),
     "privacy": {"store"},
+    "labels": {"privacy", "store"},
     "sources": set(),
     "sources.discord": {"sources", "privacy", "store"},
     "analyze": {"store", "privacy", "reflect", "sources"},
     "observe": {"privacy", "store"},
     "salience": {"privacy", "store"},
     "ingest": {"sources", "sources.discord", "observe", "salience", "privacy", "store"},
-    "reflect": {"salience", "privacy", "store"},
-    "insights": {"store"},
+    "reflect": {"salience", "labels", "privacy", "store"},
+    "insights": {"labels", "store"},
     "nightly": {"salience", "analyze", "reflect", "store"},
 }
 SHARED_VOCABULARY = {"errors", "ids", "timeutil", "records", "events", "topics",

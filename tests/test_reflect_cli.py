@@ -12,7 +12,7 @@ from tests.fake_openai import FakeOpenAI, Reply
 from tests.reflect_world import GUILD, SELF_ID, build_world
 from zos_cli.store import locks
 
-LIST_KEYS = ["id", "topic_key", "category", "content", "sources_scope_max", "created_at",
+LIST_KEYS = ["id", "topic_key", "label", "category", "content", "sources_scope_max", "created_at",
              "strength", "confidence", "importance", "novelty", "valence", "quarantined",
              "layer_run_id", "effective_strength", "confirmation_count", "last_confirmed_at"]
 

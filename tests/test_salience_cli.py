@@ -10,7 +10,7 @@ from tests.salience_support import T0, earn_all, msg, run
 from zos_cli.store import db as database
 from zos_cli.store import locks
 
-TOP_KEYS = ["topic_key", "category", "group", "balance", "last_activity_at"]
+TOP_KEYS = ["topic_key", "label", "category", "group", "balance", "last_activity_at"]
 
 
 @pytest.fixture
@@ -44,7 +44,8 @@ def test_top_filters_and_nl(cli, filled):
     lines = cli("salience", "top", "--nl", "--limit", "2").stdout.splitlines()
     assert len(lines) == 2 and list(json.loads(lines[0])) == TOP_KEYS
     table = cli("salience", "top", "--limit", "1").stdout
-    assert "server:1:channel:10" in table
+    assert "channel 10 (server 1)" in table and "server:1:channel:10" not in table
+    assert "server:1:channel:10" in cli("salience", "top", "--limit", "1", "--keys").stdout
 
 
 def test_top_on_an_empty_database_is_an_empty_list(cli):
@@ -69,8 +70,13 @@ def test_show_json(cli, filled):
     related = {r["topic_key"] for r in doc["related"]}
     assert related == {"server:1:dyad:100:200", "server:1:user_in_channel:10:100"}
     assert len(doc["sparkline"]) == len(doc["history"]) == 1
+    assert doc["label"] == "user 100 (server 1)"   # no users row: the id (docs/labels.md)
+    assert {r["label"] for r in doc["related"]} == {"user 100 ↔ user 200 (server 1)",
+                                                    "user 100 in channel 10"}
     human = cli("salience", "show", "server:1:user:100").stdout
-    assert "balance by day" in human and "server:1:dyad:100:200" in human
+    assert "balance by day" in human and "user 100 ↔ user 200 (server 1)" in human
+    assert "server:1:" not in human
+    assert "server:1:dyad:100:200" in cli("salience", "show", "server:1:user:100", "--keys").stdout
 
 
 def test_show_unknown_and_invalid_keys(cli, filled):
@@ -88,7 +94,8 @@ def test_ledger_explains_the_balance(cli, filled, db):
     assert r.exit_code == 0, r.stderr
     rows = json.loads(r.stdout)
     assert rows and set(rows[0]) == {"id", "created_at", "transaction_type", "amount", "reason",
-                                     "source_topic", "layer_run_id"}
+                                     "source_topic", "layer_run_id", "label", "source_label"}
+    assert {r["label"] for r in rows} == {"user 100 ↔ user 200 (server 1)"}
     balance = db.execute("SELECT balance FROM topics WHERE key = 'server:1:dyad:100:200'"
                          ).fetchone()[0]
     assert sum(r["amount"] for r in rows) == pytest.approx(balance)
@@ -137,7 +144,9 @@ def test_budget_json(cli, filled):
     groups = {g["group"]: g for g in doc["groups"]}
     assert set(groups) == {"social", "global", "spaces", "semantic", "culture", "self"}
     assert groups["semantic"]["targets"] == ["server:1:subject:chess"]
-    assert set(groups["social"]) == {"group", "share", "base", "demand", "allocated", "targets"}
+    assert groups["semantic"]["target_labels"] == ["subject chess (server 1)"]
+    assert set(groups["social"]) == {"group", "share", "base", "demand", "allocated", "targets",
+                                     "target_labels"}
     assert isinstance(doc["layers"], list)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -44,6 +46,8 @@ def at_most_max_count(value: int | None) -> int | None:
     return value
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+KeysFlag = Annotated[bool, typer.Option(
+    "--keys", help="Also show topic keys in the table (--json and --nl always have them).")]
 NlFlag = Annotated[
     bool, typer.Option("--nl", help="Print newline-delimited JSON, one object per line.")
 ]
@@ -61,10 +65,12 @@ settings = _Settings()
 def stdout() -> Console:
     from rich.console import Console
 
-    # A wide console when piped, so tables are not folded at 80 columns.
-    # Cells are data: `:100:` in a topic key is not an emoji code, `[x]` in text is not markup.
-    return Console(file=sys.stdout, soft_wrap=False, width=None if sys.stdout.isatty() else 200,
-                   emoji=False, markup=False)
+    # The terminal's width; when piped, COLUMNS if set, else wide (200), so tables are not
+    # folded at 80 columns. Cells are data: `:100:` in a topic key is not an emoji code, `[x]`
+    # in text is not markup.
+    columns = os.environ.get("COLUMNS", "")
+    width = None if sys.stdout.isatty() else int(columns) if columns.isdigit() else 200
+    return Console(file=sys.stdout, soft_wrap=False, width=width, emoji=False, markup=False)
 
 
 def stderr() -> Console:
@@ -87,6 +93,29 @@ def to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+# Human tables (docs/labels.md#in-tables-and-json): a row's `label` comes first and its topic
+# key only with --keys; a column of short cells keeps them on one line, longer ones wrap (at
+# spaces, else folded); stored times are shown to the minute; long field names get a short
+# header (the JSON keys stay as they are).
+KEY_COLUMNS = ("topic_key",)
+SHORT_CELL = 16
+HEADERS = {"sources_scope_max": "scope", "effective_strength": "effective",
+           "last_activity_at": "last active", "transaction_type": "type",
+           "insights_created": "insights", "target_count": "targets", "layer_name": "layer",
+           "source_label": "from"}
+_STORED_TIME = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d):\d\d(\.\d+)?\+00:00")
+
+
+def table_columns(columns: Sequence[str], rows: Sequence[dict], *, keys: bool = False,
+                  key_columns: Sequence[str] = KEY_COLUMNS, label_first: bool = True) -> list[str]:
+    """The columns a person sees: `label` first when the rows have one, and the key columns
+    only with --keys."""
+    cols = list(columns)
+    if label_first and any("label" in row for row in rows):
+        cols = ["label"] + [c for c in cols if c != "label"]
+    return [c for c in cols if keys or c not in key_columns]
+
+
 def print_rows(
     rows: Iterable[dict],
     fmt: Format,
@@ -94,8 +123,12 @@ def print_rows(
     columns: Sequence[str] | None = None,
     title: str | None = None,
     empty: str = "Nothing to show.",
+    keys: bool = False,
+    key_columns: Sequence[str] = KEY_COLUMNS,
+    label_first: bool = True,
 ) -> None:
-    """A listing: a JSON array (`[]` when empty), one JSON object per line, or a table."""
+    """A listing: a JSON array (`[]` when empty), one JSON object per line, or a table (see
+    table_columns; `empty` is said on stderr when there are no rows)."""
     if fmt is Format.JSON:
         # The first row is asked for before anything is written: a listing that refuses its
         # arguments (raised when its generator starts) leaves stdout empty, not a lone "[".
@@ -121,13 +154,22 @@ def print_rows(
         return
     from rich.table import Table
 
-    cols = list(columns or rows[0].keys())
+    cols = table_columns(columns or rows[0].keys(), rows, keys=keys, key_columns=key_columns,
+                         label_first=label_first)
     table = Table(title=title, show_lines=False)
-    for col in cols:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in cols))
+    cells = [[_table_cell(row.get(c)) for c in cols] for row in rows]
+    for i, col in enumerate(cols):
+        header = HEADERS.get(col, col)
+        short = max(len(header), *(len(line) for r in cells for line in r[i].splitlines() or [""]))
+        table.add_column(header, no_wrap=short <= SHORT_CELL, overflow="fold")
+    for r in cells:
+        table.add_row(*r)
     stdout().print(table)
+
+
+def _table_cell(value: Any) -> str:
+    text = _cell(value)
+    return _STORED_TIME.sub(r"\1 \2", text) if isinstance(value, str) else text
 
 
 def print_document(

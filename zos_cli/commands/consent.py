@@ -8,7 +8,8 @@ import typer
 
 from zos_cli import output
 from zos_cli.app_state import state
-from zos_cli.output import JsonFlag, NlFlag
+from zos_cli.commands.topic_options import label_config
+from zos_cli.output import JsonFlag, KeysFlag, NlFlag
 
 app = typer.Typer(
     help="DM-reading consent: a DM is stored only while every participant has consented.",
@@ -19,8 +20,8 @@ UserArg = Annotated[str, typer.Argument(metavar="USER", help="A Discord user id 
 TypeOpt = Annotated[str, typer.Option("--type", help="Consent type.")]
 AtOpt = Annotated[Optional[str], typer.Option(
     "--at", metavar="TIME", help="When it happened (ISO-8601; default now).")]
-LIST_COLUMNS = ["user_id", "user_name", "consent_type", "granted_at", "revoked_at", "server_id",
-                "note"]
+# The table: the person's label first (user_name is in --json), ids with --keys.
+LIST_COLUMNS = ["user_id", "consent_type", "granted_at", "revoked_at", "server_id", "note"]
 
 
 @app.command("grant")
@@ -130,15 +131,23 @@ def list_(
     active: Annotated[bool, typer.Option("--active", help="Only consents in force.")] = False,
     json_: JsonFlag = False,
     nl: NlFlag = False,
+    keys: KeysFlag = False,
 ) -> None:
     """Every grant (newest first), with when it was revoked."""
     fmt = output.choose(json_, nl)
+    from zos_cli import topics
+    from zos_cli.labels import label_rows
     from zos_cli.privacy import consent
 
-    with state(ctx).database() as db:
-        rows = consent.list_consents(db, active_only=active)
-    output.print_rows(rows, fmt, columns=LIST_COLUMNS, title="Consents",
-                      empty="No consents recorded.")
+    app_state = state(ctx)
+    with app_state.database() as db:
+        rows = list(label_rows(db, consent.list_consents(db, active_only=active), key="user_id",
+                               topic_of=topics.user, config=label_config(app_state)))
+    output.print_rows(rows, fmt, columns=LIST_COLUMNS, title="Consents", keys=keys,
+                      key_columns=("user_id", "server_id"),
+                      empty="No consents in force: `zos consent grant @name` records one."
+                      if active else "No consents recorded: `zos consent grant @name` records "
+                      "one.")
 
 
 @app.command("status")

@@ -10,7 +10,8 @@ from zos_cli import output
 
 from zos_cli.store import locks
 from zos_cli.app_state import state
-from zos_cli.output import JsonFlag
+from zos_cli.commands.topic_options import label_config
+from zos_cli.output import JsonFlag, KeysFlag
 
 # Library modules are imported inside each command so that `zos --help` stays fast.
 
@@ -114,7 +115,7 @@ def _print_migrate(doc: dict) -> None:
         print(f"Backup: {doc['backup']}")
 
 
-def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
+def status(ctx: typer.Context, json_: JsonFlag = False, keys: KeysFlag = False) -> None:
     """One screen: database, schema version, counts, last ingest/poll/reflect, top salience."""
     app_state = state(ctx)
     fmt = output.choose(json_)
@@ -122,15 +123,20 @@ def status(ctx: typer.Context, json_: JsonFlag = False) -> None:
     from zos_cli.store import db as database
     from zos_cli.store.status import collect_status
 
+    from zos_cli.labels import label_rows
+
     db = database.connect(path)  # status also reports pending migrations, so no version gate
     try:
         doc = collect_status(db, path)
+        if doc["top_salience"]:  # (empty while migrations are pending)
+            doc["top_salience"] = list(label_rows(db, doc["top_salience"],
+                                                  config=label_config(app_state)))
     finally:
         db.close()
-    output.print_document(doc, fmt, human=_print_status)
+    output.print_document(doc, fmt, human=lambda d: _print_status(d, keys))
 
 
-def _print_status(doc: dict) -> None:
+def _print_status(doc: dict, keys: bool) -> None:
     summary = {
         "database": doc["database"],
         "size": f"{doc['size_bytes'] / 1024:.1f} KiB",
@@ -156,7 +162,8 @@ def _print_status(doc: dict) -> None:
             "stopped backfill left, the next `zos ingest`)")
     output.print_key_values(summary, title="zos status")
     if doc["top_salience"]:
-        output.print_rows(doc["top_salience"], output.Format.TABLE, title="Top salience")
+        output.print_rows(doc["top_salience"], output.Format.TABLE, title="Top salience",
+                          keys=keys)
     if doc["pending_migrations"]:
         output.note("Run `zos migrate` to apply the pending migrations.")
 

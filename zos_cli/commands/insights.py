@@ -10,7 +10,8 @@ import typer
 from zos_cli import output
 from zos_cli.app_state import state
 from zos_cli.errors import UsageProblem
-from zos_cli.output import JsonFlag, NlFlag
+from zos_cli.commands.topic_options import TOPIC_HELP, GlobalOpt, ServerOpt, label_config, topic_key
+from zos_cli.output import JsonFlag, KeysFlag, NlFlag
 
 # Library modules are imported inside each command so that `zos --help` stays fast.
 
@@ -23,8 +24,15 @@ ScopeOpt = Annotated[Optional[str], typer.Option(
     "--scope", metavar="SCOPE", help="Only public, dm or derived insights (exactly that scope).")]
 QuarantinedOpt = Annotated[bool, typer.Option(
     "--include-quarantined", help="Also show quarantined insights.")]
-LIST_COLUMNS = ["id", "topic_key", "category", "sources_scope_max", "created_at", "strength",
-                "effective_strength", "confidence", "content"]
+# Human tables (docs/labels.md#in-tables-and-json): the label first, ids and keys with --keys.
+LIST_COLUMNS = ["id", "topic_key", "sources_scope_max", "effective_strength", "content"]
+SEARCH_COLUMNS = ["id", "topic_key", "sources_scope_max", "rank", "snippet"]
+RUN_COLUMNS = ["id", "layer_name", "status", "started_at", "insights_created", "cost_usd",
+               "errors"]
+IDS_AND_KEYS = ("id", "topic_key")
+TopicOpt = Annotated[Optional[str], typer.Option("--topic", metavar="TOPIC", help=TOPIC_HELP)]
+NO_INSIGHTS = "No insights yet: run `zos reflect --layer user` (see `zos reflect --list`)."
+NO_MATCH = "No insights match: try without --topic, --category, --scope or --since."
 AsOfOpt = Annotated[Optional[str], typer.Option(
     "--as-of", metavar="TIME",
     help="Effective strength at this ISO-8601 time, or `now` (default: the newest stored "
@@ -40,7 +48,9 @@ def _half_lives(app_state):
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    topic: Annotated[Optional[str], typer.Option("--topic", metavar="KEY", help="One topic.")] = None,
+    topic: TopicOpt = None,
+    server: ServerOpt = None,
+    global_: GlobalOpt = False,
     category: Annotated[Optional[str], typer.Option(
         "--category", metavar="C", help="An insight category, e.g. user_reflection.")] = None,
     scope: ScopeOpt = None,
@@ -55,25 +65,32 @@ def list_(
     as_of: AsOfOpt = None,
     json_: JsonFlag = False,
     nl: NlFlag = False,
+    keys: KeysFlag = False,
 ) -> None:
     """List insights, strongest first after fading (see --sort)."""
     from zos_cli.insights.queries import list_insights
+    from zos_cli.labels import label_rows
     from zos_cli.salience.clock import resolve_as_of
 
     fmt = output.choose(json_, nl)
     app_state = state(ctx)
     with app_state.database() as db:
+        topic = topic_key(app_state, db, topic, server, global_)
         rows = list_insights(db, topic=topic, category=category, scope=scope, since=since,
                              include_quarantined=include_quarantined, limit=limit, sort=sort,
                              as_of=resolve_as_of(db, as_of), settings=_half_lives(app_state))
-        output.print_rows(rows, fmt, columns=LIST_COLUMNS, empty="No insights.")
+        filtered = any(x is not None for x in (topic, category, scope, since))
+        output.print_rows(label_rows(db, rows, config=label_config(app_state)), fmt,
+                          columns=LIST_COLUMNS, keys=keys, key_columns=IDS_AND_KEYS,
+                          empty=NO_MATCH if filtered else NO_INSIGHTS)
 
 
 @app.command("show")
 def show(ctx: typer.Context, insight_id: Annotated[str, typer.Argument(metavar="ID")],
-         as_of: AsOfOpt = None, json_: JsonFlag = False) -> None:
+         as_of: AsOfOpt = None, json_: JsonFlag = False, keys: KeysFlag = False) -> None:
     """One insight: provenance, layer run, model calls, supersedes chain, fading."""
     from zos_cli.insights.queries import get_insight
+    from zos_cli.labels import Labeler, label_rows
     from zos_cli.salience.clock import resolve_as_of
 
     fmt = output.choose(json_)
@@ -81,16 +98,21 @@ def show(ctx: typer.Context, insight_id: Annotated[str, typer.Argument(metavar="
     with app_state.database() as db:
         doc = get_insight(db, insight_id, as_of=resolve_as_of(db, as_of),
                           settings=_half_lives(app_state))
-    output.print_document(doc, fmt, human=_print_insight)
+        labeler = Labeler(db, label_config(app_state))
+        doc = next(label_rows(db, [doc], labeler=labeler))
+        doc["sources"]["insights"] = list(label_rows(db, doc["sources"]["insights"],
+                                                     labeler=labeler))
+    output.print_document(doc, fmt, human=lambda d: _print_insight(d, keys))
 
 
-def _print_insight(doc: dict) -> None:
-    head = {k: doc[k] for k in ("id", "topic_key", "category", "sources_scope_max",
+def _print_insight(doc: dict, keys: bool) -> None:
+    head = {k: doc[k] for k in ("id", "label", "topic_key", "category", "sources_scope_max",
                                 "created_at", "strength", "effective_strength",
                                 "confirmation_count", "last_confirmed_at", "confidence",
                                 "importance",
                                 "novelty", "valence", "quarantined", "subject", "supersedes",
-                                "superseded_by", "open_questions", "conflicts_with")}
+                                "superseded_by", "open_questions", "conflicts_with")
+            if keys or k != "topic_key"}
     head["layer run"] = (f"{doc['layer_run']['id']} ({doc['layer_run']['layer_name']}, "
                          f"{doc['layer_run']['status']})" if doc["layer_run"] else None)
     head["content"] = doc["content"]
@@ -100,7 +122,7 @@ def _print_insight(doc: dict) -> None:
                           title="Source messages")
     if doc["sources"]["insights"]:
         output.print_rows(doc["sources"]["insights"], output.Format.TABLE,
-                          title="Source insights")
+                          title="Source insights", keys=keys)
     if doc["calls"]:
         output.print_rows(doc["calls"], output.Format.TABLE, title="Model calls",
                           columns=["id", "status", "model_name", "tokens_input",
@@ -118,16 +140,21 @@ def search(
     limit: Annotated[int, typer.Option("--limit", callback=output.at_most_max_count, metavar="N", min=0, help="At most N results.")] = 20,
     json_: JsonFlag = False,
     nl: NlFlag = False,
+    keys: KeysFlag = False,
 ) -> None:
     """Full-text search over insight content, best match first."""
     from zos_cli.insights.queries import search_insights
+    from zos_cli.labels import label_rows
 
     fmt = output.choose(json_, nl)
-    with state(ctx).database() as db:
-        rows = search_insights(db, text, scope=scope, include_quarantined=include_quarantined,
-                               limit=limit)
-    output.print_rows(rows, fmt, columns=["id", "topic_key", "sources_scope_max", "rank",
-                                          "snippet"], empty="No matching insights.")
+    app_state = state(ctx)
+    with app_state.database() as db:
+        rows = list(label_rows(db, search_insights(db, text, scope=scope, limit=limit,
+                                                   include_quarantined=include_quarantined),
+                               config=label_config(app_state)))
+    output.print_rows(rows, fmt, columns=SEARCH_COLUMNS, keys=keys, key_columns=IDS_AND_KEYS,
+                      empty=f"No insight matches {text!r}: try other words, or see `zos "
+                            "insights list`.")
 
 
 @app.command("export")
@@ -135,7 +162,9 @@ def export(
     ctx: typer.Context,
     format_: Annotated[str, typer.Option("--format", metavar="jsonl|md",
                                          help="JSON lines or Markdown.")] = "jsonl",
-    topic: Annotated[Optional[str], typer.Option("--topic", metavar="KEY", help="One topic.")] = None,
+    topic: TopicOpt = None,
+    server: ServerOpt = None,
+    global_: GlobalOpt = False,
     scope: ScopeOpt = None,
     include_quarantined: QuarantinedOpt = False,
     json_: JsonFlag = False,
@@ -151,7 +180,9 @@ def export(
     if fmt is not output.Format.TABLE:
         if format_ != "jsonl":
             raise UsageProblem(f"--{fmt.value} exports JSON: leave out --format {format_}")
-    with state(ctx).database() as db:
+    app_state = state(ctx)
+    with app_state.database() as db:
+        topic = topic_key(app_state, db, topic, server, global_)
         lines = export_insights(db, format_, scope=scope, topic=topic,
                                 include_quarantined=include_quarantined)
         if fmt is output.Format.JSON:
@@ -169,19 +200,32 @@ def runs(
     limit: Annotated[int, typer.Option("--limit", callback=output.at_most_max_count, metavar="N", min=0, help="At most N runs.")] = 50,
     json_: JsonFlag = False,
     nl: NlFlag = False,
+    keys: KeysFlag = False,
 ) -> None:
     """Layer runs, newest first: status, targets, insights, tokens, cost, errors."""
     from zos_cli.insights.queries import list_runs
+    from zos_cli.labels import Labeler
 
     fmt = output.choose(json_, nl)
-    with state(ctx).database() as db:
+    app_state = state(ctx)
+    with app_state.database() as db:
         rows = list_runs(db, layer=layer, limit=limit)
+        labeler = Labeler(db, label_config(app_state))
+        names = labeler.labels(k for r in rows for k in r["targets"])
+    # A run has many topics: `target_labels` names each, `label` the first few.
+    rows = [{**r, "target_labels": [names[k] for k in r["targets"]],
+             "label": _first_few([names[k] for k in r["targets"]])} for r in rows]
     if fmt is output.Format.TABLE:
         rows = [{**r, "errors": len(r["errors"]), "tokens": r["tokens_input"] + r["tokens_output"]}
                 for r in rows]
-    output.print_rows(rows, fmt, empty="No layer runs.", columns=None if fmt is not output.Format.TABLE
-                      else ["id", "layer_name", "status", "started_at", "model", "target_count",
-                            "insights_created", "tokens", "cost_usd", "errors"])
+    output.print_rows(rows, fmt, empty="No layer runs yet: run `zos reflect --layer user` (see "
+                      "`zos reflect --list`).", keys=keys, key_columns=IDS_AND_KEYS,
+                      columns=None if fmt is not output.Format.TABLE else RUN_COLUMNS)
+
+
+def _first_few(labels: list[str], shown: int = 3) -> str:
+    more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
+    return ", ".join(labels[:shown]) + more
 
 
 @app.command("calls")
@@ -199,9 +243,10 @@ def calls(
     fmt = output.choose(json_, nl)
     with state(ctx).database() as db:
         rows = list_calls(db, run=run, limit=limit, full=full)
-    output.print_rows(rows, fmt, empty="No model calls.", columns=None if full else [
+    output.print_rows(rows, fmt, columns=None if full else [
         "id", "layer_run_id", "topic_key", "model_name", "status", "tokens_input",
-        "tokens_output", "estimated_cost_usd", "latency_ms", "error"])
+        "tokens_output", "estimated_cost_usd", "latency_ms", "error"],
+        empty="No model calls yet: a `zos reflect` run with a model makes them.")
 
 
 @app.command("delete")

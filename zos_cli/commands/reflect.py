@@ -10,6 +10,7 @@ from zos_cli import output
 from zos_cli.app_state import state
 from zos_cli.store import locks
 from zos_cli.errors import JobFailed, UsageProblem
+from zos_cli.commands.topic_options import TOPIC_HELP, GlobalOpt, ServerOpt, topic_key
 from zos_cli.output import JsonFlag, NlFlag
 
 # Library modules are imported inside the command so that `zos --help` stays fast.
@@ -32,8 +33,11 @@ def reflect(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Show targets, estimated prompt tokens and cost; call no model.")] = False,
     topic: Annotated[Optional[str], typer.Option(
-        "--topic", metavar="KEY", help="Reflect on this topic only (of the layer's category).")
+        "--topic", metavar="TOPIC",
+        help=f"Reflect on this topic only (of the layer's category). {TOPIC_HELP}")
     ] = None,
+    server: ServerOpt = None,
+    global_: GlobalOpt = False,
     max_targets: Annotated[Optional[int], typer.Option(
         "--max-targets", metavar="N", callback=output.at_most_max_count,
         help="Take at most N targets.")] = None,
@@ -76,11 +80,12 @@ def reflect(
 
     output.summary_on_failure(fmt, empty_summary(layer), "target")
     app_state = state(ctx)
-    options = RunOptions(
-        layer=layer, dry_run=dry_run, topic=topic, max_targets=max_targets, model=model,
-        concurrency=concurrency, max_cost=max_cost, as_of=as_of, cache=cache,
-    )
     with app_state.database() as db:
+        topic = topic_key(app_state, db, topic, server, global_)
+        options = RunOptions(
+            layer=layer, dry_run=dry_run, topic=topic, max_targets=max_targets, model=model,
+            concurrency=concurrency, max_cost=max_cost, as_of=as_of, cache=cache,
+        )
         checked = check_run(app_state.config, options)
         # One run of a layer at a time (another layer may run beside it).
         with locks.job_lock(app_state.db_path, f"reflect-{checked.layer.name}"):

@@ -11,7 +11,8 @@ from zos_cli import output
 from zos_cli.store import locks
 from zos_cli.app_state import state
 from zos_cli.errors import JobFailed, UsageProblem
-from zos_cli.output import JsonFlag, NlFlag
+from zos_cli.commands.topic_options import TOPIC_HELP, GlobalOpt, ServerOpt, label_config, topic_key
+from zos_cli.output import JsonFlag, KeysFlag, NlFlag
 from zos_cli.topics import CATEGORIES, GROUPS  # (a light module: --help stays fast)
 
 # Library modules are imported inside each command so that `zos --help` stays fast.
@@ -23,7 +24,10 @@ app = typer.Typer(
 
 SALIENCE_JOB = "salience"  # the lock of the commands that rewrite the ledger (decay, rebuild)
 
-KeyArg = Annotated[str, typer.Argument(metavar="KEY", help="A topic key, e.g. server:1:user:2.")]
+KeyArg = Annotated[str, typer.Argument(metavar="TOPIC", help=TOPIC_HELP)]
+# The ledger as a table: ids and keys only with --keys.
+LEDGER_COLUMNS = ["created_at", "transaction_type", "amount", "reason", "source_label"]
+LEDGER_COLUMNS_WITH_KEYS = ["id", *LEDGER_COLUMNS, "source_topic", "layer_run_id"]
 
 
 def _choice(flag: str, value: str | None, allowed: tuple[str, ...], what: str) -> str | None:
@@ -40,21 +44,28 @@ def top(
     category: Annotated[Optional[str], typer.Option(
         "--category", help="Only this topic category (users, dyads, channels, …).")] = None,
     server: Annotated[Optional[str], typer.Option(
-        "--server", metavar="ID", help="Only topics of this server.")] = None,
+        "--server", metavar="ID|NAME", help="Only topics of this server.")] = None,
     limit: Annotated[int, typer.Option("--limit", metavar="N", callback=output.at_most_max_count, min=1, help="How many topics.")] = 20,
     json_: JsonFlag = False,
     nl: NlFlag = False,
+    keys: KeysFlag = False,
 ) -> None:
     """The topics with the highest balances."""
     fmt = output.choose(json_, nl)
     _choice("--group", group, GROUPS, "budget group")
     _choice("--category", category, CATEGORIES, "topic category")
+    from zos_cli.labels import label_rows, resolve_server
     from zos_cli.salience.queries import TOP_KEYS, top as top_topics
 
-    with state(ctx).database() as db:
-        rows = top_topics(db, group=group, category=category, server_id=server, limit=limit)
-    output.print_rows(rows, fmt, columns=TOP_KEYS, title="Top salience",
-                      empty="No topic has a balance yet: ingest some messages first.")
+    app_state = state(ctx)
+    with app_state.database() as db:
+        server_id = resolve_server(db, server) if server is not None else None
+        rows = list(label_rows(db, top_topics(db, group=group, category=category,
+                                              server_id=server_id, limit=limit),
+                               config=label_config(app_state)))
+    output.print_rows(rows, fmt, columns=TOP_KEYS, title="Top salience", keys=keys,
+                      empty="No topic has a balance yet: run `zos ingest PATH` on an export "
+                            "first.")
 
 
 @app.command("show")
@@ -62,27 +73,36 @@ def show(
     ctx: typer.Context,
     key: KeyArg,
     days: Annotated[int, typer.Option("--days", min=1, help="Days of history in the sparkline.")] = 30,
+    server: ServerOpt = None,
+    global_: GlobalOpt = False,
     json_: JsonFlag = False,
+    keys: KeysFlag = False,
 ) -> None:
     """One topic: balance, cap, group, last activity, related topics and a balance sparkline."""
     fmt = output.choose(json_)
+    from zos_cli.labels import Labeler, label_rows
     from zos_cli.salience.queries import show as show_topic
 
     app_state = state(ctx)
     with app_state.database() as db:
-        doc = show_topic(db, app_state.config, key, days=days)
-    output.print_document(doc, fmt, human=_print_show)
+        doc = show_topic(db, app_state.config, topic_key(app_state, db, key, server, global_),
+                         days=days)
+        labeler = Labeler(db, label_config(app_state))
+        doc = next(label_rows(db, [doc], labeler=labeler))
+        doc["related"] = list(label_rows(db, doc["related"], labeler=labeler))
+    output.print_document(doc, fmt, human=lambda d: _print_show(d, keys))
 
 
-def _print_show(doc: dict) -> None:
-    summary = {k: doc[k] for k in ("topic_key", "category", "group", "balance", "cap", "warm",
-                                   "last_activity_at", "created_at", "ledger_rows")}
-    output.print_key_values(summary, title=doc["topic_key"])
+def _print_show(doc: dict, keys: bool) -> None:
+    shown = ("label", "topic_key", "category", "group", "balance", "cap", "warm",
+             "last_activity_at", "created_at", "ledger_rows")
+    summary = {k: doc[k] for k in shown if keys or k != "topic_key"}
+    output.print_key_values(summary, title=doc["label"])
     if doc["history"]:
         print(f"balance by day ({doc['history'][0]['day']} … {doc['history'][-1]['day']}): "
               f"{doc['sparkline']}")
     if doc["related"]:
-        output.print_rows(doc["related"], output.Format.TABLE, title="Related topics")
+        output.print_rows(doc["related"], output.Format.TABLE, title="Related topics", keys=keys)
 
 
 @app.command("ledger")
@@ -91,17 +111,30 @@ def ledger(
     key: KeyArg,
     limit: Annotated[int, typer.Option(
         "--limit", metavar="N", callback=output.at_most_max_count, min=0, help="Newest rows to show (0: all of them).")] = 50,
+    server: ServerOpt = None,
+    global_: GlobalOpt = False,
     json_: JsonFlag = False,
     nl: NlFlag = False,
+    keys: KeysFlag = False,
 ) -> None:
     """The ledger rows behind a topic's balance, newest first: why zos thought about it."""
     fmt = output.choose(json_, nl)
-    from zos_cli.salience.queries import LEDGER_KEYS, ledger as ledger_rows
+    from zos_cli.labels import Labeler, label_rows
+    from zos_cli.salience.queries import ledger as ledger_rows
 
-    with state(ctx).database() as db:
-        rows = ledger_rows(db, key, limit=limit or None)
-    output.print_rows(rows, fmt, columns=LEDGER_KEYS, title=f"Ledger of {key}",
-                      empty=f"{key} has no ledger rows.")
+    app_state = state(ctx)
+    with app_state.database() as db:
+        key = topic_key(app_state, db, key, server, global_)
+        labeler = Labeler(db, label_config(app_state))
+        label = labeler.labels([key])[key]
+        rows = [{**r, "label": label} for r in label_rows(
+            db, ledger_rows(db, key, limit=limit or None), key="source_topic",
+            field_name="source_label", labeler=labeler)]
+        if fmt is output.Format.TABLE and not keys:  # the keys in a reason, as labels
+            rows = [{**r, "reason": labeler.readable(r["reason"])} for r in rows]
+    output.print_rows(rows, fmt, columns=LEDGER_COLUMNS_WITH_KEYS if keys else LEDGER_COLUMNS,
+                      title=f"Ledger of {key if keys else label}", label_first=False,
+                      empty=f"{label} has no ledger rows.")
 
 
 @app.command("decay")
@@ -138,15 +171,20 @@ def _print_decay(doc: dict) -> None:
 
 
 @app.command("budget")
-def budget(ctx: typer.Context, json_: JsonFlag = False) -> None:
+def budget(ctx: typer.Context, json_: JsonFlag = False, keys: KeysFlag = False) -> None:
     """The next nightly allocation per budget group, and the topics it would take."""
     fmt = output.choose(json_)
+    from zos_cli.labels import Labeler
     from zos_cli.salience.selection import budget_plan
 
     app_state = state(ctx)
     with app_state.database() as db:
         doc = budget_plan(db, app_state.config, layers=_layers(db, app_state.config))
-    output.print_document(doc, fmt, human=_print_budget)
+        labeler = Labeler(db, label_config(app_state))
+        for part in (*doc["groups"], *doc["layers"]):  # each target's label beside the keys
+            names = labeler.labels(part["targets"])
+            part["target_labels"] = [names[k] for k in part["targets"]]
+    output.print_document(doc, fmt, human=lambda d: _print_budget(d, keys))
 
 
 def _layers(db, config) -> list[dict]:
@@ -158,16 +196,17 @@ def _layers(db, config) -> list[dict]:
     return next_targets(db, config)
 
 
-def _print_budget(doc: dict) -> None:
+def _print_budget(doc: dict, keys: bool) -> None:
     print(f"Nightly budget: {doc['nightly_targets']} targets (+{doc['self_targets']} self), "
           f"topics with balance ≥ {doc['min_salience']:g}.")
+    targets = "targets" if keys else "target_labels"
     rows = [{"group": g["group"], "share": g["share"], "base": g["base"], "demand": g["demand"],
-             "allocated": g["allocated"], "targets": ", ".join(g["targets"])}
+             "allocated": g["allocated"], "targets": ", ".join(g[targets])}
             for g in doc["groups"]]
     output.print_rows(rows, output.Format.TABLE, title="Groups")
     if doc["layers"]:
         layers = [{"layer": x["layer"], "categories": ",".join(x["categories"]),
-                   "targets": ", ".join(x["targets"])} for x in doc["layers"]]
+                   "targets": ", ".join(x[targets])} for x in doc["layers"]]
         output.print_rows(layers, output.Format.TABLE, title="Per layer")
 
 

@@ -14,26 +14,15 @@ import re
 import sqlite_utils
 
 from zos_cli.config import Config
+from zos_cli.labels.names import alias, person_name, prompt_name
 from zos_cli.privacy.gate import gate_role, passes_gate
+
+__all__ = ["Namer", "prompt_name"]
 
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _CHANNEL_MENTION = re.compile(r"<#(\d+)>")
 _CUSTOM_EMOJI = re.compile(r"<a?:([A-Za-z0-9_~]+):(\d+)>")
-
-
-_LINE_BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
-MAX_NAME_CHARS = 64
-
-
-def prompt_name(name: str | None) -> str:
-    """A name as a prompt may show it outside the quoted message text: on one line (a name
-    holding a line break could end the data fence and pose as an instruction), no control
-    characters, at most 64 characters."""
-    if not name:
-        return ""
-    flat = " ".join(_LINE_BREAKS_AND_CONTROLS.sub(" ", name).split())
-    return flat if len(flat) <= MAX_NAME_CHARS else flat[:MAX_NAME_CHARS - 1] + "…"
 
 
 class Namer:
@@ -66,7 +55,7 @@ class Namer:
             return "zos"
         if self.is_gated(user_id, server_id):
             if user_id not in self._aliases:
-                self._aliases[user_id] = f"<chat_{len(self._aliases) + 1}>"
+                self._aliases[user_id] = alias(len(self._aliases) + 1)
             return self._aliases[user_id]
         key = (user_id, server_id)
         if key not in self._names:
@@ -83,8 +72,8 @@ class Namer:
         if row is None:
             return f"user {user_id}"
         display, name, is_bot, nickname = row
-        label = prompt_name(nickname or display or name) or f"user {user_id}"
-        return f"{label} (bot)" if is_bot else label
+        return person_name(user_id, nickname=nickname, display_name=display, name=name,
+                           is_bot=bool(is_bot))
 
     def _has_gate(self, server_id: str) -> bool:
         if server_id not in self._gated_servers:

@@ -265,3 +265,59 @@ def delete(
         doc = delete_insight(db, insight_id)
     output.print_document(doc, fmt, human=lambda d: print(
         f"Deleted insight {d['deleted']} (tombstone {d['tombstone_id']})."))
+
+
+@app.command("about")
+def about(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(
+        metavar="REF", help="A topic reference (@name, '#channel', @a+@b, subject:name) or a "
+                            "topic key.")],
+    format_: Annotated[Optional[str], typer.Option(
+        "--format", metavar="md|json|prompt",
+        help="md: for a person (default); json: one document; prompt: a compact block for a "
+             "bot's system prompt (no ids, bounded by --max-tokens).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(
+        "--max-tokens", metavar="N", min=1,
+        help="The prompt block's bound in tokens (estimated; default 400). Only with "
+             "--format prompt.")] = None,
+    scope: Annotated[str, typer.Option(
+        "--scope", metavar="SCOPE",
+        help="Insights of exactly this scope: public (default), dm or derived.")] = "public",
+    server: Annotated[Optional[str], typer.Option(
+        "--server", metavar="ID|NAME",
+        help="The server, when the reference's name is known in several.")] = None,
+    global_: Annotated[bool, typer.Option(
+        "--global", help="@name: the person's global topic (everywhere).")] = False,
+    limit: Annotated[int, typer.Option(
+        "--limit", metavar="N", min=0, callback=output.at_most_max_count,
+        help="At most N insights (default 10).")] = 10,
+    as_of: AsOfOpt = None,
+    json_: JsonFlag = False,
+) -> None:
+    """A memory card: what zos holds about a person, pair, channel or subject — its strongest
+    current insights, open questions, linked subjects, who it is closest to, and its salience
+    with the trend over 30 days."""
+    from zos_cli.insights import card_text
+    from zos_cli.insights.cards import memory_card
+    from zos_cli.salience.clock import resolve_as_of
+
+    if json_ and format_ not in (None, "json"):
+        raise UsageProblem(f"--json prints JSON: leave out --format {format_}")
+    chosen = "json" if json_ else (format_ or "md")
+    if chosen not in ("md", "json", "prompt"):
+        raise UsageProblem(f"--format {chosen!r}: choose md, json or prompt")
+    if max_tokens is not None and chosen != "prompt":
+        raise UsageProblem("--max-tokens bounds --format prompt: add it, or leave --max-tokens out")
+    app_state = state(ctx)
+    config = app_state.config if app_state.config_path is not None else None
+    with app_state.database() as db:
+        card = memory_card(db, ref, as_of=resolve_as_of(db, as_of), scope=scope, server=server,
+                           global_=global_, config=config, settings=_half_lives(app_state),
+                           limit=limit)
+    if chosen == "json":
+        output.print_document(card.document(), output.Format.JSON)
+        return
+    text = (card_text.markdown(card) if chosen == "md"
+            else card_text.prompt(card, max_tokens or card_text.DEFAULT_PROMPT_TOKENS))
+    output.print_document({}, output.Format.TABLE, human=lambda _doc: sys.stdout.write(text))

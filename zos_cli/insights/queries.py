@@ -61,11 +61,15 @@ def _row(values: tuple) -> dict:
 
 def _filters(*, topic: str | None = None, category: str | None = None,
              scope: str | None = None, since: str | None = None,
-             include_quarantined: bool = False) -> tuple[list[str], list]:
+             include_quarantined: bool = False, topic_glob: str | None = None,
+             current: bool = False) -> tuple[list[str], list]:
     where, params = [], []
     if topic:
         where.append("i.topic_key = ?")
         params.append(topic)
+    if topic_glob:
+        where.append("i.topic_key GLOB ?")
+        params.append(topic_glob)
     if category:
         where.append("i.category = ?")
         params.append(category)
@@ -87,6 +91,15 @@ def _filters(*, topic: str | None = None, category: str | None = None,
         where.append("i.created_at >= ?")
     if not include_quarantined:
         where.append("i.quarantined = 0")
+    if current:
+        # Superseded only by a successor of the scope asked for that is not quarantined: a
+        # quarantined successor, or a dm one in a public listing, does not hide what it
+        # replaced.
+        successor = "n.supersedes = i.id AND n.quarantined = 0"
+        if scope:
+            successor += " AND n.sources_scope_max = ?"
+            params.append(scope)
+        where.append(f"NOT EXISTS (SELECT 1 FROM insights n WHERE {successor})")
     return where, params
 
 
@@ -94,15 +107,18 @@ def list_insights(db: sqlite_utils.Database, *, topic: str | None = None,
                   category: str | None = None, scope: str | None = None,
                   since: str | None = None, include_quarantined: bool = False,
                   limit: int | None = 50, sort: str = "effective", as_of: str | None = None,
-                  settings: Insights | None = None) -> Iterator[dict]:
+                  settings: Insights | None = None, topic_glob: str | None = None,
+                  current: bool = False) -> Iterator[dict]:
     """Strongest first at `as_of` by default (`sort`: effective, strength or created — newest
     first); `as_of` defaults to the wall clock (the command passes the data's clock), the
     half-lives are `settings`' (the defaults when None). `scope` keeps exactly that scope
-    (public never shows dm or derived)."""
+    (public never shows dm or derived). `topic_glob`: topics matching an SQL GLOB;
+    `current`: leave out insights superseded by one of that scope, not quarantined."""
     if sort not in SORTS:
         raise UsageProblem(f"--sort {sort!r}: choose effective, strength or created")
     where, params = _filters(topic=topic, category=category, scope=scope, since=since,
-                             include_quarantined=include_quarantined)
+                             include_quarantined=include_quarantined, topic_glob=topic_glob,
+                             current=current)
     sql = f"SELECT {_SELECT}, {_fading_select(db, settings)} FROM insights i"
     params = [as_of or now_stored(), *params]
     if where:

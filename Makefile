@@ -28,7 +28,8 @@ ZOS_DEMO = $(BIN)/zos --db $(DEMO_DB) --config examples/zos.toml
 
 # The main job on the bundled example: ingest the export, see what is salient, run the night
 # (decay, then every layer in order) with the offline reflector (no model is configured, and
-# examples/zos.toml leaves [analysis] off: nothing is fetched or sent), list the insights.
+# examples/zos.toml leaves [analysis] off: nothing is fetched or sent), list the insights, and
+# end with Theo's memory card, what a bot would read about him.
 demo: venv
 	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
 	$(ZOS_DEMO) init-db
@@ -36,6 +37,7 @@ demo: venv
 	$(ZOS_DEMO) salience top --limit 10
 	$(ZOS_DEMO) nightly
 	$(ZOS_DEMO) insights list
+	$(ZOS_DEMO) insights about @theo
 
 test: venv
 	$(BIN)/python -m pytest -q

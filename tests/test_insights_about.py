@@ -38,10 +38,6 @@ def text(cli, *args) -> str:
     return result.stdout
 
 
-def without_label(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "label"} for r in rows]
-
-
 # ---------------------------------------------------------------- the bundled example
 @pytest.fixture
 def example(db_path):
@@ -59,7 +55,7 @@ def test_theos_card_on_the_bundled_example_in_three_formats(example):
     assert (doc["ref"], doc["label"], doc["topic_key"], doc["scope"]) == (
         "@theo", "Theo (Tidepool Makers)", key, "public")
     listed = json.loads(example("insights", "list", "--topic", key, "--json").stdout)
-    assert without_label(doc["insights"]) == without_label(listed) and len(listed) == 1
+    assert doc["insights"] == listed and len(listed) == 1
     assert doc["insights"][0]["label"] == "Theo (Tidepool Makers)"
     assert doc["insights"][0]["content"].startswith("Theo: 7 messages read")
     # Closest: the other side of Theo's dyads, strongest first, by name.
@@ -208,7 +204,7 @@ def test_insights_are_the_current_ones_strongest_first_at_the_as_of(world, cli):
     assert [r["effective_strength"] for r in doc["insights"]] == pytest.approx([1.0, 0.9, 0.5])
     listed = json.loads(cli("insights", "list", "--topic", key, "--as-of", T, "--scope",
                             "public", "--json").stdout)
-    assert without_label(doc["insights"]) == [r for r in listed if r["id"] != "C" * 26]
+    assert doc["insights"] == [r for r in listed if r["id"] != "C" * 26]
     # As of T0 the old ones are at full strength and the new ones not yet faded.
     assert [r["id"][0] for r in card(cli, "@alice", "--as-of", T0)["insights"]] == ["A", "B", "D"]
     assert [r["id"][0] for r in card(cli, "@alice", "--as-of", T, "--limit", "2")["insights"]] \

@@ -131,6 +131,8 @@ def test_make_demo_runs_the_night_offline():
     demo = (REPO / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0]
     assert "$(ZOS_DEMO) nightly" in demo and "reflect --layer" not in demo
     assert "analyze" not in demo and "--config examples/zos.toml" in (REPO / "Makefile").read_text()
+    # and it ends with a person's memory card
+    assert demo.strip().splitlines()[-1].strip() == "$(ZOS_DEMO) insights about @theo"
     crontab = (EXAMPLES / "crontab").read_text()
     jobs = [line for line in crontab.splitlines() if line and not line.startswith("#")
             and "zos " in line]

@@ -130,6 +130,7 @@ def _purge(db, report: PurgeReport, message_ids: list[str], *, topic_keys: list[
                                      "media": shared.media_ids, "link": shared.link_ids}, texts)
     for insight in sorted(insights):
         db.execute("UPDATE insights SET supersedes = NULL WHERE supersedes = ?", [insight])
+        db.execute("UPDATE insights SET superseded_by = NULL WHERE superseded_by = ?", [insight])
         db.execute("DELETE FROM insights WHERE id = ?", [insight])
         _tombstone(db, report, "insight", insight, reason)
     report.insights = len(insights)

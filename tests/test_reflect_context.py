@@ -246,15 +246,15 @@ def test_unknown_layer_is_a_usage_error(cli):
     result = cli("reflect", "--layer", "nope")
     assert result.exit_code == 2
     assert result.stderr == ("Error: no layer named 'nope': choose one of channel, dyad, emoji, "
-                             "self, subject, synthesis, user (see `zos reflect --list`)\n")
+                             "reconcile, self, subject, synthesis, user (see `zos reflect --list`)\n")
 
 
 def test_list_layers_json(cli):
     result = cli("reflect", "--list", "--json")
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows] == ["channel", "dyad", "emoji", "self", "subject",
-                                         "synthesis", "user"]
+    assert [r["name"] for r in rows] == ["channel", "dyad", "emoji", "reconcile", "self",
+                                         "subject", "synthesis", "user"]
     user = rows[-1]
     assert user["category"] == "users" and user["origin"] == "shipped"
     assert len(user["hash"]) == 64

@@ -239,6 +239,16 @@ def test_merge_writes_one_insight_from_both_that_retires_them(db, server, confli
         [summary["as_of"], conflict.first, conflict.second]).fetchone()[0]
     assert db.execute("SELECT strength, salience_spent FROM insights WHERE id = ?",
                       [merged_id]).fetchone() == pytest.approx((stronger * 2.0, 0.0))
+    # Only the merged insight stands; if it is quarantined, the two stand again.
+    from zos_cli.reflect.material import prior_insights, target_from_key
+
+    def standing():
+        return {p["id"] for p in prior_insights(db, target_from_key(conflict.key), "deep",
+                                                summary["as_of"])}
+
+    assert standing() == {merged_id}
+    db.execute("UPDATE insights SET quarantined = 1 WHERE id = ?", [merged_id])
+    assert standing() == {conflict.first, conflict.second}
 
 
 def test_a_merge_of_dm_insights_is_dm_scoped(db, tmp_path, server):
@@ -373,3 +383,27 @@ def test_the_human_summary_lists_the_resolutions(db, server, conflict, cli, tmp_
     # (Tables fold long cells at the terminal's width: look for the short words.)
     assert "Resolutions" in out and "both_true" in out and "keep_first" in out
     assert "Dropped resolutions" in out
+
+
+def test_forgetting_the_dms_takes_the_merge_and_its_prompt_with_them(db, db_path, tmp_path,
+                                                                       server, cli):
+    from tests.conftest import scan_files
+
+    canary = "canary-5e1-kiln"
+    world = build_world(db, tmp_path, users=2, messages_each=2, dm_with="alice",
+                        dm_texts=("I fire my kiln every weekend", "nice"))
+    config = model_config(server)
+    conflict = Conflict(db, tmp_path, server, config, world.global_key("alice"),
+                        first_text=f"{canary} first", second_text=f"{canary} second",
+                        dm_with="alice", users=2)
+    server.enqueue(Reply(content={"resolutions": [resolution(
+        conflict.first, conflict.second, "merge", merged_insight(f"{canary} merged"))]}))
+    merged_id = reconcile(db, config)["resolutions"][0]["merged"]
+    assert row(db, merged_id)["scope"] == "dm"
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert sum(scan_files(db_path, canary).values()) > 0  # (the scan finds it)
+    result = cli("consent", "revoke", "alice", "--forget", "--yes", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["purge"]["insights"] == 3
+    assert db.execute("SELECT count(*) FROM insights WHERE id = ?", [merged_id]).fetchone()[0] == 0
+    assert sum(scan_files(db_path, canary).values()) == 0

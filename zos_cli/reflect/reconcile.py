@@ -51,16 +51,21 @@ MAX_PAIRS = 10   # pairs per prompt (the answer holds at most 20 resolutions)
 
 
 def _standing_sql(alias: str) -> str:
-    """SQL true when insight `alias` stands at the `:as_of` parameter."""
-    return (f"{alias}.quarantined = 0 AND ({alias}.expires_at IS NULL OR "
+    """SQL true when insight `alias` stands at the `:as_of` parameter. (`+`: never search by the
+    quarantined index, which holds nearly every insight.)"""
+    return (f"+{alias}.quarantined = 0 AND ({alias}.expires_at IS NULL OR "
             f"{alias}.expires_at > :as_of) AND {material.not_superseded_sql(alias)}")
 
 
+# The order is forced (CROSS JOIN): the insights naming conflicts (one scan), their ids, then
+# each named insight by its key. Left to itself, SQLite's planner (no statistics) may put the
+# named insights outside and read every insight for each.
 _OPEN_PAIRS = (
     "SELECT a.id, a.topic_key, a.created_at, b.id, b.created_at FROM insights a "
-    "JOIN json_each(CASE WHEN json_valid(a.conflicts_with) THEN a.conflicts_with ELSE '[]' END) c "
-    "JOIN insights b ON b.id = c.value "
-    "WHERE a.conflicts_with IS NOT NULL AND a.conflicts_with NOT IN ('', '[]') AND b.id <> a.id "
+    "CROSS JOIN json_each(CASE WHEN json_valid(a.conflicts_with) THEN a.conflicts_with "
+    "ELSE '[]' END) c CROSS JOIN insights b "
+    "WHERE b.id = c.value AND a.conflicts_with IS NOT NULL "
+    "AND a.conflicts_with NOT IN ('', '[]') AND b.id <> a.id "
     "AND NOT (a.conflict_resolved = 1 AND b.conflict_resolved = 1) "
     f"AND {_standing_sql('a')} AND {_standing_sql('b')}"
 )

@@ -18,7 +18,7 @@ from tests.conftest import EXAMPLES, REPO
 from tests.fake_openai import FakeOpenAI, Reply, valid_answer
 from tests.reflect_world import SELF_ID, build_world
 from zos_cli.config import NIGHTLY_LAYERS
-from zos_cli.reflect.layers import SHIPPED_DIR, layer_names
+from zos_cli.reflect.layers import SHIPPED_DIR
 from zos_cli.store import locks
 
 STEP_KEYS = {"step", "status", "targets", "insights_created", "tokens_used", "cost_usd",
@@ -27,24 +27,12 @@ NIGHT_KEYS = {"started_at", "finished_at", "cost_usd", "errors", "steps"}
 
 
 def example_config(tmp_path: Path) -> Path:
-    """examples/zos.toml. While a layer its `[nightly] layers` names does not exist in this
-    tree yet (reconcile is written on another branch), a copy without that one name: once it
-    exists, the example itself."""
-    shipped = EXAMPLES / "zos.toml"
-    missing = [name for name in NIGHTLY_LAYERS if name not in layer_names()]
-    if not missing:
-        return shipped
-    listed = "layers = " + json.dumps(list(NIGHTLY_LAYERS))
-    text = shipped.read_text()
-    assert listed in text
-    kept = [name for name in NIGHTLY_LAYERS if name not in missing]
-    copy = tmp_path / "example-zos.toml"
-    copy.write_text(text.replace(listed, "layers = " + json.dumps(kept)))
-    return copy
+    """examples/zos.toml, whose `[nightly] layers` are the shipped default."""
+    return EXAMPLES / "zos.toml"
 
 
 def night_layers() -> list[str]:
-    return [name for name in NIGHTLY_LAYERS if name in layer_names()]
+    return list(NIGHTLY_LAYERS)
 
 
 def dump(db_path: Path) -> str:

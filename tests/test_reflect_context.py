@@ -246,16 +246,16 @@ def test_unknown_layer_is_a_usage_error(cli):
     result = cli("reflect", "--layer", "nope")
     assert result.exit_code == 2
     assert result.stderr == ("Error: no layer named 'nope': choose one of channel, dyad, emoji, "
-                             "self, subject, synthesis, user (see `zos reflect --list`)\n")
+                             "reconcile, self, subject, synthesis, user (see `zos reflect --list`)\n")
 
 
 def test_list_layers_json(cli):
     result = cli("reflect", "--list", "--json")
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
-    # In the night's order ([nightly] layers; reconcile once that layer exists).
-    assert [r["name"] for r in rows if r["name"] != "reconcile"] == [
-        "user", "dyad", "channel", "subject", "emoji", "synthesis", "self"]
+    # In the night's order ([nightly] layers).
+    assert [r["name"] for r in rows] == [
+        "user", "dyad", "channel", "subject", "emoji", "synthesis", "reconcile", "self"]
     user = rows[0]
     assert user["category"] == "users" and user["origin"] == "shipped"
     assert len(user["hash"]) == 64

@@ -35,7 +35,7 @@ CONTRACT = {
     "valence_joy valence_concern valence_curiosity valence_warmth valence_tension valence_awe "
     "valence_grief valence_longing valence_peace valence_gratitude context_channel "
     "context_thread subject participants conflicts_with conflict_resolved "
-    "synthesis_source_ids open_questions expires_at metadata",
+    "synthesis_source_ids open_questions expires_at metadata superseded_by",
     "insight_sources": "insight_id source_type source_id",
     "layer_runs": "id layer_name layer_hash status started_at completed_at as_of targets "
     "tokens_input tokens_output cost_usd error",
@@ -62,6 +62,7 @@ INDEXES = [
     ("insights", ["expires_at"]),
     ("insights", ["quarantined"]),
     ("insights", ["layer_run_id"]),
+    ("insights", ["superseded_by"]),  # 0014: what a reconciliation retired an insight for
     ("insight_sources", ["source_id"]),
     ("layer_runs", ["layer_name", "started_at"]),
     ("llm_calls", ["layer_run_id"]),

@@ -126,3 +126,7 @@ def _print_summary(doc: dict) -> None:
         output.print_rows(doc["errors"], output.Format.TABLE, title="Errors")
     if doc["skipped"]:
         output.print_rows(doc["skipped"], output.Format.TABLE, title="Skipped")
+    if doc.get("resolutions"):  # (the reconcile layer's)
+        output.print_rows(doc["resolutions"], output.Format.TABLE, title="Resolutions")
+    if doc.get("dropped"):
+        output.print_rows(doc["dropped"], output.Format.TABLE, title="Dropped resolutions")

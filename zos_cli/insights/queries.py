@@ -168,8 +168,10 @@ def get_insight(db: sqlite_utils.Database, insight_id: str, *, as_of: str | None
         "expires_at": expires, "metadata": _json(metadata, {}),
         "supersedes": supersedes,
         "supersedes_chain": _chain(db, supersedes),
+        # (A newer insight naming it, or the one a reconciliation retired it for.)
         "superseded_by": [r[0] for r in db.execute(
-            "SELECT id FROM insights WHERE supersedes = ? ORDER BY created_at", [insight_id])],
+            "SELECT id FROM insights WHERE supersedes = ? OR id = (SELECT superseded_by FROM "
+            "insights WHERE id = ?) ORDER BY created_at", [insight_id, insight_id])],
         "sources": _sources(db, insight_id),
         "layer_run": _run_brief(db, doc["layer_run_id"]),
         "calls": _calls_for(db, doc["layer_run_id"], doc["topic_key"]),

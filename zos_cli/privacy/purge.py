@@ -133,6 +133,7 @@ def _purge(db, report: PurgeReport, message_ids: list[str], *, topic_keys: list[
     _purge_self_concept(db, report, calls)
     for insight in sorted(insights):
         db.execute("UPDATE insights SET supersedes = NULL WHERE supersedes = ?", [insight])
+        db.execute("UPDATE insights SET superseded_by = NULL WHERE superseded_by = ?", [insight])
         db.execute("DELETE FROM insights WHERE id = ?", [insight])
         _tombstone(db, report, "insight", insight, reason)
     report.insights = len(insights)

@@ -46,8 +46,9 @@ class LayerSpec(BaseModel):
     template: str
     # What the context is made of: the target's messages, or (synthesis) the new insights of
     # the server-scoped topics that roll up into a global target, or (the self layer) the one
-    # target self:zos whatever its balance, with zos's own recent runs beside its messages.
-    source: Literal["messages", "server_insights", "self"] = "messages"
+    # target self:zos whatever its balance, with zos's own recent runs beside its messages, or
+    # (reconcile) the topics' open conflicts: pairs of standing insights, no messages.
+    source: Literal["messages", "server_insights", "self", "conflicts"] = "messages"
 
     @field_validator("category")
     @classmethod

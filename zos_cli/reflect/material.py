@@ -264,6 +264,19 @@ _PRIOR_SELECT = (", ".join("i." + c for c in PRIOR_COLUMNS[:-1])
                    "i.created_at)")
 
 
+def not_superseded_sql(alias: str) -> str:
+    """SQL true when insight `alias` is not superseded: no standing (not quarantined) insight
+    replaces it, neither a newer one naming it in `supersedes` nor the one a reconciliation
+    named in its own `superseded_by` (docs/reflection.md#reconciled-conflicts). A replacement
+    quarantined or deleted lets it stand again. (`+n.quarantined`: without statistics SQLite
+    would search `n` by the quarantined index, reading every standing insight per row, instead
+    of by `supersedes`.)"""
+    return (f"NOT EXISTS (SELECT 1 FROM insights n WHERE n.supersedes = {alias}.id "
+            "AND +n.quarantined = 0) "
+            f"AND NOT EXISTS (SELECT 1 FROM insights w WHERE w.id = {alias}.superseded_by "
+            "AND +w.quarantined = 0)")
+
+
 def prior_insights(db: sqlite_utils.Database, target: Target, retrieval: str,
                    as_of: str, settings: Insights | None = None) -> list[dict]:
     """The target's standing insights in the order the retrieval profile prefers them:
@@ -286,7 +299,7 @@ def prior_insights(db: sqlite_utils.Database, target: Target, retrieval: str,
         f"{strength.CLOCK_FROM_SQL}, ?) AS effective_strength FROM insights i "
         f"WHERE {where} AND i.quarantined = 0 "
         "AND (i.expires_at IS NULL OR i.expires_at > ?) "
-        "AND NOT EXISTS (SELECT 1 FROM insights n WHERE n.supersedes = i.id AND n.quarantined = 0)"
+        f"AND {not_superseded_sql('i')}"
     )
     params = [as_of, *params, as_of]
 

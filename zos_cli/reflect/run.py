@@ -27,7 +27,7 @@ from zos_cli.config import Config
 from zos_cli.errors import TemporaryFailure, UsageProblem, ZosError
 from zos_cli.progress import Progress, no_progress
 from zos_cli import topics
-from zos_cli.reflect import llm, store
+from zos_cli.reflect import llm, reconcile, store
 from zos_cli.reflect.cache import cached_answer
 from zos_cli.reflect.context import Context, build_context
 from zos_cli.reflect.layers import Layer, get_layer
@@ -74,6 +74,8 @@ class RunTotals:
     tokens_output: int = 0
     cost_usd: float = 0.0
     revision: dict | None = None   # the self layer's self-concept revision, as stored
+    resolutions: list[dict] = field(default_factory=list)  # the reconcile layer's, as applied
+    dropped: list[dict] = field(default_factory=list)      # and the resolutions it dropped
 
     def add_calls(self, calls: list[CallRecord]) -> None:
         self.tokens_input += sum(c.tokens_input for c in calls)
@@ -153,13 +155,15 @@ def run_layer(db: sqlite_utils.Database, config: Config, options: RunOptions, *,
     # is not loaded by a run that has nothing to do.
     llm.check_credentials(choice)
     contexts, skipped = [], []
+    conflicts = layer.spec.source == "conflicts"  # the reconcile layer (reflect/reconcile.py)
     for target in targets:
-        context = build_context(db, config, layer, target, as_of)
+        context = (reconcile.build_context if conflicts else build_context)(
+            db, config, layer, target, as_of)
         if context.has_material:
             contexts.append(context)
         else:
-            skipped.append({"target": target.key,
-                            "reason": "nothing new since its last reflection"})
+            skipped.append({"target": target.key, "reason": "no open conflicts" if conflicts
+                            else "nothing new since its last reflection"})
     contexts, estimates, capped = _within_cost(choice, contexts, options.max_cost, on_warning)
     skipped += capped
     if not contexts:
@@ -170,6 +174,9 @@ def run_layer(db: sqlite_utils.Database, config: Config, options: RunOptions, *,
     if options.dry_run:
         return _dry_run(db, layer, choice, as_of, contexts, estimates, skipped,
                         record=options.record_dry_run)
+    if conflicts and choice.offline:  # (judging a conflict needs a model: report, write nothing)
+        return _summary(layer, choice, as_of, targets=[c.target.key for c in contexts],
+                        skipped=skipped, note=reconcile.offline_note(contexts))
     run_id = store.start_run(db, layer=layer, as_of=as_of, model_label=choice.label,
                              targets=[c.target.key for c in contexts])
     totals = RunTotals()
@@ -202,8 +209,11 @@ def run_layer(db: sqlite_utils.Database, config: Config, options: RunOptions, *,
                 skipped=skipped)) from exc
         raise
     status = _finish(db, config, run_id, as_of, contexts, totals)
-    # (The self layer's summary says what became of a revision it proposed.)
+    # (The self layer's summary says what became of a revision it proposed; the reconcile
+    # layer's, what it resolved and what it dropped.)
     extra = {"self_concept": totals.revision} if totals.revision is not None else {}
+    if conflicts:
+        extra.update(resolutions=totals.resolutions, dropped=totals.dropped)
     return _summary(
         layer, choice, as_of, layer_run_id=run_id, status=status,
         targets=[c.target.key for c in contexts], insights_created=totals.insights,
@@ -251,11 +261,18 @@ def _dry_run(db, layer, choice, as_of, contexts, estimates, skipped, *, record: 
 def _store(db, config, run_id, context: Context, outcome: ModelOutcome, totals: RunTotals, *,
            reflector: str, model_label: str, tokens: int, cache_entry: dict | None) -> bool:
     try:
-        stored = store.store_target(
-            db, config, run_id=run_id, context=context, answer=outcome.answer,
-            calls=outcome.calls, tokens=tokens, reflector=reflector, model_label=model_label,
-            cache_entry=cache_entry,
-        )
+        if isinstance(context, reconcile.ReconcileContext):
+            stored = reconcile.store_answer(
+                db, run_id=run_id, context=context, answer=outcome.answer, calls=outcome.calls,
+                reflector=reflector, model_label=model_label, cache_entry=cache_entry)
+            totals.resolutions += stored.resolutions
+            totals.dropped += stored.dropped
+        else:
+            stored = store.store_target(
+                db, config, run_id=run_id, context=context, answer=outcome.answer,
+                calls=outcome.calls, tokens=tokens, reflector=reflector,
+                model_label=model_label, cache_entry=cache_entry,
+            )
     except (ZosError, sqlite3.Error) as exc:
         _fail(db, run_id, context, outcome.calls, f"could not store: {exc}", totals)
         return False

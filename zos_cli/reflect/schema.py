@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -114,8 +114,34 @@ class SelfReflectionOut(ReflectionOut):
         return value if value is None or value.strip() else None
 
 
-def answer_model_for(layer) -> type[ReflectionOut]:
-    """The answer a layer's requests ask for: the self layer's may carry `self_concept`."""
+# The reconcile layer's answer (docs/reflection.md#reconciled-conflicts). (The docstrings go
+# into the JSON schema the model is sent.)
+class Resolution(Strict):
+    """A verdict on one conflicting pair: its two ids as shown; merged only with merge."""
+    first: str = Field(min_length=1, max_length=64)
+    second: str = Field(min_length=1, max_length=64)
+    verdict: Literal["keep_first", "keep_second", "both_true", "merge"]
+    merged: InsightOut | None = None
+
+    @model_validator(mode="after")
+    def _merged_with_merge_only(self) -> Resolution:
+        if self.verdict == "merge" and self.merged is None:
+            raise ValueError("a merge needs its merged insight")
+        if self.verdict != "merge" and self.merged is not None:
+            raise ValueError(f"merged must be null for {self.verdict}")
+        return self
+
+
+class ReconcileOut(Strict):
+    """One resolution per conflicting pair."""
+    resolutions: list[Resolution] = Field(min_length=1, max_length=20)
+
+
+def answer_model_for(layer) -> type[BaseModel]:
+    """The answer a layer's requests ask for: the self layer's may carry `self_concept`; the
+    reconcile layer's (`source = "conflicts"`) holds resolutions, not insights."""
+    if layer.spec.source == "conflicts":
+        return ReconcileOut
     return SelfReflectionOut if layer.spec.source == "self" else ReflectionOut
 
 

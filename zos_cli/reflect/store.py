@@ -346,3 +346,45 @@ def finish_run(db: sqlite_utils.Database, config: Config, run_id: str, *, status
             engine = SalienceEngine(db, config)
             engine.apply(LayerRunCompletedEvent(created_at=as_of, layer_run_id=run_id))
             engine.flush(f"layer run {run_id} completed")
+
+
+# ---------------------------------------------------------------- reconciled conflicts
+def write_reconciliation(db: sqlite_utils.Database, *, run_id: str, context: Context,
+                         merged_rows: list[dict], resolved: list[str],
+                         retired: list[tuple[str, str]], calls: list[CallRecord],
+                         model_label: str, cache_entry: dict | None = None) -> None:
+    """What the reconcile layer decided for one target (reflect/reconcile.py plans it), inside
+    the caller's write transaction: the merged insights (`metadata` still a dict), each with
+    every insight its prompt carried as provenance and the scope of them all; the conflicts
+    marked resolved; each retired insight's `superseded_by` (loser → winner or merged); the
+    calls and their sources; the answer cache. No salience is spent and no mark is kept: the
+    resolved flags are what the next run starts from."""
+    if not db.conn.in_transaction:
+        raise RuntimeError("write_reconciliation runs inside the caller's write transaction")
+    concept = self_concept.stored_default(db)
+    self_version = context.self_version
+    if self_version is None and concept["content"] == self_concept.shipped_text():
+        self_version = concept["version"]
+    shown = sorted({i["id"] for i in context.provenance_insights})
+    rows = [{**row, "metadata": json.dumps({**row["metadata"],
+                                            "self_concept_version": self_version})}
+            for row in merged_rows]
+    if rows:
+        ensure_topic(db, context.target.key, rows[0]["created_at"])
+    _insert(db, "insights", INSIGHT_COLUMNS, rows)
+    db.conn.executemany(
+        "INSERT INTO insight_sources (insight_id, source_type, source_id) VALUES (?, ?, ?)",
+        [(row["id"], "insight", source) for row in rows for source in shown])
+    db.conn.executemany("UPDATE insights SET conflict_resolved = 1 WHERE id = ?",
+                        [(insight_id,) for insight_id in resolved])
+    db.conn.executemany("UPDATE insights SET superseded_by = ? WHERE id = ?",
+                        [(by, loser) for loser, by in retired])
+    _insert_calls(db, run_id, calls, context)
+    if cache_entry is not None and not cache_entry.get("hit"):
+        db.execute(
+            "INSERT OR REPLACE INTO llm_cache (cache_key, model_name, response, tokens_input, "
+            "tokens_output, topic_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [cache_entry["key"], model_label, cache_entry["response"],
+             cache_entry["tokens_input"], cache_entry["tokens_output"], context.target.key,
+             now_stored()],
+        )

@@ -7,6 +7,8 @@
   exists or zos has run anything since it last reflected on itself.
 - Synthesis: the global user and dyad topics whose server-scoped insights include some newer
   than the topic's last synthesis, most new insights first.
+- Reconcile (`source = "conflicts"`): the topics with open conflicts, most first
+  (reflect/reconcile.py).
 Users without a server's privacy-gate role are never targets (nor dyads they are part of).
 A target's balance is its balance as of the run's as-of time (what the run will spend from):
 a run set in the past is not chosen by activity after it.
@@ -24,6 +26,7 @@ from zos_cli.reflect import material, self_work
 from zos_cli.reflect.layers import Layer
 from zos_cli.reflect.material import Target, target_from_key
 from zos_cli.salience.spending import balance_as_of_sql
+from zos_cli.timeutil import now_stored
 
 _PERSON_KINDS = ("user", "dyad", "user_in_channel", "dyad_in_channel")
 
@@ -130,6 +133,14 @@ def choose_targets(db: sqlite_utils.Database, config: Config, layer: Layer, *,
                                                                       layer.spec.max_targets)
         return synthesis_targets(db, layer, limit, as_of,
                                  exclude=lambda target: gated_out(db, config, target))
+    if layer.spec.source == "conflicts":  # the reconcile layer: topics with open conflicts
+        from zos_cli.reflect.reconcile import conflict_targets
+
+        limit = layer.spec.max_targets if max_targets is None else min(max_targets,
+                                                                      layer.spec.max_targets)
+        return [Target(**{**t.__dict__, "balance": _balance(db, t.key, as_of) or 0.0})
+                for t in conflict_targets(db, layer, limit, as_of or now_stored(),
+                                          exclude=lambda target: gated_out(db, config, target))]
     from zos_cli.salience import select_targets
 
     rows = select_targets(

@@ -51,12 +51,14 @@ _PERSON = """person AS (
     WHERE :person <> '' AND (u.id = :person OR u.name LIKE :person
         OR u.display_name LIKE :person OR t.nickname LIKE :person)
       AND NOT zos_hidden(u.id))"""
-# The topics that are about a person: theirs, their pairs, theirs in a channel.
+# The topics that are about a person: theirs, their pairs, theirs and their pairs' in a channel.
 _ABOUT = """(i.topic_key = 'user:' || p.id OR i.topic_key GLOB 'server:*:user:' || p.id
         OR i.topic_key GLOB 'dyad:' || p.id || ':*' OR i.topic_key GLOB 'dyad:*:' || p.id
         OR i.topic_key GLOB 'server:*:dyad:' || p.id || ':*'
         OR i.topic_key GLOB 'server:*:dyad:*:' || p.id
-        OR i.topic_key GLOB 'server:*:user_in_channel:*:' || p.id)"""
+        OR i.topic_key GLOB 'server:*:user_in_channel:*:' || p.id
+        OR i.topic_key GLOB 'server:*:dyad_in_channel:*:' || p.id || ':*'
+        OR i.topic_key GLOB 'server:*:dyad_in_channel:*:*:' || p.id)"""
 
 
 def canned_queries(scope: str, has_messages_fts: bool) -> dict[str, dict]:

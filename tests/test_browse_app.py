@@ -12,7 +12,7 @@ import pytest
 
 from tests.browse_world import DM_CANARY, make_store
 from tests.reflect_world import GATE_ROLE, GUILD, SELF_ID
-from zos_cli.browse.labels import Aliases, BrowseLabels
+from zos_cli.browse.labels import BrowseLabels, ServeLabels
 from zos_cli.config import Config
 
 GUILD_NAME = "Test Guild"
@@ -28,8 +28,7 @@ def _app(store, scope="public"):
 
     config = Config.model_validate({"discord": {"self_user_id": SELF_ID},
                                     "servers": {GUILD: {"privacy_gate_role": GATE_ROLE}}})
-    return build(store.db_path, BrowseOptions(scope=scope), config=config,
-                 self_user_id=SELF_ID)
+    return build(store.db_path, BrowseOptions(scope=scope), config=config)
 
 
 def test_the_served_connection_cannot_write(store):
@@ -60,11 +59,7 @@ def test_the_served_connection_cannot_write(store):
 def test_messages_fts_is_used_when_the_store_has_it(tmp_path, store):
     """The subjects work adds messages_fts (rowid = the message id); search then ranks by it,
     within scope all the same."""
-    copy = tmp_path / "fts.db"
-    source = sqlite3.connect(store.db_path)
-    source.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    source.close()
-    shutil.copy(store.db_path, copy)
+    copy = _copy(store, tmp_path)
     conn = sqlite3.connect(copy)
     conn.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(content)")
     conn.execute("INSERT INTO messages_fts (rowid, content) "
@@ -98,27 +93,50 @@ def test_the_scope_is_written_into_the_sql(store):
     assert "IN ('public', 'dm', 'derived') AND i.quarantined = 0" in sql("derived")
 
 
-def test_labels_of_every_kind(store):
-    config = Config.model_validate({"servers": {GUILD: {"privacy_gate_role": GATE_ROLE}}})
-    conn = sqlite3.connect(store.db_path)
-    labels = BrowseLabels(conn, config, Aliases(), SELF_ID)
-    a, b, d = store.ids["alice"], store.ids["bob"], store.ids["dave"]
-    expected = {
-        f"server:{GUILD}:user:{a}": f"Alice ({GUILD_NAME})",
-        f"server:{GUILD}:channel:2001": f"#general ({GUILD_NAME})",
-        f"server:{GUILD}:dyad:{a}:{b}": f"Alice ↔ Bob ({GUILD_NAME})",
-        f"server:{GUILD}:user_in_channel:2001:{a}": "Alice in #general",
-        f"server:{GUILD}:dyad_in_channel:2001:{a}:{b}": "Alice ↔ Bob in #general",
-        f"server:{GUILD}:emoji:5001": ":party:",
-        f"server:{GUILD}:subject:kiln": f"subject kiln ({GUILD_NAME})",
-        f"user:{a}": "Alice (everywhere)",
-        f"server:{GUILD}:user:{d}": f"<chat_1> ({GUILD_NAME})",
-        f"user:{d}": "<chat_1> (everywhere)",
-        f"server:{GUILD}:user:777777": f"<chat_2> ({GUILD_NAME})",   # erased: no users row
-        "self:zos": "zos (everywhere)",
-        "not a key": "not a key",
-    }
-    assert labels.topic_labels(expected) == expected
-    assert labels.user(SELF_ID, GUILD) == "zos"
-    assert labels.channel("3001") == "direct messages"
-    conn.close()
+def _copy(store, folder):
+    """A copy of the store's file (its WAL checkpointed first)."""
+    source = sqlite3.connect(store.db_path)
+    source.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    source.close()
+    copy = folder / "copy.db"
+    shutil.copy(store.db_path, copy)
+    return copy
+
+
+def test_names_come_from_the_label_library_through_one_labeler(tmp_path, store):
+    from zos_cli.browse.serve import read_only
+    from zos_cli.labels import topic_labels
+    from zos_cli.privacy.purge import erase_user
+    from zos_cli.store import db as database
+
+    copy = _copy(store, tmp_path)
+    config = Config.model_validate({"discord": {"self_user_id": SELF_ID},
+                                    "servers": {GUILD: {"privacy_gate_role": GATE_ROLE}}})
+    shared = ServeLabels(read_only(copy), config)
+    one = BrowseLabels(read_only(copy), shared)
+    two = BrowseLabels(read_only(copy), shared)   # (another of Datasette's threads)
+    a, b, c, d = (store.ids[n] for n in ("alice", "bob", "carol", "dave"))
+    named = [f"server:{GUILD}:user:{a}", f"server:{GUILD}:dyad:{a}:{b}", f"user:{b}",
+             f"server:{GUILD}:user_in_channel:2001:{a}", f"server:{GUILD}:emoji:5001"]
+    plain = database.open_database(copy)
+    assert one.topic_labels(named) == topic_labels(plain, named, config=config)
+    assert one.topic(named[0]) == f"Alice ({GUILD_NAME})"
+    # Dave lacks the gate role: the same <chat_N> whichever connection asks.
+    assert one.user(d, GUILD) == "<chat_1>" == two.user(d, None)
+    assert two.topic(f"server:{GUILD}:dyad:{a}:{d}") == f"Alice ↔ <chat_1> ({GUILD_NAME})"
+    assert one.hidden(d) and not one.hidden(a)
+    assert (one.user(a, GUILD), one.user(b, None), one.user(SELF_ID, GUILD)) == ("Alice", "Bob",
+                                                                              "zos")
+    assert (one.channel("2001", GUILD), one.channel("3001", None)) == ("#general",
+                                                                       "direct messages")
+    # A mention of him, as markup or as exports write it (@Name), is <chat_1> too.
+    message_id = plain.execute("SELECT id FROM messages WHERE author_id = ? LIMIT 1",
+                               [a]).fetchone()[0]
+    plain.execute("INSERT INTO mentions (message_id, user_id) VALUES (?, ?)", [message_id, d])
+    assert one.readable(f"thanks @Dave and <@{d}> in <#2001>", GUILD, message_id) == (
+        "thanks @<chat_1> and @<chat_1> in #general")
+    # An erased user is <chat_N> once the store says so (a new Labeler after the change).
+    erase_user(plain, c)
+    plain.close()
+    assert one.hidden(c) and one.user(c, GUILD).startswith("<chat_")
+    assert "Carol" not in one.topic(f"server:{GUILD}:dyad:{b}:{c}")

@@ -15,7 +15,8 @@ Four locks, each enough on its own for what it guards:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from html import escape
 
 from datasette import hookimpl
@@ -24,7 +25,7 @@ from markupsafe import Markup
 
 from zos_cli import strength, topics
 from zos_cli.browse import pages
-from zos_cli.browse.labels import Aliases, BrowseLabels
+from zos_cli.browse.labels import BrowseLabels, ServeLabels
 from zos_cli.browse.queries import scope_text
 from zos_cli.salience.clock import data_clock
 from zos_cli.timeutil import now_stored
@@ -40,10 +41,8 @@ class BrowseSettings:
 
     scope: str
     query_names: frozenset[str]
-    config: object = None            # zos.toml (the privacy-gate roles)
+    labels: ServeLabels              # one Labeler for the whole server (zos_cli/labels)
     half_lives: object = None        # [insights] half-lives; None: the built-in ones
-    self_user_id: str | None = None
-    aliases: Aliases = field(default_factory=Aliases)
 
     def allowed_path(self, path: str) -> bool:
         return any(p.fullmatch(path) for p in self._patterns)
@@ -68,7 +67,20 @@ def fts_query(text: str | None) -> str:
 
 
 def labels_for(conn, settings: BrowseSettings) -> BrowseLabels:
-    return BrowseLabels(conn, settings.config, settings.aliases, settings.self_user_id)
+    return BrowseLabels(conn, settings.labels)
+
+
+class _DataClock:
+    """`zos_as_of()`: the newest stored message's time (what `insights list` fades to), read
+    again at most every few seconds, not once per row."""
+
+    def __init__(self, conn) -> None:
+        self.conn, self.value, self.read_at = conn, None, 0.0
+
+    def __call__(self) -> str:
+        if self.value is None or time.monotonic() - self.read_at > 5:
+            self.value, self.read_at = data_clock(self.conn) or now_stored(), time.monotonic()
+        return self.value
 
 
 @hookimpl
@@ -79,12 +91,11 @@ def prepare_connection(conn, database, datasette):
     labels = labels_for(conn, settings)
     conn.create_function("zos_label", 1, lambda key: labels.topic(key) if key else None)
     conn.create_function("zos_user", 2, labels.user)
-    conn.create_function("zos_channel", 1, labels.channel)
+    conn.create_function("zos_channel", 2, labels.channel)
     conn.create_function("zos_hidden", 1, lambda user_id: int(labels.hidden(user_id)))
     conn.create_function("zos_readable", 3, labels.readable)
     conn.create_function("zos_fts", 1, fts_query, deterministic=True)
-    conn.create_function("zos_as_of", 0, lambda: labels.cached(
-        ("as_of",), lambda: data_clock(conn) or now_stored()))
+    conn.create_function("zos_as_of", 0, _DataClock(conn))
     strength.register(conn, settings.half_lives)
     conn.execute("PRAGMA query_only = 1")
 

@@ -4,7 +4,7 @@ can run) with their descriptions.
 The scope is fixed when the server starts (`--scope`), written into each query's SQL as
 literals: no URL parameter can widen it. Every query reads through the SQL functions the
 plugin defines on each connection (plugin.py): `zos_label(key)`, `zos_user(user_id,
-server_id)`, `zos_channel(channel_id)`, `zos_hidden(user_id)`, `zos_readable(content,
+server_id)`, `zos_channel(channel_id, server_id)`, `zos_hidden(user_id)`, `zos_readable(content,
 server_id, message_id)`, `zos_fts(text)`, `zos_as_of()` and `effective_strength(…)`.
 """
 
@@ -66,14 +66,14 @@ def canned_queries(scope: str, has_messages_fts: bool) -> dict[str, dict]:
     insights = insight_filter(scope)
     messages = message_filter(scope)
     if has_messages_fts:  # (messages_fts: rowid = the message id as an integer)
-        message_search = f"""SELECT m.created_at, zos_channel(m.channel_id) AS channel,
+        message_search = f"""SELECT m.created_at, zos_channel(m.channel_id, m.server_id) AS channel,
     zos_user(m.author_id, m.server_id) AS author,
     zos_readable(m.content, m.server_id, m.id) AS message, m.visibility_scope AS scope
 FROM messages_fts f JOIN messages m ON m.id = CAST(f.rowid AS TEXT)
 WHERE messages_fts MATCH zos_fts(:q) AND {messages}
 ORDER BY f.rank LIMIT 100"""
     else:
-        message_search = f"""SELECT m.created_at, zos_channel(m.channel_id) AS channel,
+        message_search = f"""SELECT m.created_at, zos_channel(m.channel_id, m.server_id) AS channel,
     zos_user(m.author_id, m.server_id) AS author,
     zos_readable(m.content, m.server_id, m.id) AS message, m.visibility_scope AS scope
 FROM messages m
@@ -133,18 +133,18 @@ FROM layer_runs ORDER BY started_at DESC, id DESC LIMIT 200""",
             "title": "Pending analyses",
             "description": "Shared images, files and links that `zos analyze` has not read "
                            "(or read without success), by channel and status.",
-            "sql": f"""SELECT kind, zos_channel(channel_id) AS channel, status, reason,
+            "sql": f"""SELECT kind, zos_channel(channel_id, server_id) AS channel, status, reason,
     count(*) AS items, max(attempts) AS most_attempts, max(created_at) AS newest_message
 FROM (
-    SELECT 'image or file' AS kind, m.channel_id, a.status, a.skip_reason AS reason,
-        a.attempts, m.created_at
+    SELECT 'image or file' AS kind, m.channel_id, m.server_id, a.status,
+        a.skip_reason AS reason, a.attempts, m.created_at
     FROM media_analysis a JOIN messages m ON m.id = a.message_id
     WHERE a.status <> 'ok' AND {messages}
     UNION ALL
-    SELECT 'link', m.channel_id, a.status, a.skip_reason, a.attempts, m.created_at
+    SELECT 'link', m.channel_id, m.server_id, a.status, a.skip_reason, a.attempts, m.created_at
     FROM link_analysis a JOIN messages m ON m.id = a.message_id
     WHERE a.status <> 'ok' AND {messages})
-GROUP BY kind, channel_id, status, reason
+GROUP BY kind, channel_id, server_id, status, reason
 ORDER BY status = 'pending' DESC, items DESC LIMIT 500""",
         },
         "search_insights": {

@@ -82,8 +82,16 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write: `mode=ro`, and `query_only` besides."""
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True,
+                           check_same_thread=False)
+    conn.execute("PRAGMA query_only = 1")
+    return conn
+
+
 def _has_table(path: Path, name: str) -> bool:
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    conn = read_only(path)
     try:
         return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?",
                             [name]).fetchone() is not None
@@ -91,14 +99,14 @@ def _has_table(path: Path, name: str) -> bool:
         conn.close()
 
 
-def build(db_path: Path, options: BrowseOptions, *, config=None, half_lives=None,
-          self_user_id: str | None = None):
+def build(db_path: Path, options: BrowseOptions, *, config=None, half_lives=None):
     """The Datasette app serving the store at `db_path` (read-only, within the scope)."""
     Datasette = require_datasette()
     from datasette.database import Database
     from datasette.plugins import DEFAULT_PLUGINS, pm
 
     from zos_cli.browse import plugin
+    from zos_cli.browse.labels import ServeLabels
 
     scope = check_scope(options.scope)
 
@@ -108,8 +116,7 @@ def build(db_path: Path, options: BrowseOptions, *, config=None, half_lives=None
         def connect(self, write=False):
             if write:
                 raise sqlite3.OperationalError("zos browse is read-only")
-            conn = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True,
-                                   check_same_thread=False)
+            conn = read_only(Path(self.path))
             self._all_file_connections.append(conn)
             return conn
 
@@ -123,7 +130,7 @@ def build(db_path: Path, options: BrowseOptions, *, config=None, half_lives=None
     ds = Datasette(files=[], metadata=meta, settings=SETTINGS, template_dir=str(TEMPLATES))
     ds.zos_browse = plugin.BrowseSettings(
         scope=scope, query_names=frozenset(meta["databases"][plugin.STORE]["queries"]),
-        config=config, half_lives=half_lives, self_user_id=self_user_id)
+        labels=ServeLabels(read_only(db_path), config), half_lives=half_lives)
     if "_memory" in ds.databases:
         ds.remove_database("_memory")  # (the in-memory database Datasette adds with no files)
     ds.add_database(ReadOnlyStore(ds, path=str(db_path), is_mutable=True), name=plugin.STORE)
@@ -132,7 +139,7 @@ def build(db_path: Path, options: BrowseOptions, *, config=None, half_lives=None
 
 
 def serve(db_path: Path, options: BrowseOptions, *, config=None, half_lives=None,
-          self_user_id: str | None = None, on_listening: Callable[[str], None],
+          on_listening: Callable[[str], None],
           warn: Callable[[str], None], access_log: bool = False) -> None:
     """Serve until interrupted. `on_listening(url)` is called once the socket listens."""
     require_datasette()
@@ -142,8 +149,7 @@ def serve(db_path: Path, options: BrowseOptions, *, config=None, half_lives=None
              f"scope {options.scope} shows, with no login (see docs/browse.md)")
     sock = bind(options.host, options.port)
     try:
-        ds = build(db_path, options, config=config, half_lives=half_lives,
-                   self_user_id=self_user_id)
+        ds = build(db_path, options, config=config, half_lives=half_lives)
         import uvicorn
 
         server = uvicorn.Server(uvicorn.Config(

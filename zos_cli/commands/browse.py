@@ -35,15 +35,13 @@ def browse(
     salience charts and canned queries. Prints the URL; Ctrl-C stops it."""
     from zos_cli.browse.queries import check_scope
     from zos_cli.browse.serve import BrowseOptions, require_datasette, serve
-    from zos_cli.store.db import self_user_id
 
     require_datasette()
     check_scope(scope)
     app_state = state(ctx)
-    with app_state.database() as db:  # (66 when missing, 78 when not migrated)
+    with app_state.database():  # (66 when missing, 78 when not migrated)
         path = app_state.db_path
         config = app_state.config
-        me = self_user_id(db, config)
     half_lives = config.insights if app_state.config_path is not None else None
 
     def listening(url: str) -> None:
@@ -51,5 +49,5 @@ def browse(
         output.note(f"zos browse: {path} read-only, scope {scope}; Ctrl-C stops it")
 
     serve(path, BrowseOptions(host=host, port=port, scope=scope, open_browser=open_),
-          config=config, half_lives=half_lives, self_user_id=me, on_listening=listening,
+          config=config, half_lives=half_lives, on_listening=listening,
           warn=output.warn, access_log=app_state.verbose)

@@ -168,6 +168,7 @@ STAGES_BELOW = {
     "reflect": {"salience", "labels", "privacy", "store"},
     "insights": {"labels", "store"},
     "nightly": {"salience", "analyze", "reflect", "store"},
+    "browse": {"labels", "salience"},
 }
 SHARED_VOCABULARY = {"errors", "ids", "timeutil", "records", "events", "topics",
                      "config", "progress", "strength"}

@@ -66,6 +66,34 @@ def test_a_command_that_calls_no_model_imports_neither_litellm_nor_openai(tmp_pa
     assert not {"litellm", "openai"} & imported
 
 
+_SERVED = """
+import asyncio, json, sys
+from pathlib import Path
+from zos_cli.browse.serve import BrowseOptions, build
+ds = build(Path({db!r}), BrowseOptions())
+async def pages():
+    for path in ("/", "/zos/top_salience", "/zos/search_insights?q=x", "/-/zos/topic/user:1"):
+        await ds.client.get(path)
+asyncio.run(pages())
+with open({out!r}, "w") as out:
+    json.dump(sorted({{m.split(".")[0] for m in sys.modules}}), out)
+"""
+
+
+def test_browse_imports_neither_litellm_nor_openai(tmp_path, db_path):
+    """`zos browse` (up to its first check) and the app it serves, answering pages."""
+    imported = _imported(tmp_path, db_path, "browse", "--scope", "none")
+    assert "datasette" in imported and not {"litellm", "openai"} & imported
+    out = tmp_path / "served.json"
+    done = subprocess.run([sys.executable, "-c", _SERVED.format(db=str(db_path), out=str(out))],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert done.returncode == 0, done.stderr
+    served = set(json.loads(out.read_text()))
+    assert {"datasette", "zos_cli"} <= served
+    assert not {"litellm", "openai"} & served
+
+
 @pytest.mark.parametrize("command", ["status --json", "salience top --json",
                                      "insights list --json", "consent list --json",
                                      "insights about @nobody --json"])

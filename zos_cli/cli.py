@@ -35,6 +35,7 @@ COMMAND_MODULES = {
     "insights": "insights",
     "consent": "consent",
     "self": "self_concept",
+    "browse": "browse",
 }
 
 # Settings of the root that typer hands down to every command it builds from it.

@@ -18,7 +18,8 @@ from zos_cli.cli import app
 ALL_MIGRATIONS = ["0001_initial", "0002_ledger_topic_id", "0003_llm_call_sources",
                   "0004_ingest_log_channel_id", "0005_profile_observed_at",
                   "0006_salience_pending", "0007_analysis", "0008_insight_confirmation",
-                  "0009_self_concept", "0014_insight_superseded_by"]
+                  "0009_self_concept", "0010_subjects", "0011_ingest_warnings",
+                  "0012_insight_superseded_by"]
 
 
 def test_init_db_creates_folder_and_is_rerunnable(tmp_path):
@@ -30,7 +31,7 @@ def test_init_db_creates_folder_and_is_rerunnable(tmp_path):
     assert doc["created"] is True and doc["applied"] == ALL_MIGRATIONS
     again = cli("init-db", "--json")
     assert json.loads(again.stdout)["applied"] == []
-    assert cli("init-db").stdout == f"{path} is up to date (schema version 14).\n"
+    assert cli("init-db").stdout == f"{path} is up to date (schema version 12).\n"
 
 
 def test_missing_database_is_66_with_hint(tmp_path):
@@ -122,13 +123,17 @@ def test_pending_migrations_reported_by_status_and_applied_by_migrate(tmp_path):
                         "applied_at": None},
                        {"version": 9, "name": "self_concept", "state": "pending",
                         "applied_at": None},
-                       {"version": 14, "name": "insight_superseded_by", "state": "pending",
+                       {"version": 10, "name": "subjects", "state": "pending",
+                        "applied_at": None},
+                       {"version": 11, "name": "ingest_warnings", "state": "pending",
+                        "applied_at": None},
+                       {"version": 12, "name": "insight_superseded_by", "state": "pending",
                         "applied_at": None}]
     dry = json.loads(cli("migrate", "--dry-run", "--json").stdout)
     assert dry["applied"] == ALL_MIGRATIONS and dry["dry_run"] is True
     assert json.loads(cli("migrate", "--status", "--json").stdout)[0]["state"] == "pending"
     done = cli("migrate", "--json")
-    assert done.exit_code == 0 and json.loads(done.stdout)["to_version"] == 14
+    assert done.exit_code == 0 and json.loads(done.stdout)["to_version"] == 12
     assert json.loads(cli("status", "--json").stdout)["pending_migrations"] == []
 
 
@@ -245,7 +250,8 @@ def test_commands_refuse_pending_migrations_with_78(tmp_path, args):
                         "0002_ledger_topic_id, 0003_llm_call_sources, "
                         "0004_ingest_log_channel_id, 0005_profile_observed_at, "
                         "0006_salience_pending, 0007_analysis, 0008_insight_confirmation, "
-                        "0009_self_concept, 0014_insight_superseded_by): "
+                        "0009_self_concept, 0010_subjects, 0011_ingest_warnings, "
+                        "0012_insight_superseded_by): "
                         "run `zos migrate`\n")
 
 

@@ -114,14 +114,32 @@ def test_runs_read_what_one_message_at_a_time_reads(tmp_path):
     assert by_runs[3].author is first.author  # one record per distinct user shape
 
 
-@pytest.mark.parametrize("damage", ["duplicate", "bad time", "not UTF-8", "no author"])
+def test_a_repeat_inside_a_run_is_skipped_as_one_at_a_time_skips_it(tmp_path):
+    data = _many().dumps()
+    target = snowflake(37).encode()
+    at = data.index(target)
+    path = tmp_path / "repeat.json"
+    path.write_bytes(data[:at] + snowflake(36).encode() + data[at + len(target):])
+    by_runs, problem = _read(path)
+    one_at_a_time, expected = _read(path, chunk_bytes=64)
+    assert problem is expected is None
+    assert [m.id for m in by_runs] == [m.id for m in one_at_a_time] == [
+        snowflake(i) for i in range(60) if i != 37]
+    for chunk_bytes in (None, 64):
+        export = ExportFile(path, chunk_bytes=chunk_bytes)
+        export.open()
+        list(export.messages())
+        assert export.warnings == [f"message id {snowflake(36)} repeated at message index 37: "
+                                   "the later copy was skipped"]
+        export.close()
+
+
+@pytest.mark.parametrize("damage", ["bad time", "not UTF-8", "no author"])
 def test_a_problem_inside_a_run_is_located_as_one_at_a_time_locates_it(tmp_path, damage):
     data = _many().dumps()
     target = snowflake(37).encode()
     at = data.index(target)
-    if damage == "duplicate":
-        data = data[:at] + snowflake(36).encode() + data[at + len(target):]
-    elif damage == "bad time":
+    if damage == "bad time":
         time_at = data.index(b'"timestamp": "', at) + len(b'"timestamp": "')
         data = data[:time_at] + b"yesterday" + data[time_at + 4:]
     elif damage == "not UTF-8":

@@ -164,6 +164,7 @@ MESSAGES = GOOD.index(b'"messages": ') + len('"messages": ')
 HI = GOOD.index(b'"hi"')
 CHANNEL = GOOD.index(b'"channel": ') + len('"channel": ')
 EXPORTED_AT = GOOD.index(b'"2024-03-10T12:00:00.000+00:00"')
+COUNT = GOOD.index(b'"messageCount"')   # after the messages array
 
 
 def _replace(data: bytes, old: bytes, new: bytes) -> bytes:
@@ -213,8 +214,6 @@ BAD = {
     "no author": (lambda g: _replace(g, b'"author"', b'"writer"'),
                   "not a valid message: missing required field `author`, at message index 0 "
                   f"(byte {M0})"),
-    "duplicate ids": (lambda g: _replace(g, snowflake(1).encode(), snowflake(0).encode()),
-                      f"duplicate message id {snowflake(0)}, at message index 1 (byte {M1})"),
     "enormous content": (lambda g: _replace(g, b'"hi"', b'"' + b"x" * 150_000 + b'"'),
                          f"message {snowflake(0)}: content of 150,000 characters is enormous "
                          "(Discord allows 4,000; zos accepts up to 100,000), at message index 0 "
@@ -247,8 +246,12 @@ BAD = {
                  "channel type 'GuildTextChat' is a server's, but the export has no `guild` "
                  f"object, at byte {CHANNEL + 1}"),  # ("server" is a byte longer)
     "junk after": (lambda g: g + b"{}", f"unexpected data after the export ('{{'), at byte {END}"),
-    "count mismatch": (lambda g: _replace(g, b'"messageCount": 2', b'"messageCount": 5'),
-                       f"`messageCount` says 5 but the file holds 2 messages, at byte {END}"),
+    "truncated after the array": (lambda g: g[:COUNT],
+                                  f"truncated JSON: the file ends inside the top-level object, "
+                                  f"at byte {COUNT}"),
+    "truncated after the count": (lambda g: g[:END - 1].rstrip(),
+                                  "truncated JSON: the file ends inside the top-level object, "
+                                  f"at byte {len(GOOD[:END - 1].rstrip())}"),
 }
 
 
@@ -261,6 +264,68 @@ def test_bad_input_is_located_exactly(tmp_path, case):
         read(path)
     assert caught.value.message == f"{path}: {expected}"
     assert isinstance(caught.value, InputDataError) and caught.value.exit_code == 65
+
+
+# ---------------------------------------------------------------------- warnings
+def test_a_count_that_disagrees_is_a_warning_and_every_message_is_read(tmp_path):
+    path = tmp_path / "trimmed.json"
+    path.write_bytes(_replace(GOOD, b'"messageCount": 2', b'"messageCount": 1234'))
+    _, msgs, export = read(path)
+    assert [m.id for m in msgs] == [snowflake(0), snowflake(1)]
+    assert export.warnings == ["`messageCount` says 1,234 but the file holds 2 messages"]
+    assert export.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_count_before_the_array_is_checked_the_same_way(tmp_path):
+    doc = json.loads(GOOD)
+    reordered = {"messageCount": 3, **{k: v for k, v in doc.items() if k != "messageCount"}}
+    path = tmp_path / "reordered.json"
+    path.write_text(json.dumps(reordered, indent=2))
+    _, msgs, export = read(path)
+    assert len(msgs) == 2
+    assert export.warnings == ["`messageCount` says 3 but the file holds 2 messages"]
+
+
+def test_a_repeated_id_is_skipped_with_a_warning_and_the_rest_is_read(tmp_path):
+    ex = Export(messages=[message(snowflake(0), ALICE, "first"), message(snowflake(1), BOB, "b"),
+                          message(snowflake(0), CAROL, "again"),
+                          *(message(snowflake(i), BOB, f"after {i}") for i in (2, 3, 4))])
+    for indent in (2, None):  # runs decoded together, and compact JSON read one by one
+        path = tmp_path / f"repeated-{indent}.json"
+        path.write_bytes(ex.dumps(indent))
+        _, msgs, export = read(path)
+        assert [(m.id, m.content) for m in msgs] == [
+            (snowflake(0), "first"), (snowflake(1), "b"),
+            *((snowflake(i), f"after {i}") for i in (2, 3, 4))]
+        # Six elements, as messageCount says: the count agrees, the repeat is the one warning.
+        assert export.warnings == [f"message id {snowflake(0)} repeated at message index 2: "
+                                   "the later copy was skipped"]
+        assert export.duplicates_skipped == 1 and export.messages_read == 6
+
+
+def test_many_repeated_ids_are_counted_after_the_first_warnings(tmp_path):
+    from zos_cli.sources.export import MAX_DUPLICATE_WARNINGS
+
+    ones = [message(snowflake(i), ALICE, f"m{i}") for i in range(30)]
+    path = Export(messages=ones + ones).write(tmp_path / "twice.json")  # pasted into itself
+    _, msgs, export = read(path)
+    assert [m.id for m in msgs] == [snowflake(i) for i in range(30)]
+    assert len(export.warnings) == MAX_DUPLICATE_WARNINGS + 1
+    assert export.warnings[0] == (f"message id {snowflake(0)} repeated at message index 30: "
+                                  "the later copy was skipped")
+    assert export.warnings[-1] == (f"{30 - MAX_DUPLICATE_WARNINGS} more repeated message ids: "
+                                   "their later copies were skipped")
+
+
+def test_a_second_read_warns_once(tmp_path):
+    ex = Export(messages=[message(snowflake(0), ALICE, "a"), message(snowflake(0), BOB, "b")])
+    ex.with_count = False
+    export = ExportFile(ex.write(tmp_path / "twice-read.json"))
+    export.open()
+    for _ in range(2):  # a DM or a privacy-gated server's file is read twice
+        assert [m.content for m in export.messages()] == ["a"]
+        assert len(export.warnings) == 1
+    export.close()
 
 
 def test_the_messages_before_a_problem_are_read(tmp_path):

@@ -198,7 +198,8 @@ def test_history_and_status(cli, db):
     assert len(rows) == 4 and set(rows[0]) == {
         "id", "kind", "path", "status", "size", "sha256", "messages_new", "messages_seen",
         "reactions_new", "users", "channels", "dm_skipped_without_consent", "error",
-        "started_at", "finished_at"}
+        "warnings", "started_at", "finished_at"}
+    assert all(r["warnings"] == [] for r in rows)
     assert all(len(r["sha256"]) == 64 for r in rows)
     nl = cli("ingest", "--history", "--nl", "--limit", "2").stdout.splitlines()
     assert len(nl) == 2 and json.loads(nl[0])["kind"] == "export"

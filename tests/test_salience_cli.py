@@ -48,6 +48,22 @@ def test_top_filters_and_nl(cli, filled):
     assert "server:1:channel:10" in cli("salience", "top", "--limit", "1", "--keys").stdout
 
 
+def test_equal_balances_are_ordered_by_last_activity_then_key(cli, tmp_path):
+    from tests.exports import Export, message, snowflake, user
+
+    # user 101 speaks first, 108 five minutes later: each topic earns the same 1.0, and the
+    # newer activity comes first although its key sorts after.
+    first, later = user("101", "alice"), user("108", "bob")
+    path = Export(messages=[message(snowflake(0), first, "a"),
+                            message(snowflake(5), later, "b")]).write(tmp_path / "g.json")
+    assert cli("ingest", str(path)).exit_code == 0
+    ones = [r for r in json.loads(cli("salience", "top", "--json", "--limit", "50").stdout)
+            if r["balance"] == 1.0]
+    assert [r["topic_key"] for r in ones] == [
+        "server:1001:user:108", "server:1001:user_in_channel:2001:108",  # newest, then by key
+        "server:1001:user:101", "server:1001:user_in_channel:2001:101"]
+
+
 def test_top_on_an_empty_database_is_an_empty_list(cli):
     r = cli("salience", "top", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout) == []

@@ -26,7 +26,8 @@ CONTRACT = {
     "backfill_state": "channel_id oldest_message_id complete",
     "media_analysis": "id message_id",
     "link_analysis": "id message_id",
-    "ingest_log": "path size sha256 started_at finished_at messages_new",
+    "ingest_log": "path size sha256 started_at finished_at messages_new warnings "
+    "dm_probable_self_id",
     "message_sources": "message_id first_seen_at last_seen_at",
     "topics": "key category server_id is_global provisional last_activity_at metadata",
     "salience_ledger": "id topic_key transaction_type amount reason source_topic created_at",
@@ -62,7 +63,7 @@ INDEXES = [
     ("insights", ["expires_at"]),
     ("insights", ["quarantined"]),
     ("insights", ["layer_run_id"]),
-    ("insights", ["superseded_by"]),  # 0014: what a reconciliation retired an insight for
+    ("insights", ["superseded_by"]),  # 0012: what a reconciliation retired an insight for
     ("insight_sources", ["source_id"]),
     ("layer_runs", ["layer_name", "started_at"]),
     ("llm_calls", ["layer_run_id"]),

@@ -125,9 +125,25 @@ def _ingest_exports(ctx: typer.Context, paths: list[str], fmt: output.Format,
 
 def _print_summary(doc: dict) -> None:
     output.print_key_values({k: doc[k] for k in SUMMARY_ROWS}, title="Ingest summary")
+    for problem in doc["warnings"]:
+        output.warn(f"{problem['file']}: {problem['warning']}")
     if doc["dm_skipped_without_consent"]:
-        output.note("DM messages were not stored: every participant needs a `zos consent "
-                    "grant USER`; then run the same ingest again.")
+        output.note(_dm_hint(doc["dm_consent_needed"]))
+
+
+def _dm_hint(waiting: list[dict]) -> str:
+    """Who the DMs not stored wait for, by name where a server channel showed it."""
+    lines = ["DM messages were not stored: every participant needs a `zos consent grant USER`; "
+             "then run the same ingest again."]
+    people = [(f"@{p['name']} ({p['user_id']})" if p["name"] else p["user_id"])
+              + (" (probably zos itself)" if p["probably_zos"] else "") for p in waiting]
+    if people:
+        lines.append(f"Still without consent: {', '.join(people)}.")
+    lines.extend(f"{p['user_id']} is probably zos's own account (the other side of the DM, "
+                 "while discord.self_user_id is unset): it needs no consent; set "
+                 f"`self_user_id = \"{p['user_id']}\"` under [discord] in zos.toml (a zos poll "
+                 "also learns it)." for p in waiting if p["probably_zos"])
+    return "\n".join(lines)
 
 
 def _backfill(ctx: typer.Context, *, token: str | None, channel: list[str] | None,

@@ -5,7 +5,9 @@ A DM export is read once, before anything is written, for its participants. The 
 taken once every file of the run is read, per channel: a DM channel may come in several files
 (an export split by date) and is stored only when everyone seen in any of them has an active
 `dm_read` consent. Nothing of a refused DM is written but its ingest-log row (path, counts,
-the participant ids it needs).
+the participant ids it needs, and the other side of a 1:1 DM read while zos's own account was
+unknown). From that row an unchanged file is read again once it may be stored, or else
+skipped and still counted, and the run says whom its refused DMs wait for.
 """
 
 from __future__ import annotations
@@ -66,12 +68,18 @@ def _read_people(plan, names: dict, acted: set) -> int:
 def _settle(db: sqlite_utils.Database, plan, self_user_id: str | None, names: dict,
             acted: set, count: int) -> None:
     channel = plan.channel
+    named: set[str] = set()
     if channel.type == "dm" and channel.name:
         named = _named(db, channel.name, names)
         acted |= named
         # zos's account unknown and the one it talks to not found: a 1:1 DM of one known
         # person is someone else's conversation too, with someone no one can ask.
         plan.dm_counterpart_unknown = not named and self_user_id is None and len(acted) < 2
+    if channel.type == "dm" and self_user_id is None:
+        # A 1:1 DM is named after the side that did not export it: the other side is
+        # whoever exported it, most likely zos's own account (said in the consent hint).
+        others = acted - named - {None}
+        plan.dm_probable_self_id = next(iter(others)) if len(others) == 1 else None
     stored = db.execute("SELECT participant_ids FROM channels WHERE id = ?",
                         [channel.id]).fetchone()
     if stored and stored[0]:
@@ -131,6 +139,51 @@ def _widen_stored_participants(db: sqlite_utils.Database, channel_id: str,
     if not known.issuperset(everyone):
         with db_module.write_transaction(db):
             set_participants(db, channel_id, sorted(known | set(everyone), key=int))
+
+
+def unchanged_dm_may_be_stored(db: sqlite_utils.Database, plan, row: tuple,
+                               self_user_id: str | None) -> bool:
+    """For a file unchanged since the completed ingest `row` (see
+    `ingest_log.completed_exports_of_size`): whether it holds a DM refused then that may be
+    stored now, so the file is read again. Otherwise a DM's row is carried onto `plan` (it is
+    skipped at once): its channel and people, so a purge finds the skipped row too, and what
+    is still refused, counted again and its people named from the log without a read."""
+    _sha, skipped, participants, log_id, channel_id, probable_self = row
+    if participants is None:
+        return False  # not a DM
+    # (zos's own account counts as a participant while it is not known: not once it is.)
+    participants = [p for p in json.loads(participants) if p != self_user_id]
+    if participants and consent.dm_may_be_stored(db, participants) and (
+            skipped or consent.granted_since(db, participants, log_id)):
+        # Consent gained since (or zos's own account learned): read it again. (A grant after
+        # that ingest also covers a DM stored then forgotten: what a file adds when nothing
+        # was forgotten is 0.)
+        return True
+    plan.skipped_channel_id, plan.dm_participants = channel_id, participants
+    plan.dm_skipped, plan.dm_probable_self_id = skipped, probable_self
+    return False
+
+
+def consent_needed(db: sqlite_utils.Database, plans: list, self_user_id: str | None
+                   ) -> list[dict]:
+    """Who the DMs of a run that were not stored still wait for: each participant of those
+    files (read now, or skipped as unchanged) without an active consent, as
+    {user_id, name, probably_zos}. `name` is a stored user name (from a server channel: a
+    refused DM stores none); `probably_zos` marks the other side of a 1:1 DM read while
+    zos's own account was unknown, which needs `discord.self_user_id`, not a consent."""
+    waiting: dict[str, bool] = {}
+    for plan in plans:
+        if not plan.dm_skipped:
+            continue
+        probable = plan.dm_probable_self_id if self_user_id is None else None
+        for user_id in consent.without_consent(db, plan.dm_participants or ()):
+            waiting[user_id] = waiting.get(user_id, False) or user_id == probable
+    if not waiting:
+        return []
+    ids = sorted(waiting, key=int)
+    names = dict(db.execute(
+        f"SELECT id, name FROM users WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall())
+    return [{"user_id": u, "name": names.get(u), "probably_zos": waiting[u]} for u in ids]
 
 
 def _named(db: sqlite_utils.Database, name: str, names: dict[str, set[str | None]]) -> set[str]:

@@ -5,6 +5,7 @@ is read ahead while they are merged, and the history of what was read (`zos inge
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -67,11 +68,15 @@ def sha256_of(path: Path) -> str:
 
 
 def ingest_history(db, *, limit: int | None = None) -> list[dict]:
-    """What was imported when: one row per file of every ingest, newest first."""
+    """What was imported when: one row per file of every ingest, newest first (`warnings`:
+    the list of what was odd in the file but read on)."""
     keys = ("id", "kind", "path", "status", "size", "sha256", "messages_new", "messages_seen",
             "reactions_new", "users", "channels", "dm_skipped_without_consent", "error",
-            "started_at", "finished_at")
+            "warnings", "started_at", "finished_at")
     sql = f"SELECT {', '.join(keys)} FROM ingest_log ORDER BY started_at DESC, id DESC"
     if limit:
         sql += f" LIMIT {int(limit)}"
-    return [dict(zip(keys, row)) for row in db.execute(sql)]
+    rows = [dict(zip(keys, row)) for row in db.execute(sql)]
+    for row in rows:
+        row["warnings"] = json.loads(row["warnings"] or "[]")
+    return rows

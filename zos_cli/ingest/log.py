@@ -27,6 +27,10 @@ def _participants(dm_participant_ids: list[str] | None) -> str | None:
     return json.dumps(dm_participant_ids) if dm_participant_ids is not None else None
 
 
+def _warnings(warnings: list[str]) -> str | None:
+    return json.dumps(warnings, ensure_ascii=False) if warnings else None
+
+
 def mark_interrupted(db: sqlite_utils.Database, kind: str, error: str) -> None:
     """Rows of `kind` a killed run left 'running' become 'failed' with `error` (the caller
     holds the ingest lock, so none of them is live)."""
@@ -48,22 +52,27 @@ def start_export_file(db: sqlite_utils.Database, *, log_id: str, path: str, size
 def finish_export_file(db: sqlite_utils.Database, *, log_id: str, path: str, size: int,
                        sha256: str | None, status: str, counts: dict[str, int],
                        dm_skipped: int, dm_participant_ids: list[str] | None,
-                       error: str | None, started_at: str, channel_id: str | None) -> None:
-    """An export file's final row (completed, failed or skipped) with its counts: inserted
-    when the file never started (skipped, unreadable), else the started row updated."""
+                       error: str | None, started_at: str, channel_id: str | None,
+                       warnings: list[str] = (), dm_probable_self_id: str | None = None) -> None:
+    """An export file's final row (completed, failed or skipped) with its counts and
+    warnings: inserted when the file never started (skipped, unreadable), else the started
+    row updated. `dm_probable_self_id`: see schema/0011_ingest_warnings.sql."""
     db.execute(
         "INSERT INTO ingest_log (id, kind, path, size, sha256, status, messages_new, "
         "messages_seen, reactions_new, users, channels, dm_skipped_without_consent, "
-        "dm_participant_ids, error, started_at, finished_at, channel_id) "
-        "VALUES (?, 'export', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "dm_participant_ids, error, started_at, finished_at, channel_id, warnings, "
+        "dm_probable_self_id) "
+        "VALUES (?, 'export', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET sha256 = excluded.sha256, status = excluded.status, "
         "messages_new = excluded.messages_new, messages_seen = excluded.messages_seen, "
         "reactions_new = excluded.reactions_new, users = excluded.users, "
         "channels = excluded.channels, error = excluded.error, "
         "dm_skipped_without_consent = excluded.dm_skipped_without_consent, "
-        "finished_at = excluded.finished_at",
+        "finished_at = excluded.finished_at, warnings = excluded.warnings, "
+        "dm_probable_self_id = excluded.dm_probable_self_id",
         [log_id, path, size, sha256, status, *(counts[k] for k in LOGGED_COUNTS), dm_skipped,
-         _participants(dm_participant_ids), error, started_at, now_stored(), channel_id])
+         _participants(dm_participant_ids), error, started_at, now_stored(), channel_id,
+         _warnings(list(warnings)), dm_probable_self_id])
 
 
 def record_counts(db: sqlite_utils.Database, counts_by_log_id: dict[str, dict[str, int]]) -> None:
@@ -87,9 +96,11 @@ def backfill_channel(db: sqlite_utils.Database, *, log_id: str, channel_id: str,
 
 
 def completed_exports_of_size(db: sqlite_utils.Database, size: int) -> list[tuple]:
-    """(sha256, dm_skipped_without_consent, dm_participant_ids, id) of the completed export
-    ingests of files of this size, newest first: what an unchanged file is recognised by."""
+    """(sha256, dm_skipped_without_consent, dm_participant_ids, id, channel_id,
+    dm_probable_self_id) of the completed export ingests of files of this size, newest
+    first: what an unchanged file is recognised by, and what its DM still waits for."""
     return db.execute(
-        "SELECT sha256, dm_skipped_without_consent, dm_participant_ids, id FROM ingest_log "
+        "SELECT sha256, dm_skipped_without_consent, dm_participant_ids, id, channel_id, "
+        "dm_probable_self_id FROM ingest_log "
         "WHERE kind = 'export' AND status = 'completed' AND size = ? AND sha256 IS NOT NULL "
         "ORDER BY started_at DESC", [size]).fetchall()

@@ -106,7 +106,7 @@ def _keyed(file_index: int, plan, chunk: int) -> Iterator[tuple]:
 def _chosen(gated: list, chunk: int) -> Iterator[tuple]:
     """(file index, record) per message id, as the writer's batch chooses among the
     observations of one id merged together: the newest, the later one on a tie. One file
-    holds each id once (the reader refuses a duplicate)."""
+    holds each id once (the reader skips a repeated id, as for the writer)."""
     if len(gated) == 1:
         f, plan = gated[0]
         for message in _messages(plan, chunk):

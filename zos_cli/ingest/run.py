@@ -15,14 +15,14 @@
    would: a transaction is all or nothing, and messages already stored earn nothing the
    second time.
 4. A bad file stops at its first problem (what came before it is kept), is reported with its
-   location, and the other files go on.
+   location, and the other files go on. What is odd but readable (a repeated id, a
+   `messageCount` that disagrees) is a warning: the file is read on and logged completed.
 """
 
 from __future__ import annotations
 
 import gc
 import heapq
-import json
 import logging
 import sqlite3
 import sys
@@ -35,15 +35,14 @@ from typing import BinaryIO
 
 import sqlite_utils
 
-from zos_cli.privacy import consent
-
 from zos_cli.ingest import files as ingest_files
 from zos_cli.ingest import log as ingest_log
 from zos_cli.store import db as db_module
 from zos_cli.store.audit import counts_of, record_event
 from zos_cli.errors import TemporaryFailure
 from zos_cli.ids import new_id
-from zos_cli.ingest.dm_gate import gate_dms, read_dm_participants
+from zos_cli.ingest.dm_gate import (consent_needed, gate_dms, read_dm_participants,
+                                    unchanged_dm_may_be_stored)
 from zos_cli.ingest.files import STDIN, discover, ingest_history, sha256_of, spool
 from zos_cli.ingest.role_gate import settle_gate
 from zos_cli.observe.writer import COUNT_KEYS, Observation, ObservationWriter
@@ -77,6 +76,9 @@ class FilePlan:
     dm_participants: list[str] | None = None
     dm_messages: int = 0           # a DM file's messages (counted when its participants are read)
     dm_counterpart_unknown: bool = False  # a 1:1 DM whose other side cannot be identified
+    dm_probable_self_id: str | None = None  # its other side while zos's account is unknown
+    skipped_channel_id: str | None = None  # an unchanged file's channel (from its last log row)
+    warnings: list[str] = field(default_factory=list)  # the reader's, of the file's last read
     started_at: str = field(default_factory=now_stored)
 
 
@@ -184,7 +186,10 @@ class IngestRun:
             header = plan.export.open()
             plan.channel = header.channel
             if plan.channel.is_dm:
-                read_dm_participants(self.db, plan, self.self_user_id)
+                try:
+                    read_dm_participants(self.db, plan, self.self_user_id)
+                finally:  # (a refused DM is not read again: its warnings are these)
+                    plan.warnings = plan.export.warnings
         except ExportError as exc:
             plan.status, plan.error = "failed", exc.detail
             self._log_final(plan)
@@ -203,19 +208,11 @@ class IngestRun:
             return False
         plan.sha256 = plan.sha256 or sha256_of(plan.path)
         match = next((r for r in rows if r[0] == plan.sha256), None)
-        if match is None:
-            return False
-        _sha, skipped, participants, log_id = match
-        # (zos's own account counts as a participant while it is not known: not once it is.)
-        participants = [p for p in json.loads(participants or "[]") if p != self.self_user_id]
-        if participants and consent.dm_may_be_stored(self.db, participants) and (
-                skipped or consent.granted_since(self.db, participants, log_id)):
-            # Consent gained since: read it again. (A grant after that ingest also covers a
-            # DM stored then forgotten: what a file adds when nothing was forgotten is 0.)
+        if match is None or unchanged_dm_may_be_stored(self.db, plan, match, self.self_user_id):
             return False
         plan.status = "skipped"
         self.skipped_unchanged += 1
-        log.info("%s: skipped: same size and sha256 as ingest_log row %s", plan.label, log_id)
+        log.info("%s: skipped: same size and sha256 as ingest_log row %s", plan.label, match[3])
         self._log_final(plan)
         return True
 
@@ -224,8 +221,8 @@ class IngestRun:
         chunk = ingest_files.merge_chunk_bytes(len(group))
         size = min(WRITE_CHUNK_MESSAGES, self.batch_messages)
         if len(group) == 1:
-            # One file: already in its order, and it holds each id once (the reader refuses
-            # a duplicate), so no merge keys and no check between chunks.
+            # One file: already in its order, and it holds each id once (the reader skips a
+            # repeated id), so no merge keys and no check between chunks.
             observations = self._observations(group[0], chunk)
             chunks = iter(lambda: list(islice(observations, size)), [])
         else:
@@ -259,6 +256,7 @@ class IngestRun:
         except ExportError as exc:
             plan.status, plan.error = "failed", exc.detail
         finally:
+            plan.warnings = plan.export.warnings
             if plan.handle is None:
                 plan.export.release_handle()
 
@@ -327,7 +325,8 @@ class IngestRun:
             sha256=plan.sha256, status=plan.status, counts=counts, dm_skipped=plan.dm_skipped,
             dm_participant_ids=plan.dm_participants, error=plan.error,
             started_at=plan.started_at,
-            channel_id=plan.channel.id if plan.channel is not None else None)
+            channel_id=plan.channel.id if plan.channel is not None else plan.skipped_channel_id,
+            warnings=plan.warnings, dm_probable_self_id=plan.dm_probable_self_id)
 
     def _so_far(self, files: list[str], seconds: float, error: str) -> dict:
         """The summary of a run stopped midway: what its committed transactions hold, the
@@ -335,10 +334,17 @@ class IngestRun:
         errors = [{"file": p.label, "error": p.error} for p in self.plans if p.status == "failed"]
         summary = {"ingest_id": self.run_id, "files": len(files),
                    "files_skipped_unchanged": self.skipped_unchanged, **self.committed,
-                   "errors": [*errors, {"file": None, "error": error}],
+                   "errors": [*errors, {"file": None, "error": error}], **self._notes(),
                    "seconds": round(seconds, 3)}
         summary["dm_skipped_without_consent"] += sum(p.dm_skipped for p in self.plans)
         return summary
+
+    def _notes(self) -> dict:
+        """What the summary tells besides counts and errors: the files' warnings, and who
+        the DMs not stored wait for."""
+        return {"warnings": [{"file": p.label, "warning": w}
+                             for p in self.plans for w in p.warnings],
+                "dm_consent_needed": consent_needed(self.db, self.plans, self.self_user_id)}
 
     def _finish(self, writer: ObservationWriter, files: list[str], seconds: float) -> dict:
         totals = writer.counts
@@ -364,6 +370,7 @@ class IngestRun:
                 "files_skipped_unchanged": self.skipped_unchanged,
                 **{k: totals[k] for k in COUNT_KEYS},
                 "errors": errors,
+                **self._notes(),
                 "seconds": round(seconds, 3),
             }
             summary["dm_skipped_without_consent"] += sum(p.dm_skipped for p in self.plans)
@@ -383,14 +390,16 @@ def _groups(plans: list[FilePlan]) -> list[list[FilePlan]]:
 def empty_summary() -> dict:
     """The summary of a run that wrote nothing (what a failure before the run reports)."""
     return {"ingest_id": None, "files": 0, "files_skipped_unchanged": 0,
-            **dict.fromkeys(COUNT_KEYS, 0), "errors": [], "seconds": 0.0}
+            **dict.fromkeys(COUNT_KEYS, 0), "errors": [], "warnings": [],
+            "dm_consent_needed": [], "seconds": 0.0}
 
 
 def ingest_exports(db: sqlite_utils.Database, config, paths: list[str], *, progress=None,
                    stdin: BinaryIO | None = None, batch_messages: int = BATCH_MESSAGES) -> dict:
     """Ingest export files and folders (`-` for stdin); returns the run summary:
     ingest_id, files, files_skipped_unchanged, messages_new, messages_seen, reactions_new,
-    users, channels, dm_skipped_without_consent, errors [{file, error}], seconds."""
+    users, channels, dm_skipped_without_consent, errors [{file, error}],
+    warnings [{file, warning}], dm_consent_needed [{user_id, name, probably_zos}], seconds."""
     return IngestRun(db, config, batch_messages=batch_messages, progress=progress,
                      stdin=stdin).run(paths)
 

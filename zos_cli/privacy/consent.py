@@ -48,6 +48,18 @@ def dm_may_be_stored(db: sqlite_utils.Database, participant_ids: Iterable[str], 
     return granted == wanted
 
 
+def without_consent(db: sqlite_utils.Database, user_ids: Iterable[str]) -> list[str]:
+    """Those of these users who hold no active `dm_read` consent, sorted by id: whom a DM
+    refused by `dm_may_be_stored` still waits for."""
+    wanted = sorted({u for u in user_ids if u}, key=int)
+    if not wanted:
+        return []
+    granted = {row[0] for row in db.execute(
+        f"SELECT DISTINCT user_id FROM consents WHERE consent_type = 'dm_read' "
+        f"AND revoked_at IS NULL AND user_id IN ({','.join('?' * len(wanted))})", wanted)}
+    return [u for u in wanted if u not in granted]
+
+
 def granted_since(db: sqlite_utils.Database, participant_ids: Iterable[str], mark: str) -> bool:
     """Whether a `dm_read` grant of any of these users was recorded after `mark`, the id of
     another row (ids are ULIDs: they sort by the time they were made, whatever `--at` says)."""

@@ -104,9 +104,11 @@ def erase_user(db: sqlite_utils.Database, user_id: str, *, db_path: Path | None 
             db.execute("DELETE FROM channels WHERE id = ?", [channel])
             _tombstone(db, report, "channel", channel, "erase")
         report.channels = len(channels)
-        # A DM export's file name names the other side ("Direct Messages - priya_k […].json").
+        # A DM export's file name names the other side ("Direct Messages - priya_k […].json");
+        # its warnings name message ids of the erased DM.
         db.execute(
-            "UPDATE ingest_log SET path = 'erased DM export ' || id WHERE kind = 'export' AND "
+            "UPDATE ingest_log SET path = 'erased DM export ' || id, warnings = NULL "
+            "WHERE kind = 'export' AND "
             "(channel_id IN (SELECT value FROM json_each(?)) OR EXISTS (SELECT 1 FROM "
             "json_each(coalesce(dm_participant_ids, '[]')) WHERE value = ?))",
             [json.dumps(channels), user_id])

@@ -23,8 +23,9 @@ class TopicNotFound(NotFound):
 
 def top(db, *, group: str | None = None, category: str | None = None,
         server_id: str | None = None, limit: int = 20) -> list[dict]:
-    """Topics with a positive balance, highest first. Reads the maintained balance (indexed),
-    never the ledger."""
+    """Topics with a positive balance, highest first; equal balances (caps make many) by
+    last activity, newest first, then by key. Reads the maintained balance (indexed), never
+    the ledger."""
     where, params = ["balance > 0"], []
     for column, value in (("budget_group", group), ("category", category),
                           ("server_id", server_id)):
@@ -33,7 +34,8 @@ def top(db, *, group: str | None = None, category: str | None = None,
             params.append(value)
     rows = db.execute(
         "SELECT key, category, budget_group, balance, last_activity_at FROM topics "
-        f"WHERE {' AND '.join(where)} ORDER BY balance DESC, key LIMIT ?", [*params, limit])
+        f"WHERE {' AND '.join(where)} ORDER BY balance DESC, last_activity_at DESC, key LIMIT ?",
+        [*params, limit])
     return [dict(zip(TOP_KEYS, r)) for r in rows]
 
 

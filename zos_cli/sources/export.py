@@ -6,6 +6,10 @@ bytes of the elements of the `messages` array (see `jsonscan`), a run of consecu
 per call, so memory does not grow with the file.
 Every problem is an `ExportError` (exit 65) that says what is wrong and where:
 `<file>: <what>, at message index N (byte B)` or `<file>: <what>, at byte B`.
+Two quirks of real exports are not problems but `warnings` (docs/ingest.md#warnings): a
+message id repeated in the file (the later copy is skipped, the rest read on) and a
+`messageCount` that disagrees with the messages (files filtered or trimmed by a script keep
+the old count).
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ RUN_BYTES = 128 << 10
 # deeper (`[[[[…` a thousand levels) is a RecursionError, reported as bad input.
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError,
                   RecursionError)
+
+# Repeated ids each get a warning of their own up to this many per file; beyond, one line
+# counts the rest (a file pasted twice into itself would otherwise print a warning per message).
+MAX_DUPLICATE_WARNINGS = 20
 
 
 class ExportError(InputDataError):
@@ -110,6 +118,8 @@ class ExportFile:
         self.scanner: JsonScanner | None = None
         self.size: int | None = None
         self.messages_read = 0
+        self._warnings: list[str] = []
+        self.duplicates_skipped = 0
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> ExportHeader:
@@ -165,10 +175,21 @@ class ExportFile:
             return None
         return s.sha256.hexdigest()
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the last read of `messages()` found odd but read on (so far, when it stopped
+        early): repeated ids and a disagreeing `messageCount`."""
+        more = self.duplicates_skipped - MAX_DUPLICATE_WARNINGS
+        if more > 0:
+            return [*self._warnings, f"{more:,} more repeated message ids: their later copies "
+                    "were skipped"]
+        return list(self._warnings)
+
     # ------------------------------------------------------------------ messages
     def messages(self) -> Iterator[MessageRecord]:
-        """Every message, in file order. Raises ExportError at the first problem (the
-        messages yielded before it are good)."""
+        """Every message, in file order, each id once (a later copy of an id is skipped
+        with a warning). Raises ExportError at the first problem (the messages yielded
+        before it are good)."""
         if self.header is None:
             self.open()
         self._reopen()
@@ -178,6 +199,8 @@ class ExportFile:
         s.seek(self.header.messages_offset)
         index = 0
         self.messages_read = 0
+        self._warnings = []  # (a file read twice, DMs and gated servers, warns once)
+        self.duplicates_skipped = 0
         one_at_a_time_until = 0  # file offset: after a run that did not decode, up to its end
         try:
             pos = s.skip_ws(s.expect(0, b"[", "'['"))
@@ -202,13 +225,15 @@ class ExportFile:
                                                   first_index)
                             index += 1
                             self.messages_read = index
-                            yield record
+                            if record is not None:
+                                yield record
                         pos = run_end
                     else:
                         record, pos = self._one_message(pos, index, builder, ids)
                         index += 1
                         self.messages_read = index
-                        yield record
+                        if record is not None:
+                            yield record
                     pos -= s.release(pos)
                     pos = s.skip_ws(pos)
                     found = s.byte_at(pos)
@@ -272,18 +297,27 @@ class ExportFile:
         return self._record(x, builder, ids, pos, 0, index), end
 
     def _record(self, x: schema.XMessage, builder, ids: _IdCheck, run_pos: int, in_run: int,
-                run_index: int) -> MessageRecord:
+                run_index: int) -> MessageRecord | None:
         """The record of message `x`, number `in_run` of the run of messages that starts at
-        `run_pos` with message index `run_index` (where a problem is reported)."""
+        `run_pos` with message index `run_index` (where a problem is reported); None for a
+        later copy of an id already read (skipped with a warning)."""
         try:
             record = builder.message(x)
         except schema.RecordError as exc:
             raise self._run_problem(f"message {x.id}: {exc}", run_pos, in_run, run_index) \
                 from None
         if not ids.add(int(record.id)):
-            raise self._run_problem(f"duplicate message id {record.id}", run_pos, in_run,
-                                    run_index)
+            self._skip_repeated(record.id, run_index + in_run)
+            return None
         return record
+
+    def _skip_repeated(self, message_id: str, index: int) -> None:
+        # The first copy was stored already (and may be in a transaction that committed):
+        # keeping it and reading on loses nothing, where stopping lost every later message.
+        self.duplicates_skipped += 1
+        if self.duplicates_skipped <= MAX_DUPLICATE_WARNINGS:
+            self._warnings.append(f"message id {message_id} repeated at message index {index}: "
+                                  "the later copy was skipped")
 
     def _run_problem(self, what: str, run_pos: int, in_run: int, run_index: int) -> ExportError:
         """A problem with message number `in_run` of a run that decoded (so is valid JSON),
@@ -340,5 +374,7 @@ class ExportFile:
                                 s.offset(pos))
         declared = trailer.get("messageCount", self.header.message_count)
         if declared is not None and declared != count:
-            raise JsonScanError(f"`messageCount` says {declared} but the file holds {count} "
-                                "messages", s.offset(pos))
+            # A file filtered or trimmed by a script keeps its old count: every message it
+            # holds was read (a truncated file never gets here: it has no closing `}`).
+            self._warnings.append(f"`messageCount` says {declared:,} but the file holds "
+                                  f"{count:,} messages")

@@ -18,7 +18,7 @@ from zos_cli.cli import app
 ALL_MIGRATIONS = ["0001_initial", "0002_ledger_topic_id", "0003_llm_call_sources",
                   "0004_ingest_log_channel_id", "0005_profile_observed_at",
                   "0006_salience_pending", "0007_analysis", "0008_insight_confirmation",
-                  "0009_self_concept"]
+                  "0009_self_concept", "0010_subjects"]
 
 
 def test_init_db_creates_folder_and_is_rerunnable(tmp_path):
@@ -30,7 +30,7 @@ def test_init_db_creates_folder_and_is_rerunnable(tmp_path):
     assert doc["created"] is True and doc["applied"] == ALL_MIGRATIONS
     again = cli("init-db", "--json")
     assert json.loads(again.stdout)["applied"] == []
-    assert cli("init-db").stdout == f"{path} is up to date (schema version 9).\n"
+    assert cli("init-db").stdout == f"{path} is up to date (schema version 10).\n"
 
 
 def test_missing_database_is_66_with_hint(tmp_path):
@@ -121,12 +121,14 @@ def test_pending_migrations_reported_by_status_and_applied_by_migrate(tmp_path):
                        {"version": 8, "name": "insight_confirmation", "state": "pending",
                         "applied_at": None},
                        {"version": 9, "name": "self_concept", "state": "pending",
+                        "applied_at": None},
+                       {"version": 10, "name": "subjects", "state": "pending",
                         "applied_at": None}]
     dry = json.loads(cli("migrate", "--dry-run", "--json").stdout)
     assert dry["applied"] == ALL_MIGRATIONS and dry["dry_run"] is True
     assert json.loads(cli("migrate", "--status", "--json").stdout)[0]["state"] == "pending"
     done = cli("migrate", "--json")
-    assert done.exit_code == 0 and json.loads(done.stdout)["to_version"] == 9
+    assert done.exit_code == 0 and json.loads(done.stdout)["to_version"] == 10
     assert json.loads(cli("status", "--json").stdout)["pending_migrations"] == []
 
 
@@ -243,7 +245,7 @@ def test_commands_refuse_pending_migrations_with_78(tmp_path, args):
                         "0002_ledger_topic_id, 0003_llm_call_sources, "
                         "0004_ingest_log_channel_id, 0005_profile_observed_at, "
                         "0006_salience_pending, 0007_analysis, 0008_insight_confirmation, "
-                        "0009_self_concept): "
+                        "0009_self_concept, 0010_subjects): "
                         "run `zos migrate`\n")
 
 

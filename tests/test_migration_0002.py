@@ -59,7 +59,8 @@ def test_upgrade_keeps_every_row_and_balance_and_fills_topic_ids(v1_db):
     assert summary["applied"] == ["0002_ledger_topic_id", "0003_llm_call_sources",
                                   "0004_ingest_log_channel_id", "0005_profile_observed_at",
                                   "0006_salience_pending", "0007_analysis",
-                                  "0008_insight_confirmation", "0009_self_concept"]
+                                  "0008_insight_confirmation", "0009_self_concept",
+                                  "0010_subjects"]
     assert summary["backup"]
     assert _ledger(db) == rows  # rowids too: the engine and the readers order by them
     assert db.execute("SELECT key, balance FROM topics").fetchall() == balances

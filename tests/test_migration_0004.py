@@ -30,6 +30,7 @@ def test_old_dm_rows_get_their_channel_from_the_file_name(tmp_path):
                                                      "0005_profile_observed_at",
                                                      "0006_salience_pending",
                                                      "0007_analysis",
-                                                     "0008_insight_confirmation", "0009_self_concept"]
+                                                     "0008_insight_confirmation", "0009_self_concept",
+                                                     "0010_subjects"]
     assert db.execute("SELECT id, channel_id FROM ingest_log ORDER BY id").fetchall() == [
         ("a", "1180554999988877766"), ("b", None), ("c", None)]

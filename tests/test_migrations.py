@@ -113,7 +113,7 @@ def test_newer_database_is_refused(tmp_path):
     from tests.conftest import Cli
 
     table = Cli(path)("status").stdout
-    assert "999 (newer than this zos, which knows up to 9: upgrade zos)" in table
+    assert "999 (newer than this zos, which knows up to 10: upgrade zos)" in table
 
 
 def test_changed_checksum_is_refused(tmp_path):
@@ -132,7 +132,7 @@ def test_pending_migrations_are_refused_by_open_database(tmp_path):
     with pytest.raises(MigrationError, match=r"has pending migrations \(0001_initial, "
                        r"0002_ledger_topic_id, 0003_llm_call_sources, 0004_ingest_log_channel_id, "
                        r"0005_profile_observed_at, 0006_salience_pending, 0007_analysis, "
-                       r"0008_insight_confirmation, 0009_self_concept\): "
+                       r"0008_insight_confirmation, 0009_self_concept, 0010_subjects\): "
                        r"run `zos migrate`"):
         database.open_database(path)
 

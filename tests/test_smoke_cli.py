@@ -2,7 +2,7 @@ def test_status_json(cli):
     import json
     r = cli("status", "--json")
     assert r.exit_code == 0, r.stderr
-    assert json.loads(r.stdout)["schema_version"] == 9
+    assert json.loads(r.stdout)["schema_version"] == 10
 
 
 def test_missing_db(tmp_path):

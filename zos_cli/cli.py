@@ -34,6 +34,7 @@ COMMAND_MODULES = {
     "insights": "insights",
     "consent": "consent",
     "self": "self_concept",
+    "subjects": "subjects",
 }
 
 # Settings of the root that typer hands down to every command it builds from it.

@@ -196,6 +196,12 @@ class SelfConcept(Strict):
     max_change_ratio: float = Field(0.5, ge=0, le=1, description="share of words a revision may change")
 
 
+class Subjects(Strict):
+    """`[subjects]`: the subject lifecycle (docs/subjects.md)."""
+    promote_after: int = Field(2, ge=1, description="different targets whose insights name a "
+                               "subject before it is established")
+
+
 class Config(Strict):
     db: str | None = None
     discord: Discord = _defaults(Discord)
@@ -206,6 +212,7 @@ class Config(Strict):
     analysis: Analysis = _defaults(Analysis)
     insights: Insights = _defaults(Insights)
     self_: SelfConcept = Field(_defaults(SelfConcept), alias="self")
+    subjects: Subjects = _defaults(Subjects)
     servers: dict[str, Server] = Field(default_factory=dict)
 
     @field_validator("servers")

@@ -48,7 +48,8 @@ NO_MODEL = [
     "insights show 01HZZZZZZZZZZZZZZZZZZZZZZZ", "insights search hello", "insights runs",
     "insights calls", "insights export", "consent list", "consent status 123", "reflect --list",
     "reflect --layer user --dry-run", "ingest --history", "ingest --help", "poll --help",
-    "analyze --dry-run", "self show", "self history",
+    "analyze --dry-run", "self show", "self history", "subjects list", "subjects show kiln",
+    "subjects merge a b --dry-run",
 ]
 
 
@@ -67,7 +68,8 @@ def test_a_command_that_calls_no_model_imports_neither_litellm_nor_openai(tmp_pa
 
 
 @pytest.mark.parametrize("command", ["status --json", "salience top --json",
-                                     "insights list --json", "consent list --json"])
+                                     "insights list --json", "consent list --json",
+                                     "subjects list --json"])
 def test_a_json_listing_imports_no_pydantic_rich_or_jinja2(tmp_path, db_path, command):
     imported = _imported(tmp_path, db_path, *command.split())
     assert not {"litellm", "openai", "rich", "jinja2"} & imported

@@ -266,3 +266,21 @@ def test_write_commands_take_the_subjects_lock(db, db_path, world, server, named
     assert "another `zos subjects` is already running" in r.stderr
     assert db.execute("SELECT count(*) FROM subject_aliases").fetchone() == (0,)
     assert state(db, GLAZE)[0] == 1
+
+
+def test_show_leaves_out_the_messages_of_people_outside_the_privacy_gate(db, db_path, tmp_path,
+                                                                        server):
+    from tests.reflect_world import GATE_ROLE
+
+    (tmp_path / "zos.toml").write_text(f'[discord]\nself_user_id = "{SELF_ID}"\n'
+                                       f'[servers."{GUILD}"]\nprivacy_gate_role = "{GATE_ROLE}"\n')
+    config = model_config(server)
+    config.servers = {GUILD: {"privacy_gate_role": GATE_ROLE}}
+    gated = build_world(db, tmp_path, users=3, messages_each=3, gated=("carol",), config=config)
+    for who in ("alice", "bob"):
+        name(db, server, config, gated.ids[who], "kiln")
+    doc = json.loads(Cli(db_path)("subjects", "show", "kiln", "--json").stdout)
+    authors = {m["author_id"] for m in doc["messages"]}
+    assert authors == {gated.ids["alice"], gated.ids["bob"]}
+    assert db.execute("SELECT count(*) FROM messages WHERE author_id = ? AND content LIKE "
+                      "'%kilns%'", [gated.ids["carol"]]).fetchone()[0] == 3

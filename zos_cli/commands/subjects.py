@@ -62,8 +62,9 @@ def show(ctx: typer.Context, name: NameArg, server: ServerOpt = None,
     fmt = output.choose(json_)
     from zos_cli.reflect.subjects import show_subject
 
-    with state(ctx).database() as db:
-        doc = show_subject(db, name, server=server)
+    app_state = state(ctx)
+    with app_state.database() as db:
+        doc = show_subject(db, app_state.config, name, server=server)
     output.print_document(doc, fmt, human=_print_show)
 
 

@@ -11,15 +11,18 @@ when an operator promotes it. Only established subjects are reflected on.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 
 from zos_cli import topics
-from zos_cli.config import Config
 from zos_cli.errors import NotFound, UsageProblem
 from zos_cli.ids import is_discord_id
 from zos_cli.privacy.message_index import match_expression
 from zos_cli.salience.batch import mark_established
+
+if TYPE_CHECKING:  # (listings never import pydantic: start-up time)
+    from zos_cli.config import Config
 
 LIST_KEYS = ("name", "topic_key", "server_id", "state", "balance", "aliases", "insights",
              "last_activity_at")
@@ -269,10 +272,13 @@ def list_subjects(db: sqlite_utils.Database, *, server: str | None = None,
             for key, server_id, provisional, balance, last in rows]
 
 
-def show_subject(db: sqlite_utils.Database, name: str, *, server: str | None = None,
-                 messages: int = SHOWN_MESSAGES) -> dict:
+def show_subject(db: sqlite_utils.Database, config: Config, name: str, *,
+                 server: str | None = None, messages: int = SHOWN_MESSAGES) -> dict:
     """One subject (an alias shows the subject it arrives at): its row, key terms, how many
-    targets name it, its insights and its most recent matching messages."""
+    targets name it, its insights and its most recent matching messages (never those of
+    people outside the server's privacy gate, who are never analysed)."""
+    from zos_cli.privacy.gate import passes_gate
+
     server_id, typed = locate(db, name, server)
     name = resolve(db, server_id, typed)
     key = topics.subject(server_id, name)
@@ -294,10 +300,18 @@ def show_subject(db: sqlite_utils.Database, name: str, *, server: str | None = N
     doc["messages"] = []
     if found is not None:
         condition, params = found
-        doc["messages"] = [dict(zip(("id", "channel_id", "author_id", "created_at", "content"),
-                                    r)) for r in db.execute(
+        rows = db.execute(
             "SELECT m.id, m.channel_id, m.author_id, m.created_at, m.content FROM messages m "
             f"WHERE m.deleted_at IS NULL AND {condition} "
-            "ORDER BY m.created_at DESC, CAST(m.id AS INTEGER) DESC LIMIT ?",
-            [*params, messages])]
+            "ORDER BY m.created_at DESC, CAST(m.id AS INTEGER) DESC", params)
+        allowed: dict[str, bool] = {}
+        for row in rows:
+            author = row[2]
+            if author not in allowed:
+                allowed[author] = passes_gate(db, config, server_id, author)
+            if allowed[author]:
+                doc["messages"].append(dict(zip(
+                    ("id", "channel_id", "author_id", "created_at", "content"), row)))
+                if len(doc["messages"]) >= messages:
+                    break
     return doc

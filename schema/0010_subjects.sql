@@ -104,14 +104,14 @@ END;
 -- It holds exactly the messages that may be stored and used: public ones not deleted, and a
 -- DM's only while every participant's consent holds (`consent revoke` takes them out,
 -- `consent grant` puts them back: privacy/message_index.py). Empty texts are not indexed.
--- The triggers follow the writer, which stores and updates a DM only while its consent holds:
--- an edit replaces the text, a message Discord deleted (deleted_at) or a purge deleted leaves.
+-- The writer, which stores and updates a DM only while its consent holds, indexes the
+-- messages it inserts (observe/rows.py, through privacy/message_index.py), in one statement
+-- per batch: an insert trigger would make every stored row a statement transaction, and FTS5
+-- (before 3.44) writes its pending terms to a new segment at each one, which made ingest a
+-- fifth slower. The triggers below follow what is rarer: an edit replaces the text, a
+-- message Discord deleted (deleted_at) or a purge deleted leaves.
 CREATE VIRTUAL TABLE messages_fts USING fts5(content, tokenize = 'unicode61 remove_diacritics 2');
 
-CREATE TRIGGER messages_fts_ai AFTER INSERT ON messages
-WHEN NEW.deleted_at IS NULL AND NEW.content <> '' BEGIN
-    INSERT INTO messages_fts (rowid, content) VALUES (CAST(NEW.id AS INTEGER), NEW.content);
-END;
 CREATE TRIGGER messages_fts_ad AFTER DELETE ON messages BEGIN
     DELETE FROM messages_fts WHERE rowid = CAST(OLD.id AS INTEGER);
 END;

@@ -150,8 +150,11 @@ def test_erase_leaves_no_byte_of_the_users_messages_or_dms(db, db_path, tmp_path
 
 
 def test_the_migration_indexes_what_may_be_used(tmp_path):
-    """A database at schema 9 with public messages, a consented DM, a DM whose consent was
-    revoked, a deleted message and an empty one: 0010 indexes the first two only."""
+    """A database at schema 9 with public messages, a consented DM (its participant list
+    naming zos, whose id zos_state knows), a DM whose consent was revoked, a group DM one of
+    whose people never consented, a deleted message and an empty one: 0010 indexes the public
+    and the consented only. (The rows are written as SQL: this code's writer keeps the index
+    of schema 10.)"""
     path = tmp_path / "old.db"
     db = database.connect(path, create=True)
     folder = tmp_path / "schema9"
@@ -159,29 +162,37 @@ def test_the_migration_indexes_what_may_be_used(tmp_path):
     for migration in migrations.load()[:9]:
         (folder / migration.path.name).write_bytes(migration.path.read_bytes())
     migrations.apply(db, path, folder=folder)
-    alice, bob, carol = user("101", "alice"), user("102", "bob"), user("103", "carol")
-    zos = user(SELF_ID, "zos", bot=True)
-    public = Export(guild_id=GUILD, messages=[
-        message(snowflake(1), alice, "kilns everywhere"),
-        message(snowflake(2), alice, ""),
-        message(snowflake(3), carol, "a deleted kiln")])
-    with_bob, with_carol = dm_export("3001", "bob"), dm_export("3002", "carol")
-    with_bob.add(message(snowflake(4), bob, "bob's kiln in a dm"))
-    with_bob.add(message(snowflake(5), zos, "zos answers"))
-    with_carol.add(message(snowflake(6), carol, "carol's kiln in a dm"))
-    config = config_for()
-    # (consents written as rows: this code's consent functions keep the index of schema 10)
-    for who in ("102", "103"):
-        db.execute("INSERT INTO consents (id, user_id, consent_type, granted_at) VALUES "
-                   "(?, ?, 'dm_read', '2024-03-01T00:00:00.000000+00:00')", [f"c{who}", who])
-    paths = [str(e.write(tmp_path / f"{n}.json")) for n, e in
-             (("public", public), ("bob", with_bob), ("carol", with_carol))]
-    summary = ingest_exports(db, config, paths)
-    assert summary["messages_new"] == 6, summary
+    at = "2024-03-01T12:00:00.000000+00:00"
     with database.write_transaction(db):
-        db.execute("UPDATE consents SET revoked_at = '2024-03-10T00:00:00.000000+00:00' "
-                   "WHERE user_id = '103'")
-        mark_deleted(db, [snowflake(3)], "2024-03-10T00:00:00.000000+00:00")
+        db.execute("INSERT INTO servers (id, name, created_at, updated_at) VALUES (?, 'g', ?, ?)",
+                   [GUILD, at, at])
+        for uid in ("101", "102", "103", "104", SELF_ID):
+            db.execute("INSERT INTO users (id, name) VALUES (?, ?)", [uid, f"u{uid}"])
+        channels = [("2001", GUILD, "text", None), ("3001", None, "dm", f'["102", "{SELF_ID}"]'),
+                    ("3002", None, "dm", '["103"]'), ("3003", None, "group_dm", '["102", "104"]')]
+        for cid, server, kind, people in channels:
+            db.execute("INSERT INTO channels (id, server_id, type, participant_ids, updated_at) "
+                       "VALUES (?, ?, ?, ?, ?)", [cid, server, kind, people, at])
+        messages = [
+            (snowflake(1), "2001", GUILD, "101", "kilns everywhere", None),
+            (snowflake(2), "2001", GUILD, "101", "", None),
+            (snowflake(3), "2001", GUILD, "103", "a deleted kiln", at),
+            (snowflake(4), "3001", None, "102", "bob's kiln in a dm", None),
+            (snowflake(5), "3001", None, SELF_ID, "zos answers", None),
+            (snowflake(6), "3002", None, "103", "carol's kiln in a dm", None),
+            (snowflake(7), "3003", None, "102", "a group kiln", None),
+        ]
+        for mid, cid, server, author, text, deleted in messages:
+            db.execute(
+                "INSERT INTO messages (id, channel_id, server_id, author_id, content, created_at, "
+                "message_type, visibility_scope, ingested_at, deleted_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'Default', ?, ?, ?)",
+                [mid, cid, server, author, text, at, "public" if server else "dm", at, deleted])
+        for cid, who, revoked in (("c2", "102", None), ("c3", "103", at)):
+            db.execute("INSERT INTO consents (id, user_id, consent_type, granted_at, revoked_at) "
+                       "VALUES (?, ?, 'dm_read', ?, ?)", [cid, who, at, revoked])
+        db.execute("INSERT INTO zos_state (key, value, updated_at) VALUES "
+                   "('discord.self_user_id', ?, ?)", [SELF_ID, at])
 
     migrations.apply(db, path)
     assert [str(r[0]) for r in db.execute("SELECT rowid FROM messages_fts ORDER BY rowid")] == [

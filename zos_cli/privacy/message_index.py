@@ -1,11 +1,12 @@
 """`messages_fts`, the full-text index of stored messages (docs/subjects.md#the-message-index):
 what it may hold, and the query that searches it.
 
-The index holds exactly the messages that may be stored and used. Triggers of schema 0010
-follow the writer (insert, edit, deletion by Discord or by a purge); this module is the one
-that writes it otherwise: a revoked consent takes a DM's messages out, a new grant puts them
+The index holds exactly the messages that may be stored and used. This module is the one
+that writes it: the writer's new messages (`add_new`, called by observe/rows.py, which stores
+a DM only while its consent holds), a revoked consent's DMs taken out, a new grant's put
 back, and a removal ends with the index merged ('optimize'), so that no old segment keeps a
-term of what was taken out. SQLite here is older than 3.42 (no FTS5 secure-delete): merging
+term of what was taken out. Triggers of schema 0010 follow the rarer changes: an edit, a
+deletion by Discord (`deleted_at`) or by a purge. SQLite here is older than 3.42 (no FTS5 secure-delete): merging
 the index, with `secure_delete` on, is how the removed text leaves the file (checked byte by
 byte by tests/test_message_index.py).
 
@@ -38,6 +39,15 @@ def match_expression(phrases: Iterable[str]) -> str | None:
         seen.add(text.lower())
         quoted.append('"' + text.replace('"', '""') + '"')
     return " OR ".join(quoted) if quoted else None
+
+
+def add_new(conn, rows: list[tuple]) -> None:
+    """Index messages the writer has just inserted: (id, content) pairs, inside its write
+    transaction. One statement for the batch: FTS5 (before SQLite 3.44) writes its pending
+    terms to a new segment at every statement transaction, which a trigger per stored row
+    would open."""
+    conn.executemany("INSERT INTO messages_fts (rowid, content) VALUES (CAST(? AS INTEGER), ?)",
+                     [row for row in rows if row[1]])
 
 
 def dm_channels_of(db: sqlite_utils.Database, user_id: str) -> list[tuple[str, list[str]]]:

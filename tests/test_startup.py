@@ -49,6 +49,7 @@ NO_MODEL = [
     "insights calls", "insights export", "consent list", "consent status 123", "reflect --list",
     "reflect --layer user --dry-run", "ingest --history", "ingest --help", "poll --help",
     "analyze --dry-run", "self show", "self history", "insights about user:1",
+    "subjects list", "subjects show kiln", "subjects merge a b --dry-run",
 ]
 
 
@@ -96,7 +97,8 @@ def test_browse_imports_neither_litellm_nor_openai(tmp_path, db_path):
 
 @pytest.mark.parametrize("command", ["status --json", "salience top --json",
                                      "insights list --json", "consent list --json",
-                                     "insights about @nobody --json"])
+                                     "insights about @nobody --json",
+                                     "subjects list --json"])
 def test_a_json_listing_imports_no_pydantic_rich_or_jinja2(tmp_path, db_path, command):
     imported = _imported(tmp_path, db_path, *command.split())
     assert not {"litellm", "openai", "rich", "jinja2"} & imported

@@ -48,8 +48,11 @@ HOMES = {
     "llm_cache": "reflect/store.py",
     "self_concept": "reflect/self_concept.py",
     "insights_fts": "insights/queries.py",  # (triggers fill it; the module merges it)
+    "subject_aliases": "reflect/subjects.py",
     # privacy
     "consents": "privacy/consent.py",
+    # (triggers follow the writer; the module takes revoked DMs out, puts them back, merges)
+    "messages_fts": "privacy/message_index.py",
     "insight_quarantines": "privacy/quarantine.py",
     # store
     "events": "store/audit.py",

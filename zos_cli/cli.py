@@ -36,6 +36,7 @@ COMMAND_MODULES = {
     "consent": "consent",
     "self": "self_concept",
     "browse": "browse",
+    "subjects": "subjects",
 }
 
 # Settings of the root that typer hands down to every command it builds from it.

@@ -223,7 +223,10 @@ class Nightly(Strict):
 
 
 class Subjects(Strict):
-    """`[subjects]` (docs/reflection.md#the-offline-reflector)."""
+    """`[subjects]`: the subject lifecycle (docs/subjects.md) and the offline reflector's stop
+    words (docs/reflection.md#the-offline-reflector)."""
+    promote_after: int = Field(2, ge=1, description="different targets whose insights name a "
+                               "subject before it is established")
     # Never a distinctive term, so never a subject name offline, beside the built-in English
     # list (`reflect/stop_words.py`); folded as the full-text index folds text.
     stop_words: list[str] = Field(default_factory=list)

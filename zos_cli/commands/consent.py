@@ -39,9 +39,10 @@ def grant(
     fmt = output.choose(json_)
     from zos_cli.privacy import consent
 
-    with state(ctx).database() as db:
+    app_state = state(ctx)
+    with app_state.database() as db:
         row = consent.grant(db, user, consent_type=consent_type, server_id=server, note=note,
-                            at=at)
+                            at=at, config=app_state.config)
     output.print_document(row, fmt, human=_said(
         "Granted {consent_type} for {user_id} at {granted_at}.",
         "{user_id} already has an active {consent_type} consent (since {granted_at})."))

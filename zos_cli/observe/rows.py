@@ -13,6 +13,7 @@ import json
 from urllib.parse import urlsplit
 
 from zos_cli.ids import json_ids, new_ids
+from zos_cli.privacy import message_index
 from zos_cli.timeutil import now_stored, snowflake_time, to_stored
 
 # json.dumps(..., ensure_ascii=False) builds a new encoder per call; this one is reused.
@@ -179,6 +180,7 @@ def write_messages(batch) -> None:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             inserts,
         )
+        message_index.add_new(conn, [(row[0], row[4]) for row in inserts])
     if updates:
         conn.executemany(
             "UPDATE messages SET content = ?, edited_at = ?, is_pinned = ?, stickers = ?, "

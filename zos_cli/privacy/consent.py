@@ -19,6 +19,7 @@ from zos_cli.store.audit import record_event
 from zos_cli.errors import UsageProblem
 from zos_cli.ids import is_discord_id, new_id
 from zos_cli.privacy import erase_user, forget_dm, lift_dm_quarantine, quarantine_dm_insights
+from zos_cli.privacy import message_index
 from zos_cli.timeutil import now_stored, parse_time, to_stored
 
 log = logging.getLogger("zos.consent")
@@ -128,9 +129,11 @@ def _when(at: str | None) -> str:
 
 
 def grant(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read",
-          server_id: str | None = None, note: str | None = None, at: str | None = None) -> dict:
+          server_id: str | None = None, note: str | None = None, at: str | None = None,
+          config=None) -> dict:
     """Record a grant (a new row) unless one is already active. Returns the active row with
-    `changed` saying whether a row was written."""
+    `changed` saying whether a row was written. The user's stored DMs whose every participant
+    now consents go back into the message index (`config`: to know zos's own account)."""
     _check_type(consent_type)
     if server_id is not None and not is_discord_id(server_id):
         raise UsageProblem(f"--server {server_id!r} is not a Discord server id (digits)")
@@ -151,6 +154,10 @@ def grant(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read"
                       "server_id": server_id}, when)
         # What an earlier revoke quarantined comes back (insights held for other reasons stay).
         restored = lift_dm_quarantine(db, user_id)
+        me = db_module.self_user_id(db, config)
+        message_index.restore_channels(db, [
+            channel for channel, people in message_index.dm_channels_of(db, user_id)
+            if dm_may_be_stored(db, people, self_id=me)])
     log.info("consent %s granted to %s (%s insights restored)", consent_type, user_id, restored)
     return {**row, "active": True, "changed": True, "insights_restored": restored}
 
@@ -162,7 +169,7 @@ def revoke(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read
     _check_type(consent_type)
     user_id = resolve_user(db, user)
     when = _when(at)
-    with db_module.write_transaction(db):
+    with db_module.secure_delete(db), db_module.write_transaction(db):
         active = _active(db, user_id, consent_type)
         if active is None:
             return {"user_id": user_id, "consent_type": consent_type, "consent_id": None,
@@ -172,6 +179,8 @@ def revoke(db: sqlite_utils.Database, user: str, *, consent_type: str = "dm_read
             raise UsageProblem(f"--at {when} is before the grant ({active['granted_at']})")
         db.execute("UPDATE consents SET revoked_at = ? WHERE id = ?", [when, active["id"]])
         quarantined = quarantine_dm_insights(db, user_id)
+        # Their DMs stay stored (until a forget) but may no longer be used: out of the index.
+        message_index.after_revoke(db, user_id)
         record_event(db, "consent_revoked",
                      {"consent_id": active["id"], "user_id": user_id, "consent_type": consent_type,
                       "insights_quarantined": quarantined}, when)

@@ -3,7 +3,8 @@
 What goes with a message: its reactions, mentions, role mentions, sources, and what `zos analyze`
 read of its attachments and links (media_analysis, link_analysis) together with the model calls
 that described or summarised them. Both delete inside one BEGIN IMMEDIATE transaction with `secure_delete` on (SQLite zeroes
-what it deletes, in the row's page and in freed pages), then merge the full-text index so no
+what it deletes, in the row's page and in freed pages), then merge the full-text indexes (of
+insights, and of messages: a deleted message leaves messages_fts by trigger) so no
 old segment keeps a deleted term, and end with a TRUNCATE checkpoint so the WAL keeps no page
 of the content. Tombstones and the event record ids and counts only, never content.
 """
@@ -21,6 +22,7 @@ from zos_cli.store import migrations
 from zos_cli.store.audit import record_event, record_tombstone
 from zos_cli.store.db import secure_delete, write_transaction
 from zos_cli.errors import TemporaryFailure
+from zos_cli.privacy import message_index
 from zos_cli.privacy.provenance import dm_channel_ids, dm_message_ids, insights_derived_from
 from zos_cli.privacy.quarantine import user_topic_patterns
 from zos_cli.topics import user_globs
@@ -338,9 +340,11 @@ def _event(db, event_type: str, report: PurgeReport) -> None:
 
 
 def _finish(db, report: PurgeReport, db_path: Path | None, include_backups: bool) -> None:
-    """Merge the FTS index (deleted terms leave no old segment) and truncate the WAL."""
+    """Merge the FTS indexes (deleted terms leave no old segment) and truncate the WAL. (The
+    deleted messages left messages_fts by its delete trigger.)"""
     with secure_delete(db), write_transaction(db):
         db.execute("INSERT INTO insights_fts (insights_fts) VALUES ('optimize')")
+        message_index.optimize(db)
     _truncate_wal(db)
     if db_path is not None:
         backups = migrations.list_backups(Path(db_path))

@@ -7,7 +7,8 @@ Each topic kind maps to one SQL filter over `messages`:
 - dyad: replies and mentions between the two (server) or the DM channels both are in (global);
 - channel: its messages, and its threads' unless the server keeps threads as topics; thread: its own;
 - user_in_channel / dyad_in_channel: the user / dyad filter inside the channel filter;
-- subject: messages naming it (`board_games` matches "board games" too);
+- subject: the messages of its server that the full-text index (messages_fts) finds for its
+  name, its aliases and its key terms (reflect/subjects.py; `board_games` finds "board games");
 - emoji: messages using the custom emoji or reacted with it; role: messages mentioning the role;
 - self: messages by or mentioning zos's own account (in one server, or anywhere public).
 """
@@ -149,10 +150,9 @@ def message_filter(db: sqlite_utils.Database, config: Config,
         dyad, dparams = _dyad(*target.user_ids)
         return f"{cond} AND {dyad}", [*params, *dparams]
     if k == "subject":
-        words = {target.name, target.name.replace("_", " ")}
-        likes = " OR ".join("m.content LIKE ? ESCAPE '\\'" for _ in words)
-        return (f"m.server_id = ? AND ({likes})",
-                [s, *(f"%{_escape_like(w)}%" for w in sorted(words))])
+        from zos_cli.reflect.subjects import message_condition
+
+        return message_condition(db, s, target.name)
     if k == "emoji":
         # Used in the text (custom_emoji_ids, a JSON array of quoted ids: exports write the
         # emoji as :name:, the API as <:name:id>) or as a reaction.
@@ -171,10 +171,6 @@ def message_filter(db: sqlite_utils.Database, config: Config,
             return f"m.server_id IS NOT NULL AND {mine}", [me, me]
         return f"m.server_id = ? AND {mine}", [s, me, me]
     return None
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _in_channels(channels: list[str]) -> tuple[str, list] | None:

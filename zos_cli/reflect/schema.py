@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -23,6 +23,8 @@ SUBJECT_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
 # export is viewed), so an insight may not carry one.
 IMAGE_MARKUP = re.compile(r"!\[[^\]]*\]\s*\(|<\s*img\b", re.IGNORECASE)
 
+MAX_TERM_CHARS = 60
+MAX_TERM_WORDS = 6
 Unit = Field(ge=0.0, le=1.0)
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
 
@@ -30,6 +32,18 @@ AnswerT = TypeVar("AnswerT", bound=BaseModel)
 def embeds_image(text: str) -> bool:
     """Whether text carries a markdown or HTML image (rendered, it fetches from a host)."""
     return bool(IMAGE_MARKUP.search(text))
+
+
+def fold_subject(value: str) -> str | None:
+    """A subject name as a model or an operator writes it ("Board games") in the form of
+    topic keys (board_games); None for a blank one. ValueError when it is still outside
+    [a-z_][a-z0-9_]* after that folding."""
+    folded = re.sub(r"[\s\-]+", "_", value.strip().lower())
+    if folded == "":
+        return None
+    if not SUBJECT_PATTERN.match(folded):
+        raise ValueError("subject must match [a-z_][a-z0-9_]*")
+    return folded
 
 
 class Strict(BaseModel):
@@ -72,6 +86,12 @@ class InsightOut(Strict):
     # Standing insights the new material restates: each is reconfirmed (its fading clock
     # restarts). Ids not shown in the target's context are dropped when stored.
     confirms: list[str] = Field(default_factory=list, max_length=20)
+    # Key terms of the subject it names (short phrases): stored with the insight and searched,
+    # with the subject's name and aliases, for that subject's messages (docs/subjects.md).
+    subject_terms: list[Annotated[str, Field(max_length=MAX_TERM_CHARS)]] = Field(
+        default_factory=list, max_length=5,
+        description="up to 5 short phrases people use for the subject named, so that its "
+                    "messages can be found")
 
     @field_validator("content")
     @classmethod
@@ -85,18 +105,25 @@ class InsightOut(Strict):
     @field_validator("subject", mode="before")
     @classmethod
     def _subject_name(cls, value):
-        # Models write "Board games"; the topic key wants board_games. Anything still outside
-        # [a-z_][a-z0-9_]* after that folding is rejected.
         if value is None:
             return None
         if not isinstance(value, str):
             raise ValueError("subject must be a string or null")
-        folded = re.sub(r"[\s\-]+", "_", value.strip().lower())
-        if folded == "":
-            return None
-        if not SUBJECT_PATTERN.match(folded):
-            raise ValueError("subject must match [a-z_][a-z0-9_]*")
-        return folded
+        return fold_subject(value)
+
+    @field_validator("subject_terms")
+    @classmethod
+    def _terms(cls, value: list[str]) -> list[str]:
+        terms, seen = [], set()
+        for term in value:
+            text = " ".join(term.split())
+            if len(text.split()) > MAX_TERM_WORDS:
+                raise ValueError(f"a subject term is a short phrase (at most {MAX_TERM_WORDS} "
+                                 "words)")
+            if text and text.lower() not in seen:
+                seen.add(text.lower())
+                terms.append(text)
+        return terms
 
 
 class ReflectionOut(Strict):

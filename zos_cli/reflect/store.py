@@ -16,7 +16,7 @@ from zos_cli.store import db as db_module
 from zos_cli.config import Config
 from zos_cli.ids import new_id
 from zos_cli.reflect.context import Context
-from zos_cli.reflect import self_concept
+from zos_cli.reflect import self_concept, subjects
 from zos_cli.reflect.llm import CallRecord
 from zos_cli.reflect.schema import InsightOut, ReflectionOut
 from zos_cli.salience.batch import ensure_topic, mark_provisional
@@ -29,7 +29,7 @@ INSIGHT_COLUMNS = (
     "valence_warmth", "valence_tension", "valence_awe", "valence_grief", "valence_longing",
     "valence_peace", "valence_gratitude", "context_channel", "context_thread", "subject",
     "participants", "conflicts_with", "conflict_resolved", "synthesis_source_ids",
-    "open_questions", "expires_at", "created_at", "metadata",
+    "open_questions", "expires_at", "created_at", "metadata", "subject_terms",
 )
 CALL_COLUMNS = (
     "id", "layer_run_id", "topic_key", "model_profile", "model_provider", "model_name",
@@ -144,15 +144,15 @@ def _previous_offline(db: sqlite_utils.Database, topic_key: str, category: str) 
     return row[0] if row else None
 
 
-def _supersedes(insight: InsightOut, context: Context) -> str | None:
+def _supersedes(insight: InsightOut, subject: str | None, context: Context) -> str | None:
     """The model may name a standing insight of this topic that it replaces (kept only if it
     was shown); else a newer insight on the same subject replaces the newest standing one on
     that subject. Insights of other topics (synthesis sources) are never superseded here."""
     own = [p for p in context.prior if p["topic_key"] == context.target.key]
     if insight.supersedes and insight.supersedes in {p["id"] for p in own}:
         return insight.supersedes
-    if insight.subject:
-        same = [p for p in own if p["subject"] == insight.subject]
+    if subject:
+        same = [p for p in own if p["subject"] == subject]
         if same:
             return max(same, key=lambda p: (p["created_at"], p["id"]))["id"]
     return None
@@ -214,11 +214,16 @@ def store_target(
         share = stored.spent / len(answer.insights)
         previous_offline = (_previous_offline(db, target.key, layer.spec.insight_category)
                             if reflector == "offline" else None)
+        # A name merged or renamed into another subject arrives at that subject.
+        named = {i.subject: (subjects.resolve(db, target.server_id, i.subject)
+                             if target.server_id is not None else i.subject)
+                 for i in answer.insights if i.subject}
         rows, sources = [], []
         for insight in answer.insights:
             insight_id = new_id()
             stored.insight_ids.append(insight_id)
-            supersedes = previous_offline or _supersedes(insight, context)
+            subject = named.get(insight.subject)
+            supersedes = previous_offline or _supersedes(insight, subject, context)
             rows.append({
                 "id": insight_id,
                 "topic_key": target.key,
@@ -237,7 +242,9 @@ def store_target(
                 **insight.valence.columns(),
                 "context_channel": channel,
                 "context_thread": thread,
-                "subject": insight.subject,
+                "subject": subject,
+                "subject_terms": (json.dumps(insight.subject_terms, ensure_ascii=False)
+                                  if insight.subject_terms else None),
                 "participants": json.dumps(participants),
                 "conflicts_with": json.dumps([i for i in insight.conflicts_with if i in shown]),
                 "conflict_resolved": 0,
@@ -266,15 +273,16 @@ def store_target(
             sources,
         )
         _insert_calls(db, run_id, calls, context)
-        subjects = sorted({i.subject for i in answer.insights if i.subject})
-        if subjects and target.server_id is not None:
-            new_keys = _missing_subject_topics(db, target.server_id, subjects)
+        names = sorted(set(named.values()))
+        if names and target.server_id is not None:
+            new_keys = _missing_subject_topics(db, target.server_id, names)
             engine = SalienceEngine(db, config)
-            for name in subjects:
+            for name in names:
                 engine.apply(SubjectNamedEvent(target.server_id, name, context.as_of))
             engine.flush(f"subjects named by layer run {run_id}")
             mark_provisional(db, new_keys)
-            stored.subjects = subjects
+            subjects.promote_named(db, config, target.server_id, names)
+            stored.subjects = names
         revision = getattr(answer, "self_concept", None)
         if revision:  # (only the self layer's answer has one; offline never proposes)
             stored.self_concept = self_concept.propose(db, config, revision, layer_run_id=run_id)
@@ -297,6 +305,29 @@ def store_target(
                  created_at],
             )
     return stored
+
+
+def move_subject_insights(db: sqlite_utils.Database, server_id: str, from_name: str,
+                          into_name: str, merge_id: str) -> int:
+    """A subject merge (reflect/subject_merge.py; the caller holds the write transaction):
+    the insights about FROM's topic move to INTO's, and the server's insights that name FROM
+    name INTO. Each keeps in its metadata where it was first filed (`merged_from`: topic key,
+    subject and merge) and the name it first gave (`subject_was`). Returns the insights
+    moved to INTO's topic."""
+    from zos_cli import topics
+
+    from_key, into_key = topics.subject(server_id, from_name), topics.subject(server_id, into_name)
+    moved = db.execute(
+        "UPDATE insights SET topic_key = ?, metadata = CASE WHEN json_extract(metadata, "
+        "'$.merged_from') IS NULL THEN json_set(coalesce(metadata, '{}'), '$.merged_from', "
+        "json_object('topic_key', topic_key, 'subject', subject, 'merge', ?)) "
+        "ELSE metadata END WHERE topic_key = ?", [into_key, merge_id, from_key]).rowcount
+    db.execute(
+        "UPDATE insights SET subject = ?, metadata = CASE WHEN json_extract(metadata, "
+        "'$.subject_was') IS NULL THEN json_set(coalesce(metadata, '{}'), '$.subject_was', "
+        "subject) ELSE metadata END WHERE subject = ? AND topic_key GLOB ?",
+        [into_name, from_name, topics.server_keys_glob(server_id)])
+    return moved
 
 
 def _missing_subject_topics(db, server_id: str, names: list[str]) -> list[str]:

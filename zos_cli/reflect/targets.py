@@ -3,6 +3,7 @@
 - `--topic KEY`: that topic, when it belongs to one of the layer's categories.
 - A message layer: salience selection (docs/salience.md#budget) — balance ≥ the layer's min_salience, in
   descending balance, up to min(layer max_targets, its budget group's share, --max-targets).
+  Subjects only once established, and never a name merged into another (docs/subjects.md).
 - The self layer (`source = "self"`): the one topic self:zos, whatever its balance, once it
   exists or zos has run anything since it last reflected on itself.
 - Synthesis: the global user and dyad topics whose server-scoped insights include some newer
@@ -22,7 +23,7 @@ from zos_cli import topics
 from zos_cli.config import Config
 from zos_cli.errors import NotFound, UsageProblem
 from zos_cli.privacy.gate import gated_anywhere, passes_gate
-from zos_cli.reflect import material, self_work
+from zos_cli.reflect import material, self_work, subjects
 from zos_cli.reflect.layers import Layer
 from zos_cli.reflect.material import Target, target_from_key
 from zos_cli.salience.spending import balance_as_of_sql
@@ -72,6 +73,9 @@ def named_target(db: sqlite_utils.Database, config: Config, layer: Layer, key: s
             f"{key}: a user without the privacy-gate role of server {target.server_id} is never "
             "analysed"
         )
+    refused = subjects.refusal(db, key) if balance is not None else None
+    if refused:
+        raise UsageProblem(refused)
     return Target(**{**target.__dict__, "balance": balance or 0.0})
 
 
@@ -146,7 +150,9 @@ def choose_targets(db: sqlite_utils.Database, config: Config, layer: Layer, *,
     rows = select_targets(
         db, config, categories=layer.categories, layer_max_targets=layer.spec.max_targets,
         max_targets=max_targets, min_salience=layer.spec.min_salience,
-        exclude=lambda key: gated_out(db, config, target_from_key(key)), as_of=as_of,
+        # (provisional subjects, and names merged into another, are never reflected on)
+        exclude=lambda key: (gated_out(db, config, target_from_key(key))
+                             or subjects.refusal(db, key) is not None), as_of=as_of,
     )
     return [Target(**{**target_from_key(row["topic_key"]).__dict__,
                       "balance": float(row["balance"])}) for row in rows]

@@ -9,8 +9,8 @@ each. With `aggregate=False` every change is its own row.
 
 This module is the one that inserts and updates `topics` and `salience_ledger` rows: the
 engine's batches, and (below) decay's and a reflection's rows, the topic rows a reflection
-needs, and the zeroed balances a rebuild starts from. Every function runs inside the caller's
-write transaction.
+needs, a subject merge's rows and a subject's state, and the zeroed balances a rebuild starts
+from. Every function runs inside the caller's write transaction.
 """
 
 from __future__ import annotations
@@ -294,6 +294,19 @@ _INSERT_REFLECTION = (
 )
 
 
+_INSERT_MERGE = (
+    "INSERT INTO salience_ledger (id, topic_key, transaction_type, amount, reason, "
+    "source_topic, created_at, topic_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT id FROM topics WHERE key = ?2))"
+)
+
+
+def insert_merge_rows(db, rows: list[tuple]) -> None:
+    """A subject merge's merge_out and merge_in rows (id, topic key, transaction type, amount,
+    reason, source topic, created_at); the insert triggers keep the balances."""
+    db.conn.executemany(_INSERT_MERGE, rows)
+
+
 def insert_decays(db, rows: list[tuple]) -> None:
     """Decay rows (id, topic key, amount, reason, created_at, topic id). The caller has the
     insert triggers suspended and sets the balance itself (`set_balance`)."""
@@ -326,6 +339,13 @@ def ensure_topic(db, key: str, created_at: str) -> None:
         "provisional, balance, created_at) VALUES (?, ?, ?, ?, ?, 0, 0, ?)",
         [t.key, t.category, t.group, t.server_id, int(t.is_global), created_at],
     )
+
+
+def mark_established(db, keys: list[str]) -> None:
+    """Subject topics promoted: named by insights about enough targets, or by an operator."""
+    if keys:
+        db.execute(f"UPDATE topics SET provisional = 0 WHERE key IN "
+                   f"({', '.join('?' for _ in keys)})", keys)
 
 
 def mark_provisional(db, keys: list[str]) -> None:

@@ -267,6 +267,28 @@ class SalienceEngine:
         self.index.set(key, balance - spent - reset + retain)
         return {"spent": spent, "reset": reset, "retain": retain}
 
+    def apply_merge(self, from_key: str, into_key: str, at: str, *, merge_id: str,
+                    ids: tuple[str | None, str | None] = (None, None)) -> dict:
+        """A subject merge replayed (salience/merge.py): FROM's balance now out, into INTO
+        as much as its cap lets in. Returns {moved, taken, refused}."""
+        from zos_cli.salience.merge import merge_amounts, reasons
+
+        self._start_batch()
+        idx = self.index
+        if not idx.exists(from_key):
+            return {"moved": 0.0, "taken": 0.0, "refused": 0.0}
+        idx.create(into_key, at)
+        idx.begin_event()
+        amounts = merge_amounts(idx.value(from_key), idx.value(into_key), idx.cap_of(into_key))
+        out_reason, in_reason = reasons(from_key, into_key, amounts, merge_id)
+        self.pending.single(ids[0], from_key, "merge_out", -amounts.moved, out_reason, into_key,
+                            None, at)
+        self.pending.single(ids[1], into_key, "merge_in", amounts.taken, in_reason, from_key,
+                            None, at)
+        idx.set(from_key, amounts.from_before - amounts.moved)
+        idx.set(into_key, amounts.into_before + amounts.taken)
+        return {"moved": amounts.moved, "taken": amounts.taken, "refused": amounts.refused}
+
     # ------------------------------------------------------------ writing
     def pending_rows(self) -> int:
         return len(self.pending)

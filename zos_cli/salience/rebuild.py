@@ -3,18 +3,21 @@ weights (docs/salience.md#rebuild).
 
 The replay, in one write transaction (readers see the old ledger until it commits):
 1. Keep aside what did not come from messages: reflection spends (spend/reset/retain, with the
-   token count their reason records), decay rows, and the earns of reflection events
-   (`subject_mention` on subject topics, `self_run` on self:zos — written one row per event).
+   token count their reason records), decay rows, the earns of reflection events
+   (`subject_mention` on subject topics, `self_run` on self:zos — written one row per event),
+   and subject merges (a merge_out row and its merge_in row).
 2. Empty the ledger and reset every topic to balance 0 and no activity (topics themselves stay:
    insights refer to them).
 3. Replay, merged by time: every stored message in snowflake order (each with its reactions
-   right after it), the kept reflection events and spends, and the kept decay rows. Ties at
-   the same instant: messages, then reflection events and spends, then decays. Messages go
-   through the same event builder and engine as ingest (`message_salience_events`, fed a
-   `MessageRow` of the stored columns). DM messages are replayed only while consent allows
-   (`dm_may_be_stored`).
+   right after it), the kept reflection events, spends and merges, and the kept decay rows.
+   Ties at the same instant: messages, then reflection events, spends and merges (in the
+   order they were written), then decays. Messages go through the same event builder and
+   engine as ingest
+   (`message_salience_events`, fed a `MessageRow` of the stored columns). DM messages are
+   replayed only while consent allows (`dm_may_be_stored`).
    A kept spend is re-applied from the replayed balance and its recorded tokens; a kept decay
-   row becomes `decay_rate` × the replayed balance on that day, keeping its id and time.
+   row becomes `decay_rate` × the replayed balance on that day, keeping its id and time; a
+   kept merge moves the replayed balance again (salience/merge.py), keeping its ids and time.
 Warm, earn, propagate and spillover rows are all recomputed. Roles, consents and zos's own
 account are read as they are now.
 """
@@ -38,6 +41,7 @@ from zos_cli.ids import json_ids
 from zos_cli.records import DM_TYPES
 from zos_cli.salience.batch import zero_balances
 from zos_cli.salience.engine import PASSIVE_STATE, SalienceEngine
+from zos_cli.salience.merge import MERGE_ID_IN_REASON
 from zos_cli.salience.spending import TOKENS_IN_REASON
 from zos_cli.topics import parse, self_topic, server_kind_glob
 
@@ -49,8 +53,8 @@ FLUSH_EVERY = 20_000  # events between engine flushes (rows aggregate within a f
 
 _KEEP = (
     "CREATE TEMP TABLE rebuild_kept AS SELECT rowid AS rid, id, topic_key, transaction_type, "
-    "amount, reason, layer_run_id, created_at FROM salience_ledger "
-    "WHERE transaction_type IN ('spend', 'reset', 'retain', 'decay') "
+    "amount, reason, layer_run_id, created_at, source_topic FROM salience_ledger "
+    "WHERE transaction_type IN ('spend', 'reset', 'retain', 'decay', 'merge_out', 'merge_in') "
     f"OR (transaction_type = 'earn' AND (topic_key = '{self_topic()}' "
     f"    OR topic_key GLOB '{server_kind_glob('subject')}'))"
 )
@@ -102,11 +106,20 @@ def _kept_events(db):
     as ((time, priority, rowid), item)."""
     spends: dict[tuple, dict] = {}
     actions = []
-    for rid, row_id, key, row_type, amount, reason, run, at in db.execute(
+    merges, merged_in = [], {}
+    for rid, row_id, key, row_type, amount, reason, run, at, source in db.execute(
             "SELECT rid, id, topic_key, transaction_type, amount, reason, layer_run_id, "
-            "created_at FROM rebuild_kept WHERE transaction_type <> 'decay' ORDER BY rid"):
+            "created_at, source_topic FROM rebuild_kept WHERE transaction_type <> 'decay' "
+            "ORDER BY rid"):
         if row_type == "earn":
             actions.append(((at, 1, rid), ("reflection_earn", key, run)))
+            continue
+        if row_type == "merge_out":
+            found = MERGE_ID_IN_REASON.match(reason or "")
+            merges.append((at, rid, row_id, key, source, found.group(1) if found else row_id))
+            continue
+        if row_type == "merge_in":
+            merged_in[(key, source, at)] = row_id
             continue
         group = (key, run, at)
         spend = spends.get(group)
@@ -119,6 +132,11 @@ def _kept_events(db):
             spend["tokens"] = int(found.group(1)) if found else None
             spend["amount"] = -amount
             spend["reason"] = reason
+    # A merge in its place among the reflection events and spends of its instant (the order
+    # they were written in): a reflection of its time made after it saw the merged balance.
+    for at, rid, out_id, from_key, into_key, merge_id in merges:
+        in_id = merged_in.get((into_key, from_key, at))
+        actions.append(((at, 1, rid), ("merge", from_key, into_key, (out_id, in_id), merge_id)))
     actions.sort(key=lambda a: a[0])
     decays = (((at, 2, rid), ("decay", key, row_id, reason)) for rid, row_id, key, reason, at in
               db.execute("SELECT rid, id, topic_key, reason, created_at FROM rebuild_kept "
@@ -186,14 +204,19 @@ def message_events(db, stats: dict, self_id: str | None, ids: list[str] | None =
 def _replay(db, config, engine: SalienceEngine, reason: str, progress) -> dict:
     stats = {"messages_replayed": 0, "reactions_replayed": 0, "dm_messages_skipped": 0,
              "reflection_earns_reapplied": 0, "spends_reapplied": 0, "decays_reapplied": 0,
-             "ledger_rows_written": 0}
+             "merges_reapplied": 0, "ledger_rows_written": 0}
     events = message_events(db, stats, self_user_id(db, config))
     messages = ((key, ("message", batch)) for key, batch in events)
     pending = 0
     for (at, _priority, _n), item in heapq.merge(messages, _kept_events(db),
                                                  key=lambda a: a[0]):
+        # A merge's rows get a flush of their own: a flush writes its rows topic by topic,
+        # and the next rebuild orders a merge among the rows of its instant by rowid.
+        if item[0] == "merge" and pending:
+            stats["ledger_rows_written"] += engine.flush(reason)
+            pending = 0
         pending += apply_item(engine, config, at, item, stats)
-        if pending >= FLUSH_EVERY:
+        if pending >= FLUSH_EVERY or item[0] == "merge":
             stats["ledger_rows_written"] += engine.flush(reason)
             pending = 0
             if progress:
@@ -231,6 +254,11 @@ def apply_item(engine: SalienceEngine, config, at: str, item: tuple, stats: dict
         engine.apply_reflection(key, tokens, at, layer_run_id=run, ids=ids, reason=spend["reason"])
         stats["spends_reapplied"] += 1
         return 3
+    if kind == "merge":
+        _, from_key, into_key, ids, merge_id = item
+        engine.apply_merge(from_key, into_key, at, merge_id=merge_id, ids=ids)
+        stats["merges_reapplied"] += 1
+        return 2
     _, key, row_id, reason = item
     engine.apply_decay(key, at, row_id=row_id, reason=reason)
     stats["decays_reapplied"] += 1

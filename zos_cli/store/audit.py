@@ -10,8 +10,10 @@ from zos_cli.ids import new_id
 from zos_cli.timeutil import now_stored
 
 
-def record_event(db, event_type: str, payload: dict, at: str | None = None) -> str:
-    event_id = new_id()
+def record_event(db, event_type: str, payload: dict, at: str | None = None, *,
+                 event_id: str | None = None) -> str:
+    """`event_id`: an id the caller made beforehand (other rows of the same change name it)."""
+    event_id = event_id or new_id()
     db.execute(
         "INSERT INTO events (id, event_type, payload, created_at) VALUES (?, ?, ?, ?)",
         [event_id, event_type, json.dumps(payload, sort_keys=True), at or now_stored()],

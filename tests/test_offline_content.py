@@ -11,9 +11,8 @@ from itertools import count
 
 import pytest
 
-from tests.conftest import EXAMPLES, Cli
+from tests.conftest import EXAMPLES, REPO, Cli
 from tests.exports import Export, dm_export, message, role, snowflake, user
-from zos_cli.cli import COMMAND_MODULES
 from zos_cli.reflect import offline_terms
 from zos_cli.reflect.stop_words import BUILT_IN
 
@@ -22,23 +21,9 @@ THEO = f"server:{SERVER}:user:612993005118177290"
 JUN = f"server:{SERVER}:user:894455120033614862"
 SHOW_AND_TELL = f"server:{SERVER}:channel:1093880712475574312"
 KILN = f"server:{SERVER}:subject:kiln"
-
-
-# ---------------------------------------------------------------- STAND-IN for the index
-# The full-text index `messages_fts` is built on the `subjects` branch (issue 19 §1). Until it
-# lands, this helper stands in for it: the agreed statement, filled from the stored messages
-# (rowid = CAST(messages.id AS INTEGER)). Once zos makes and keeps the index itself, the table
-# exists and this does nothing. Delete it then.
-AGREED_INDEX = ("CREATE VIRTUAL TABLE messages_fts USING fts5(content, "
-                "tokenize = 'unicode61 remove_diacritics 2')")
-
-
-def stand_in_index(db) -> None:
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'").fetchone():
-        return
-    db.execute(AGREED_INDEX)
-    db.execute("INSERT INTO messages_fts (rowid, content) SELECT CAST(id AS INTEGER), content "
-               "FROM messages WHERE deleted_at IS NULL")
+# The index as migration 0010 makes it (its tokenizer is the one the terms must share).
+INDEX_STATEMENT = ("CREATE VIRTUAL TABLE messages_fts USING fts5(content, "
+                   "tokenize = 'unicode61 remove_diacritics 2')")
 
 
 # ---------------------------------------------------------------- helpers
@@ -78,7 +63,6 @@ def example(cli, db):
 
 # ---------------------------------------------------------------- the bundled example
 def test_on_the_bundled_example_theo_talks_about_the_kiln(cli, db, example):
-    stand_in_index(db)
     run = zos(cli, example, "reflect", "--layer", "user")
     assert run["status"] == "completed" and THEO in run["targets"]
     content, subject = insight(db, THEO)
@@ -108,7 +92,6 @@ def test_on_the_bundled_example_theo_talks_about_the_kiln(cli, db, example):
 
 
 def test_a_channel_quotes_at_most_three_questions_and_names_who_asked(cli, db, example):
-    stand_in_index(db)
     zos(cli, example, "reflect", "--layer", "channel")
     content, subject = insight(db, SHOW_AND_TELL)
     assert sentence(content, "Asked: ") == (
@@ -120,8 +103,9 @@ def test_a_channel_quotes_at_most_three_questions_and_names_who_asked(cli, db, e
 
 
 def test_the_subject_layer_names_no_subject_and_not_its_own_name(cli, db, example):
-    stand_in_index(db)
     zos(cli, example, "reflect", "--layer", "user")
+    # Only Theo's insight names the kiln on the example: provisional until promoted.
+    assert cli("--config", str(example), "subjects", "promote", "kiln").exit_code == 0
     run = zos(cli, example, "reflect", "--layer", "subject", "--topic", KILN)
     assert run["status"] == "completed", run
     content, subject = insight(db, KILN)
@@ -135,7 +119,6 @@ def test_configured_stop_words_are_never_terms_nor_subjects(cli, db, tmp_path):
     assert "stop_words = []" in text
     config.write_text(text.replace("stop_words = []", 'stop_words = ["KILN", "Bricks"]'))
     zos(cli, config, "ingest", str(EXAMPLES / "export"))
-    stand_in_index(db)
     zos(cli, config, "reflect", "--layer", "user", "--topic", THEO)
     content, subject = insight(db, THEO)
     assert listed_terms(content) == ["build", "day", "frame"]
@@ -144,7 +127,6 @@ def test_configured_stop_words_are_never_terms_nor_subjects(cli, db, tmp_path):
 
 
 def test_links_and_images_are_named_by_what_analyze_read(cli, db, example):
-    stand_in_index(db)
     # (What `zos analyze` would have stored: filled with SQL, no network.)
     db.execute("UPDATE media_analysis SET status = 'ok', content_type = 'image/png', "
                "width = 800, analyzer = 'offline', description = ? "
@@ -159,16 +141,6 @@ def test_links_and_images_are_named_by_what_analyze_read(cli, db, example):
         "Shared 1 image and 1 link: “A steel kiln frame on casters, soft bricks stacked beside "
         "it.”, “Building a small electric kiln”")
     assert subject == "kiln"
-
-
-def test_without_the_index_there_are_no_terms_and_no_error(cli, db, example):
-    run = zos(cli, example, "reflect", "--layer", "user")
-    assert run["status"] == "completed" and run["errors"] == []
-    content, subject = insight(db, THEO)
-    assert "Distinctive terms" not in content and subject is None
-    assert db.execute("SELECT count(*) FROM topics WHERE key GLOB '*:subject:*'"
-                      ).fetchone() == (0,)
-    assert "Asked: “Anyone know" in insight(db, JUN)[0]   # questions need no index
 
 
 # ---------------------------------------------------------------- a community built here
@@ -226,7 +198,6 @@ def community(cli, db, tmp_path, config) -> None:
 def test_two_people_talking_about_the_kiln_both_name_it(cli, db, tmp_path):
     config = write_config(tmp_path)
     community(cli, db, tmp_path, config)
-    stand_in_index(db)
     for who in (ALICE, BOB):
         zos(cli, config, "reflect", "--layer", "user", "--topic", user_key(who))
         content, subject = insight(db, user_key(who))
@@ -238,12 +209,9 @@ def test_two_people_talking_about_the_kiln_both_name_it(cli, db, tmp_path):
                       [f"server:{GUILD}:subject:kiln"]).fetchone() == (1,)
 
 
-@pytest.mark.skipif("subjects" not in COMMAND_MODULES,
-                    reason="needs the subjects branch (issue 19 §1): promotion and `zos subjects`")
 def test_two_people_talking_about_the_kiln_establish_it(cli, db, tmp_path):
     config = write_config(tmp_path)
     community(cli, db, tmp_path, config)
-    stand_in_index(db)
     for who in (ALICE, BOB):
         zos(cli, config, "reflect", "--layer", "user", "--topic", user_key(who))
     rows = zos(cli, config, "subjects", "list")
@@ -253,7 +221,6 @@ def test_two_people_talking_about_the_kiln_establish_it(cli, db, tmp_path):
 def test_stop_words_system_messages_and_names_are_never_terms(cli, db, tmp_path):
     config = write_config(tmp_path, stop_words=["Clay"])
     community(cli, db, tmp_path, config)
-    stand_in_index(db)
     zos(cli, config, "reflect", "--layer", "user", "--topic", user_key(CAROL))
     content, subject = insight(db, user_key(CAROL))
     # "really" (built in), "clay" (configured), "pinned"/"message" (Discord's words for a
@@ -272,7 +239,6 @@ def test_people_outside_the_gate_and_dms_give_no_words(cli, db, tmp_path):
         dm.add(message(snowflake(next(minute)), ALICE, text))
     dm.add(message(snowflake(next(minute)), ZOS, "noted"))
     zos(cli, config, "ingest", str(dm.write(tmp_path / "dm.json")))
-    stand_in_index(db)
     assert db.execute("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'dmsecret'"
                       ).fetchone() == (3,)
 
@@ -308,7 +274,6 @@ def test_questions_are_bounded_newest_three_once_each(cli, db, tmp_path):
         export.add(message(snowflake(next(minute)), ALICE, text))
     export.add(message(snowflake(next(minute)), ALICE, "word " + "x" * 45 + " word " + "x" * 45))
     zos(cli, config, "ingest", str(export.write(tmp_path / "general.json")))
-    stand_in_index(db)
     zos(cli, config, "reflect", "--layer", "user", "--topic", user_key(ALICE))
     content, subject = insight(db, user_key(ALICE))
     asked = sentence(content, "Asked: ")
@@ -322,13 +287,12 @@ def test_questions_are_bounded_newest_three_once_each(cli, db, tmp_path):
 
 
 def test_terms_are_tokenised_as_the_index_tokenises():
-    assert "unicode61 remove_diacritics 2" in AGREED_INDEX
+    assert INDEX_STATEMENT in (REPO / "schema" / "0010_subjects.sql").read_text()
     assert offline_terms.TOKENIZER == "unicode61 remove_diacritics 2"
     assert offline_terms.fold(["Café NAÏVE don't", "Ærø-skøbing"]) == {
         "cafe", "naive", "don", "t", "ærø", "skøbing"}
     assert offline_terms.words_of("see https://x.example/kiln @Theo #show-and-tell :tidepool: "
                                   "<chat_2> kiln", people=["Theo"]).split() == ["see", "kiln"]
-
 
 
 def test_looking_up_the_most_used_terms_first_gives_what_weighing_all_would(monkeypatch):
@@ -342,7 +306,7 @@ def test_looking_up_the_most_used_terms_first_gives_what_weighing_all_would(monk
     vocabulary = [f"{a}{b}" for a in ("kil", "gla", "cla", "whe", "bis") for b in "nrstlmpq"]
     weights = [rnd.random() ** 3 for _ in vocabulary]
     db = sqlite_utils.Database(memory=True)
-    db.execute(AGREED_INDEX)
+    db.execute(INDEX_STATEMENT)
     documents = [" ".join(rnd.choices(vocabulary, weights, k=8)) for _ in range(3000)]
     db.conn.executemany("INSERT INTO messages_fts (rowid, content) VALUES (?, ?)",
                         list(enumerate(documents, 1)))

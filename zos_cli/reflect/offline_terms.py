@@ -12,8 +12,6 @@ weighed by tf-idf against the community's own full-text index, and the questions
   person the messages show. URLs, mentions, `<chat_N>` aliases, channel links and custom
   emoji codes are not words; nor is what Discord writes for a join or a pin (only
   conversational messages and thread names count).
-- **No index, no terms.** Without `messages_fts` (a database from before the index, or SQLite
-  without FTS5) there are no distinctive terms, and no error.
 - **Questions.** Sentences ending in `?`, each on one line and at most 120 characters, the
   newest `MAX_QUESTIONS` (shown oldest first), duplicates once; one holding image markup
   (which an insight may not hold) is left out.
@@ -38,7 +36,7 @@ from zos_cli.reflect.analyses import flat
 from zos_cli.reflect.schema import IMAGE_MARKUP
 from zos_cli.reflect.stop_words import BUILT_IN
 
-INDEX = "messages_fts"                     # the full-text index (the agreed schema)
+INDEX = "messages_fts"                     # the full-text index (migration 0010)
 VOCAB = "messages_fts_vocab"               # its fts5vocab 'row' table, in `temp`
 TOKENIZER = "unicode61 remove_diacritics 2"
 TERM_TYPES = CONVERSATIONAL_TYPES | {THREAD_CREATED}   # a thread's name is its creator's words
@@ -127,13 +125,8 @@ class Corpus:
 
     @classmethod
     def open(cls, db: sqlite_utils.Database, config: Config) -> Corpus:
-        try:
-            stop_words = BUILT_IN | fold(config.subjects.stop_words)
-        except sqlite3.OperationalError:   # no FTS5 in this SQLite: nothing to weigh against
-            return cls(None, 0, BUILT_IN)
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                          [INDEX]).fetchone():
-            return cls(None, 0, stop_words)
+        """The index as migration 0010 makes it (every database zos opens has it)."""
+        stop_words = BUILT_IN | fold(config.subjects.stop_words)
         db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{VOCAB} "
                    f"USING fts5vocab(main, {INDEX}, 'row')")
         documents = db.execute(f"SELECT count(*) FROM {INDEX}").fetchone()[0]

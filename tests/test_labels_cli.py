@@ -41,7 +41,7 @@ def zos(cli, *args, columns: int | None = None):
 HUMAN_LISTINGS = [
     ("salience", "top"), ("salience", "show", "@theo"), ("salience", "ledger", "@theo"),
     ("salience", "budget"), ("insights", "list"), ("insights", "search", "messages"),
-    ("insights", "runs"), ("consent", "list"), ("status",),
+    ("insights", "runs"), ("consent", "list"), ("subjects", "list"), ("status",),
 ]
 
 

@@ -133,9 +133,11 @@ def subject_targets(db_path) -> list[str]:
 def test_list_rows_have_exactly_the_documented_keys(db, db_path, world, server, named):
     cli = Cli(db_path)
     rows = json.loads(cli("subjects", "list", "--json").stdout)
-    assert [list(r) for r in rows] == [LIST_KEYS, LIST_KEYS]
+    keys = ["name", "topic_key", "label", *LIST_KEYS[2:]]   # label right after the key
+    assert [list(r) for r in rows] == [keys, keys]
     kiln, glaze = rows
-    assert kiln == {"name": "kiln", "topic_key": KILN, "server_id": GUILD,
+    assert kiln == {"name": "kiln", "topic_key": KILN, "label": "subject kiln (Test Guild)",
+                    "server_id": GUILD,
                     "state": "established", "balance": 4.0, "aliases": [], "insights": 2,
                     "last_activity_at": kiln["last_activity_at"]}
     assert kiln["last_activity_at"] and glaze["name"] == "glaze_chemistry"
@@ -147,7 +149,7 @@ def test_list_rows_have_exactly_the_documented_keys(db, db_path, world, server, 
     r = cli("subjects", "list", "--provisional", "--established")
     assert r.exit_code == 2 and "cannot be used together" in r.stderr
     r = cli("subjects", "list", "--server", "No Such Guild")
-    assert r.exit_code == 2 and "no stored server has that id or name" in r.stderr
+    assert r.exit_code == 2 and "no server of that name: the closest is Test Guild" in r.stderr
     table = cli("subjects", "list").stdout
     assert "kiln" in table and "established" in table
 

@@ -10,7 +10,7 @@ import typer
 from zos_cli import output
 from zos_cli.app_state import state
 from zos_cli.errors import UsageProblem
-from zos_cli.output import JsonFlag, NlFlag
+from zos_cli.output import JsonFlag, KeysFlag, NlFlag
 
 app = typer.Typer(
     help="Subjects the community returns to: provisional until established, merged, renamed.",
@@ -19,8 +19,8 @@ app = typer.Typer(
 
 # merge, rename and promote take one lock: two operators merging at once would race.
 SUBJECTS_JOB = "subjects"
-LIST_COLUMNS = ["name", "server_id", "state", "balance", "aliases", "insights",
-                "last_activity_at"]
+LIST_COLUMNS = ["label", "name", "topic_key", "server_id", "state", "balance", "aliases",
+                "insights", "last_activity_at"]
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="A subject name (as listed, or "
                                         "as written: `Board games` is board_games).")]
@@ -38,6 +38,7 @@ def list_(
         "--provisional", help="Only subjects not established yet (never reflected on).")] = False,
     established: Annotated[bool, typer.Option(
         "--established", help="Only established subjects (what the subject layer takes).")] = False,
+    keys: KeysFlag = False,
     json_: JsonFlag = False,
     nl: NlFlag = False,
 ) -> None:
@@ -46,13 +47,15 @@ def list_(
     if provisional and established:
         raise UsageProblem("--provisional and --established cannot be used together: choose one")
     wanted = "provisional" if provisional else "established" if established else None
+    from zos_cli.labels import label_rows
     from zos_cli.reflect.subjects import LIST_KEYS, list_subjects
 
     with state(ctx).database() as db:
-        rows = list_subjects(db, server=server, state=wanted)
-    columns = LIST_COLUMNS if fmt is output.Format.TABLE else list(LIST_KEYS)
-    output.print_rows(({k: r[k] for k in LIST_KEYS} for r in rows), fmt, columns=columns,
-                      title="Subjects", empty="No subjects yet: reflections name them.")
+        rows = list(label_rows(db, ({k: r[k] for k in LIST_KEYS}
+                                    for r in list_subjects(db, server=server, state=wanted))))
+    output.print_rows(rows, fmt, columns=LIST_COLUMNS, title="Subjects", keys=keys,
+                      key_columns=("topic_key", "server_id"),
+                      empty="No subjects yet: insights name them (run zos reflect or zos nightly).")
 
 
 @app.command("show")

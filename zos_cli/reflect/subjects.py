@@ -17,7 +17,7 @@ import sqlite_utils
 
 from zos_cli import topics
 from zos_cli.errors import NotFound, UsageProblem
-from zos_cli.ids import is_discord_id
+from zos_cli.labels import resolve_server
 from zos_cli.privacy.message_index import match_expression
 from zos_cli.salience.batch import mark_established
 
@@ -179,22 +179,6 @@ def message_condition(db: sqlite_utils.Database, server_id: str,
 
 
 # ---------------------------------------------------------------- finding a subject
-def server_of(db: sqlite_utils.Database, text: str) -> str:
-    """`--server ID|NAME`: a server id, or the name of a stored server."""
-    value = text.strip()
-    if is_discord_id(value):
-        return value
-    ids = [r[0] for r in db.execute(
-        "SELECT id FROM servers WHERE name = ? COLLATE NOCASE ORDER BY id", [value])]
-    if not ids:
-        raise UsageProblem(f"--server {text!r}: no stored server has that id or name (see "
-                           "`zos status`)")
-    if len(ids) > 1:
-        raise UsageProblem(f"--server {text!r} names several servers ({', '.join(ids)}): "
-                           "give the id")
-    return ids[0]
-
-
 def fold_name(text: str) -> str:
     """A subject name as typed ("Board games") to the form in keys (board_games)."""
     from zos_cli.reflect.schema import fold_subject
@@ -213,7 +197,7 @@ def locate(db: sqlite_utils.Database, name: str, server: str | None) -> tuple[st
     """(server id, name) of a subject or alias name as typed. A name known in several
     servers needs `server` (exit 2, listing them); an unknown one is exit 1."""
     name = fold_name(name)
-    server_id = server_of(db, server) if server is not None else None
+    server_id = resolve_server(db, server) if server is not None else None
     found = sorted({r[0] for r in db.execute(
         "SELECT server_id FROM topics WHERE category = 'subjects' AND key = "
         "'server:' || server_id || ':subject:' || ? UNION "
@@ -258,7 +242,7 @@ def list_subjects(db: sqlite_utils.Database, *, server: str | None = None,
     where, params = ["category = 'subjects'", "server_id IS NOT NULL"], []
     if server is not None:
         where.append("server_id = ?")
-        params.append(server_of(db, server))
+        params.append(resolve_server(db, server))
     if state is not None:
         where.append("provisional = ?")
         params.append(1 if state == "provisional" else 0)

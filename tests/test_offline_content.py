@@ -324,3 +324,11 @@ def test_looking_up_the_most_used_terms_first_gives_what_weighing_all_would(monk
         assert pruned == full and len(full) == 5, trial
         spared += len(weighing._df) - len(pruning._df)
     assert spared > 0   # (the shortcut was taken)
+
+
+def test_the_night_says_why_subject_and_reconcile_found_nothing(cli, example):
+    night = zos(cli, example, "nightly")
+    notes = {step["step"]: step["note"] for step in night["steps"]}
+    assert notes["subject"].startswith("nothing salient for layer subject: no established subject")
+    assert "zos subjects promote NAME" in notes["subject"]
+    assert notes["reconcile"].startswith("nothing to reconcile: no topic has open conflicts")

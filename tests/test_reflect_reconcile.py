@@ -192,7 +192,7 @@ def test_keeping_one_retires_the_other(db, server, conflict, verdict):
     assert get_insight(db, loser)["superseded_by"] == [winner]
     again = reconcile(db, config)
     assert again["layer_run_id"] is None and again["targets"] == []
-    assert again["note"].startswith("nothing salient for layer reconcile")
+    assert again["note"].startswith("nothing to reconcile: no topic has open conflicts")
 
 
 def test_both_true_only_resolves(db, server, conflict):

@@ -148,9 +148,7 @@ def run_layer(db: sqlite_utils.Database, config: Config, options: RunOptions, *,
             f"nothing salient for layer {layer.name}: zos has run nothing since it last "
             f"reflected on itself and has no {topics.self_topic()} topic{_at(db, as_of)}"))
     if not targets:
-        return _summary(layer, choice, as_of, note=(
-            f"nothing salient for layer {layer.name}: no {'/'.join(layer.categories)} topic "
-            f"has a balance of {layer.spec.min_salience:g} or more{_at(db, as_of)}"))
+        return _summary(layer, choice, as_of, note=_nothing_to_do(db, layer, as_of))
     # Checked once there is something to reflect on: litellm (4 s, 170 MB to import)
     # is not loaded by a run that has nothing to do.
     llm.check_credentials(choice)
@@ -407,3 +405,15 @@ def _finish(db, config, run_id: str, as_of: str, contexts: list[Context], totals
         cost_usd=round(totals.cost_usd, 6), errors=totals.errors,
     )
     return status
+
+
+def _nothing_to_do(db: sqlite_utils.Database, layer, as_of: str) -> str:
+    """Why a layer found no target, in the terms of how it picks them."""
+    if layer.spec.source == "conflicts":
+        return f"nothing to reconcile: no topic has open conflicts{_at(db, as_of)}"
+    if layer.categories == ["subjects"]:
+        return (f"nothing salient for layer {layer.name}: no established subject{_at(db, as_of)} "
+                "(a subject is established once insights about [subjects] promote_after "
+                "targets name it, or by `zos subjects promote NAME`)")
+    return (f"nothing salient for layer {layer.name}: no {'/'.join(layer.categories)} topic "
+            f"has a balance of {layer.spec.min_salience:g} or more{_at(db, as_of)}")

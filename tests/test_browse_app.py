@@ -56,18 +56,9 @@ def test_the_served_connection_cannot_write(store):
     assert before == after
 
 
-def test_messages_fts_is_used_when_the_store_has_it(tmp_path, store):
-    """The subjects work adds messages_fts (rowid = the message id); search then ranks by it,
-    within scope all the same."""
-    copy = _copy(store, tmp_path)
-    conn = sqlite3.connect(copy)
-    conn.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(content)")
-    conn.execute("INSERT INTO messages_fts (rowid, content) "
-                 "SELECT CAST(id AS INTEGER), content FROM messages")
-    conn.commit()
-    conn.close()
-    fts_store = type(store)(copy, store.config_path, store.ids, store.dm_insight,
-                            store.public_insight)
+def test_message_search_ranks_by_messages_fts_within_scope(store):
+    """Search uses the message index (rowid = the message id), within scope all the same."""
+    fts_store = store
 
     async def search(ds, q):
         response = await ds.client.get(f"/zos/search_messages.json?_shape=array&q={q}")

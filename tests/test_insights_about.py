@@ -66,7 +66,10 @@ def test_theos_card_on_the_bundled_example_in_three_formats(example):
     balance = example("salience", "show", key, "--json")
     assert doc["salience"]["balance"] == pytest.approx(json.loads(balance.stdout)["balance"])
     assert doc["salience"]["trend"]["direction"] == "rising"   # all of it within 30 days
-    assert doc["open_questions"] == [] and doc["subjects"] == []   # the offline reflector asks none
+    assert doc["open_questions"] == []   # the offline reflector asks none
+    # ... but names Theo's most distinctive term, the kiln, as his insight's subject
+    assert [(s["label"], s["topic_key"]) for s in doc["subjects"]] == [
+        ("subject kiln (Tidepool Makers)", f"server:{TIDEPOOL}:subject:kiln")]
 
     md = text(example, "@theo")
     assert md.startswith("# Theo (Tidepool Makers)\n")

@@ -61,24 +61,18 @@ _ABOUT = """(i.topic_key = 'user:' || p.id OR i.topic_key GLOB 'server:*:user:' 
         OR i.topic_key GLOB 'server:*:dyad_in_channel:*:*:' || p.id)"""
 
 
-def canned_queries(scope: str, has_messages_fts: bool) -> dict[str, dict]:
+def canned_queries(scope: str) -> dict[str, dict]:
     """Datasette's `queries` block for the store: name → title, description, SQL."""
     insights = insight_filter(scope)
     messages = message_filter(scope)
-    if has_messages_fts:  # (messages_fts: rowid = the message id as an integer)
-        message_search = f"""SELECT m.created_at, zos_channel(m.channel_id, m.server_id) AS channel,
+    # messages_fts (migration 0010) holds exactly the messages that may be used; its rowid is
+    # the message id as an integer.
+    message_search = f"""SELECT m.created_at, zos_channel(m.channel_id, m.server_id) AS channel,
     zos_user(m.author_id, m.server_id) AS author,
     zos_readable(m.content, m.server_id, m.id) AS message, m.visibility_scope AS scope
 FROM messages_fts f JOIN messages m ON m.id = CAST(f.rowid AS TEXT)
 WHERE messages_fts MATCH zos_fts(:q) AND {messages}
 ORDER BY f.rank LIMIT 100"""
-    else:
-        message_search = f"""SELECT m.created_at, zos_channel(m.channel_id, m.server_id) AS channel,
-    zos_user(m.author_id, m.server_id) AS author,
-    zos_readable(m.content, m.server_id, m.id) AS message, m.visibility_scope AS scope
-FROM messages m
-WHERE :q <> '' AND m.content LIKE '%' || :q || '%' AND {messages}
-ORDER BY m.created_at DESC LIMIT 100"""
     return {
         "top_salience": {
             "title": "Top salience",
@@ -160,15 +154,13 @@ ORDER BY bm25(insights_fts) LIMIT 100""",
         },
         "search_messages": {
             "title": "Search messages",
-            "description": "Messages that contain these words"
-                           + (", best match first." if has_messages_fts
-                              else ", newest first (a plain text match)."),
+            "description": "Messages that contain these words, best match first.",
             "sql": message_search,
         },
     }
 
 
-def metadata(scope: str, has_messages_fts: bool, store_name: str) -> dict:
+def metadata(scope: str, store_name: str) -> dict:
     """Datasette's metadata: titles, descriptions, the queries; no arbitrary SQL."""
     return {
         "title": "zos",
@@ -181,7 +173,7 @@ def metadata(scope: str, has_messages_fts: bool, store_name: str) -> dict:
             "allow_sql": False,
             # (the SQL stays one click away: "show")
             "queries": {name: {**query, "hide_sql": True}
-                        for name, query in canned_queries(scope, has_messages_fts).items()},
+                        for name, query in canned_queries(scope).items()},
         }},
     }
 

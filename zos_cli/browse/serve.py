@@ -90,15 +90,6 @@ def read_only(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _has_table(path: Path, name: str) -> bool:
-    conn = read_only(path)
-    try:
-        return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?",
-                            [name]).fetchone() is not None
-    finally:
-        conn.close()
-
-
 def build(db_path: Path, options: BrowseOptions, *, config=None, half_lives=None):
     """The Datasette app serving the store at `db_path` (read-only, within the scope)."""
     Datasette = require_datasette()
@@ -126,7 +117,7 @@ def build(db_path: Path, options: BrowseOptions, *, config=None, half_lives=None
             pm.unregister(other)
     if not pm.is_registered(plugin):
         pm.register(plugin, name="zos-browse")
-    meta = metadata(scope, _has_table(db_path, "messages_fts"), plugin.STORE)
+    meta = metadata(scope, plugin.STORE)
     ds = Datasette(files=[], metadata=meta, settings=SETTINGS, template_dir=str(TEMPLATES))
     ds.zos_browse = plugin.BrowseSettings(
         scope=scope, query_names=frozenset(meta["databases"][plugin.STORE]["queries"]),

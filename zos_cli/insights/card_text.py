@@ -89,10 +89,10 @@ def markdown(card: Card) -> str:
 # ---------------------------------------------------------------- the prompt block
 def prompt(card: Card, max_tokens: int = DEFAULT_PROMPT_TOKENS) -> str:
     """The card as a block for a bot's system prompt, at most `max_tokens` (estimated).
-    The header, the fence and the salience line always stay; then, as they fit: the
-    strongest insight, who they are closest to, the subjects (fewer names when all do not
-    fit), the strongest insight cut at a word if it did not fit whole, the other insights (the
-    last one cut), the open questions. A UsageProblem (exit 2) when even the first part does not fit."""
+    The header, the fence and the salience line always stay; then, as they fit: who they are
+    closest to and the subjects (short lines; fewer names when all do not fit), the strongest
+    insight (cut at a word if it does not fit whole), the other insights (the last one cut),
+    the open questions. A UsageProblem (exit 2) when even the first part does not fit."""
     name = _no_ids(_one_line(card.label))
     head = [f"## What zos remembers about {name}",
             f"zos's own notes as of {card.as_of[:10]}, made {_SOURCES[card.scope]}. The lines "
@@ -136,8 +136,6 @@ def prompt(card: Card, max_tokens: int = DEFAULT_PROMPT_TOKENS) -> str:
         sections["insights"].append("- (none yet)")
         if not fits():
             sections["insights"].pop()
-    if insights:
-        add("insights", insights[0])   # whole, or cut below once the short lines are in
     for key, intro in (("closest", _closest_intro(card)), ("subjects", "Linked subjects: ")):
         names = ([_no_ids(card.short_name(c["label"])) for c in card.closest] if key == "closest"
                  else [_no_ids(_subject_name(s["topic_key"])) for s in card.subjects])
@@ -147,8 +145,8 @@ def prompt(card: Card, max_tokens: int = DEFAULT_PROMPT_TOKENS) -> str:
                 break
             sections[key].pop()
             names.pop()
-    if insights and not sections["insights"]:
-        _add_cut(sections["insights"], insights[0], fits)
+    if insights:
+        add("insights", insights[0], cut=True)
     for line in insights[1:]:
         add("insights", line, cut=True)
     for q in card.open_questions:

@@ -62,6 +62,10 @@ def test_equal_balances_are_ordered_by_last_activity_then_key(cli, tmp_path):
     assert [r["topic_key"] for r in ones] == [
         "server:1001:user:108", "server:1001:user_in_channel:2001:108",  # newest, then by key
         "server:1001:user:101", "server:1001:user_in_channel:2001:101"]
+    # status's top salience orders them the same way
+    tied = [r["topic_key"] for r in json.loads(cli("status", "--json").stdout)["top_salience"]
+            if r["balance"] == 1.0]
+    assert len(tied) >= 2 and tied == [r["topic_key"] for r in ones][:len(tied)]
 
 
 def test_top_on_an_empty_database_is_an_empty_list(cli):

@@ -85,7 +85,7 @@ def collect_status(db: sqlite_utils.Database, db_path: Path, *, top: int = 5) ->
     ).fetchone()
     top_rows = db.execute(
         "SELECT key, category, budget_group, balance, last_activity_at FROM topics "
-        "WHERE balance > 0 ORDER BY balance DESC, key LIMIT ?",
+        "WHERE balance > 0 ORDER BY balance DESC, last_activity_at DESC, key LIMIT ?",
         [top],
     ).fetchall()
     doc.update({

@@ -413,7 +413,7 @@ def test_open_pairs_read_each_named_insight_by_its_key(db):
     # (Not timed: the plan. Searched by the quarantined index, which holds nearly every
     # insight, the query read every insight per row: 35 s on 2,000 insights, 33 ms with this
     # plan on 50,000; see the commit that forced it.)
-    from zos_cli.reflect.reconcile import _OPEN_PAIRS
+    from zos_cli.reflect.conflicts import _OPEN_PAIRS
 
     plan = [r[3] for r in db.execute("EXPLAIN QUERY PLAN " + _OPEN_PAIRS, {"as_of": "x"})]
     assert not any("idx_insights_quarantined" in step for step in plan), plan

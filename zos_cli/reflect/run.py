@@ -27,7 +27,7 @@ from zos_cli.config import Config
 from zos_cli.errors import TemporaryFailure, UsageProblem, ZosError
 from zos_cli.progress import Progress, no_progress
 from zos_cli import topics
-from zos_cli.reflect import llm, reconcile, store
+from zos_cli.reflect import llm, store
 from zos_cli.reflect.cache import cached_answer
 from zos_cli.reflect.context import Context, build_context
 from zos_cli.reflect.layers import Layer, get_layer
@@ -154,6 +154,8 @@ def run_layer(db: sqlite_utils.Database, config: Config, options: RunOptions, *,
     llm.check_credentials(choice)
     contexts, skipped = [], []
     conflicts = layer.spec.source == "conflicts"  # the reconcile layer (reflect/reconcile.py)
+    if conflicts:  # (loaded only when it runs: a dry run of another layer stays light)
+        from zos_cli.reflect import reconcile
     for target in targets:
         context = (reconcile.build_context if conflicts else build_context)(
             db, config, layer, target, as_of)
@@ -259,7 +261,9 @@ def _dry_run(db, layer, choice, as_of, contexts, estimates, skipped, *, record: 
 def _store(db, config, run_id, context: Context, outcome: ModelOutcome, totals: RunTotals, *,
            reflector: str, model_label: str, tokens: int, cache_entry: dict | None) -> bool:
     try:
-        if isinstance(context, reconcile.ReconcileContext):
+        if hasattr(context, "pairs"):  # a reconcile.ReconcileContext
+            from zos_cli.reflect import reconcile
+
             stored = reconcile.store_answer(
                 db, run_id=run_id, context=context, answer=outcome.answer, calls=outcome.calls,
                 reflector=reflector, model_label=model_label, cache_entry=cache_entry)

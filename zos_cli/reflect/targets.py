@@ -138,7 +138,7 @@ def choose_targets(db: sqlite_utils.Database, config: Config, layer: Layer, *,
         return synthesis_targets(db, layer, limit, as_of,
                                  exclude=lambda target: gated_out(db, config, target))
     if layer.spec.source == "conflicts":  # the reconcile layer: topics with open conflicts
-        from zos_cli.reflect.reconcile import conflict_targets
+        from zos_cli.reflect.conflicts import conflict_targets
 
         limit = layer.spec.max_targets if max_targets is None else min(max_targets,
                                                                       layer.spec.max_targets)

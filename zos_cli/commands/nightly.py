@@ -16,6 +16,7 @@ from zos_cli.store import locks
 
 NIGHTLY_JOB = "nightly"
 
+
 def register(app: typer.Typer) -> None:
     app.command("nightly")(nightly)
 

@@ -193,6 +193,12 @@ def test_keeping_one_retires_the_other(db, server, conflict, verdict):
     again = reconcile(db, config)
     assert again["layer_run_id"] is None and again["targets"] == []
     assert again["note"].startswith("nothing to reconcile: no topic has open conflicts")
+    # The self layer reads that one of zos's insights was retired.
+    from zos_cli.reflect.self_work import lines, recent_work
+
+    work = recent_work(db, "self")
+    assert work.superseded == 1
+    assert "1 have since been superseded or retired by reconcile" in lines(work)[-1]
 
 
 def test_both_true_only_resolves(db, server, conflict):

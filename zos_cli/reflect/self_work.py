@@ -1,8 +1,9 @@
 """What the self layer reads of zos's own work (docs/reflection.md#the-self-layer): its layer
 runs since the self layer last reflected (targets by kind, failures, tokens and dollars spent)
 and what became of the insights it wrote since (how many conflicted with standing ones, how
-many superseded older ones, and, when the database has `insights.confirmation_count`, how many
-were reconfirmed).
+many superseded older ones, how many have since been superseded themselves or retired by the
+reconcile layer, and, when the database has `insights.confirmation_count`, how many were
+reconfirmed).
 
 Only counts, layer names and topic kinds: no insight text, no error text (a provider's error
 may quote a prompt) and no topic key (keys name people). So this material carries nothing of
@@ -29,6 +30,7 @@ class SelfWork:
     insights: Counter = field(default_factory=Counter)  # category → written
     conflicted: int = 0
     superseding: int = 0
+    superseded: int = 0              # since replaced by a newer insight or retired by reconcile
     reconfirmed: int | None = None   # None: no confirmation_count column (issue 19, section 3)
 
     @property
@@ -93,6 +95,10 @@ def recent_work(db: sqlite_utils.Database, layer_name: str) -> SelfWork:
         work.insights[category] = written
         work.conflicted += conflicted or 0
         work.superseding += superseding or 0
+    work.superseded = db.execute(
+        f"SELECT count(*) FROM insights i WHERE i.layer_run_id IN ({marks}) AND "
+        "(i.superseded_by IS NOT NULL OR EXISTS (SELECT 1 FROM insights n "
+        "WHERE n.supersedes = i.id AND n.quarantined = 0))", ids).fetchone()[0]
     if _has_column(db, "insights", "confirmation_count"):
         work.reconfirmed = db.execute(
             f"SELECT count(*) FROM insights WHERE layer_run_id IN ({marks}) "
@@ -119,7 +125,8 @@ def lines(work: SelfWork) -> list[str]:
     out = [run_line(r) for r in reversed(work.runs)]  # oldest first, as the transcript
     summary = (f"Insights written in these runs: {sum(work.insights.values())} "
                f"({_counts(work.insights)}); {work.conflicted} conflicted with a standing "
-               f"insight; {work.superseding} superseded an older one")
+               f"insight; {work.superseding} superseded an older one; {work.superseded} have "
+               "since been superseded or retired by reconcile")
     if work.reconfirmed is not None:
         summary += f"; {work.reconfirmed} have been reconfirmed since"
     out.append(summary + ".")

@@ -217,20 +217,34 @@ def locate(db: sqlite_utils.Database, name: str, server: str | None) -> tuple[st
 
 
 # ---------------------------------------------------------------- listings
-def _row(db: sqlite_utils.Database, key: str, server_id: str, name: str, provisional: int,
-         balance: float, last: str | None) -> dict:
-    aliases = aliases_of(db, server_id, name)
-    own = [topics.subject(server_id, n) for n in [name, *aliases]]
-    insights = db.execute(
-        "SELECT count(*) FROM insights WHERE quarantined = 0 AND (topic_key = ? OR "
-        "(subject = ? AND topic_key GLOB ?))",
-        [key, name, topics.server_keys_glob(server_id)]).fetchone()[0]
-    # Activity of the names merged into it counts as its own.
-    newest = db.execute("SELECT max(last_activity_at) FROM topics WHERE key IN "
-                        "(SELECT value FROM json_each(?))", [json.dumps(own)]).fetchone()[0]
-    return {"name": name, "topic_key": key, "server_id": server_id,
+# A subject's row, in one statement for any number of subjects: `n` is its name (the key after
+# "server:<id>:subject:"); the names merged into it are its aliases, their activity counts as
+# its own, and its insights are those about it or naming it in its server.
+_NAME = "substr(t.key, length(t.server_id) + 17)"
+_ROWS = f"""
+SELECT key, server_id, name, provisional, balance, last_activity_at,
+    (SELECT json_group_array(alias) FROM (SELECT a.alias FROM subject_aliases a
+        WHERE a.server_id = s.server_id AND a.subject = s.name ORDER BY a.alias)) AS aliases,
+    (SELECT count(*) FROM insights i WHERE i.quarantined = 0 AND (i.topic_key = s.key
+        OR (i.subject = s.name AND i.topic_key GLOB 'server:' || s.server_id || ':*'))) AS insights,
+    (SELECT max(o.last_activity_at) FROM subject_aliases a JOIN topics o
+        ON o.key = 'server:' || a.server_id || ':subject:' || a.alias
+        WHERE a.server_id = s.server_id AND a.subject = s.name) AS aliases_active
+FROM (SELECT t.key, t.server_id, {_NAME} AS name, t.provisional, t.balance, t.last_activity_at
+      FROM topics t WHERE t.category = 'subjects' AND t.server_id IS NOT NULL AND {{where}}) s
+ORDER BY balance DESC, key"""
+
+
+def _rows(db: sqlite_utils.Database, where: str, params: list) -> list[dict]:
+    rows = []
+    for key, server_id, name, provisional, balance, last, aliases, insights, aliases_active \
+            in db.execute(_ROWS.format(where=where), params):
+        rows.append({
+            "name": name, "topic_key": key, "server_id": server_id,
             "state": "provisional" if provisional else "established", "balance": balance,
-            "aliases": aliases, "insights": insights, "last_activity_at": newest or last}
+            "aliases": json.loads(aliases), "insights": insights,
+            "last_activity_at": max(filter(None, (last, aliases_active)), default=None)})
+    return rows
 
 
 def list_subjects(db: sqlite_utils.Database, *, server: str | None = None,
@@ -239,21 +253,15 @@ def list_subjects(db: sqlite_utils.Database, *, server: str | None = None,
     first; `state`: provisional or established only."""
     if state not in (None, "provisional", "established"):
         raise ValueError(f"unknown subject state {state!r}")
-    where, params = ["category = 'subjects'", "server_id IS NOT NULL"], []
+    where, params = ["NOT EXISTS (SELECT 1 FROM subject_aliases a WHERE a.server_id = "
+                     f"t.server_id AND a.alias = {_NAME})"], []
     if server is not None:
-        where.append("server_id = ?")
+        where.append("t.server_id = ?")
         params.append(resolve_server(db, server))
     if state is not None:
-        where.append("provisional = ?")
+        where.append("t.provisional = ?")
         params.append(1 if state == "provisional" else 0)
-    rows = db.execute(
-        f"SELECT key, server_id, provisional, balance, last_activity_at FROM topics "
-        f"WHERE {' AND '.join(where)} AND NOT EXISTS (SELECT 1 FROM subject_aliases a "
-        "WHERE a.server_id = topics.server_id AND "
-        "topics.key = 'server:' || a.server_id || ':subject:' || a.alias) "
-        "ORDER BY balance DESC, key", params).fetchall()
-    return [_row(db, key, server_id, topics.parse(key).ids[0], provisional, balance, last)
-            for key, server_id, provisional, balance, last in rows]
+    return _rows(db, " AND ".join(where), params)
 
 
 def show_subject(db: sqlite_utils.Database, config: Config, name: str, *,
@@ -266,11 +274,10 @@ def show_subject(db: sqlite_utils.Database, config: Config, name: str, *,
     server_id, typed = locate(db, name, server)
     name = resolve(db, server_id, typed)
     key = topics.subject(server_id, name)
-    row = db.execute("SELECT provisional, balance, last_activity_at FROM topics WHERE key = ?",
-                     [key]).fetchone()
-    if row is None:  # (an alias of a subject whose topic is gone: cannot happen by zos)
+    found_rows = _rows(db, "t.key = ?", [key])
+    if not found_rows:  # (an alias of a subject whose topic is gone: cannot happen by zos)
         raise NotFound(f"no subject {name} in server {server_id}")
-    doc = _row(db, key, server_id, name, *row)
+    doc = found_rows[0]
     doc["shown_as"] = typed if typed != name else None
     doc["key_terms"] = key_terms(db, server_id, name)
     doc["naming_targets"] = naming_targets(db, server_id, name)

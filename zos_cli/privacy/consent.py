@@ -35,18 +35,7 @@ def dm_may_be_stored(db: sqlite_utils.Database, participant_ids: Iterable[str], 
     `self_id`: zos's own account, left out of stored participant lists that were made while
     it was not known (then it counted as a participant, until known)."""
     wanted = {p for p in participant_ids if p and p != self_id}
-    if not wanted:
-        return False
-    placeholders = ",".join("?" * len(wanted))
-    granted = {
-        row[0]
-        for row in db.execute(
-            f"SELECT DISTINCT user_id FROM consents WHERE consent_type = 'dm_read' "
-            f"AND revoked_at IS NULL AND user_id IN ({placeholders})",
-            list(wanted),
-        )
-    }
-    return granted == wanted
+    return bool(wanted) and not without_consent(db, wanted)
 
 
 def without_consent(db: sqlite_utils.Database, user_ids: Iterable[str]) -> list[str]:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import sqlite_utils
 
 from zos_cli import topics
-from zos_cli.labels import Labeler
+from zos_cli.labels import Labeler, server_place
 from zos_cli.labels.names import prompt_name
 
 _ALIAS = re.compile(r"<chat_\d+>")
@@ -64,10 +64,7 @@ class BrowseLabels:
         return self.shared.labels([key])[key]
 
     def server(self, server_id: str | None) -> str:
-        if server_id is None:
-            return "everywhere"
-        row = self.conn.execute("SELECT name FROM servers WHERE id = ?", [server_id]).fetchone()
-        return prompt_name(row[0] if row else None) or f"server {server_id}"
+        return server_place(self.conn, server_id)
 
     def user(self, user_id: str | None, server_id: str | None) -> str:
         """A person as named where they wrote: their label without its place (`Theo`), or

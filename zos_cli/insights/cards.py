@@ -25,9 +25,7 @@ from zos_cli import topics
 from zos_cli.errors import NotFound
 from zos_cli.ids import json_ids
 from zos_cli.insights.queries import list_insights
-from zos_cli.labels import Labeler, is_reference, label_rows, resolve_reference
-from zos_cli.labels.labeler import EVERYWHERE
-from zos_cli.labels.names import prompt_name
+from zos_cli.labels import Labeler, is_reference, label_rows, resolve_reference, server_place
 from zos_cli.timeutil import parse_time, to_stored
 
 if TYPE_CHECKING:
@@ -93,7 +91,7 @@ def memory_card(db: sqlite_utils.Database, ref: str, *, as_of: str, scope: str =
                                  as_of=as_of, settings=settings))
     details = _details(db, [r["id"] for r in current])
     return Card(
-        ref=ref, label=label, topic_key=key, scope=scope, as_of=as_of, place=_place(db, topic),
+        ref=ref, label=label, topic_key=key, scope=scope, as_of=as_of, place=server_place(db, topic.server_id),
         insights=list(label_rows(db, current[:max(limit, 0)], labeler=labeler)),
         open_questions=_open_questions(current, details),
         subjects=_subjects(db, topic, current, details, scope=scope, as_of=as_of,
@@ -101,14 +99,6 @@ def memory_card(db: sqlite_utils.Database, ref: str, *, as_of: str, scope: str =
         closest=_closest(db, topic, as_of, labeler),
         salience=_salience(db, key, as_of),
     )
-
-
-def _place(db, topic: topics.Topic) -> str:
-    """What a label puts in its parentheses for this topic's server (labels/labeler.py)."""
-    if topic.server_id is None:
-        return EVERYWHERE
-    row = db.execute("SELECT name FROM servers WHERE id = ?", [topic.server_id]).fetchone()
-    return (prompt_name(row[0]) if row else "") or f"server {topic.server_id}"
 
 
 def _details(db, insight_ids: list[str]) -> dict[str, dict]:

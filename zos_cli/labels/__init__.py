@@ -21,6 +21,7 @@ The public API, for commands and for any stage the import rule lets in:
   reference matches several topics (listing them) or none (naming the closest);
   topics.InvalidTopicKey (also exit 2) for a malformed key.
 - `resolve_server(db, server) -> server_id`: `--server ID|NAME`.
+- `server_place(db, server_id) -> str`: what a label puts in its parentheses for a server.
 - `is_reference(text)`, `REFERENCE_HELP`: for help texts and argument checks.
 
 `config` is a zos.toml Config (for its privacy-gate roles) or None: then the gate roles stored
@@ -35,7 +36,7 @@ from zos_cli.labels.references import (
     resolve_reference,
     resolve_server,
 )
-from zos_cli.labels.labeler import Labeler, label_rows, topic_labels
+from zos_cli.labels.labeler import Labeler, label_rows, server_place, topic_labels
 
 __all__ = [
     "REFERENCE_HELP",
@@ -44,5 +45,6 @@ __all__ = [
     "label_rows",
     "resolve_reference",
     "resolve_server",
+    "server_place",
     "topic_labels",
 ]

@@ -72,6 +72,15 @@ class _Names:
     emoji: dict[str, str] = field(default_factory=dict)
 
 
+def server_place(db: sqlite_utils.Database, server_id: str | None) -> str:
+    """What a label puts in its parentheses for a server: its name, `server <id>` while it
+    has none, `everywhere` for global topics."""
+    if server_id is None:
+        return EVERYWHERE
+    row = db.execute("SELECT name FROM servers WHERE id = ?", [server_id]).fetchone()
+    return prompt_name(row[0] if row else None) or f"server {server_id}"
+
+
 def _in(ids: Iterable[str]) -> str:
     return json_ids(sorted(set(ids)))
 

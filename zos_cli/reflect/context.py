@@ -25,13 +25,14 @@ import sqlite_utils
 
 from zos_cli import topics
 from zos_cli.config import Config
+from zos_cli.labels import server_place
 from zos_cli.privacy.scope import combine_scopes
 from zos_cli.reflect import material, self_concept, self_work
 from zos_cli.reflect.analyses import line_parts, quoted
 from zos_cli.reflect.layers import Layer
 from zos_cli.reflect.llm import SYSTEM_PROMPT
 from zos_cli.reflect.material import Mark, Target
-from zos_cli.reflect.people import Namer, prompt_name
+from zos_cli.reflect.people import Namer
 from zos_cli.reflect.timefmt import estimate_tokens, relative
 from zos_cli.store.db import self_user_id
 from zos_cli.timeutil import parse_time
@@ -107,10 +108,7 @@ def target_label(namer: Namer, db: sqlite_utils.Database, target: Target) -> str
 
 
 def server_name(db: sqlite_utils.Database, server_id: str | None) -> str | None:
-    if server_id is None:
-        return None
-    row = db.execute("SELECT name FROM servers WHERE id = ?", [server_id]).fetchone()
-    return prompt_name(row[0] if row else None) or f"server {server_id}"
+    return None if server_id is None else server_place(db, server_id)
 
 
 def _clip(text: str, limit: int) -> str:

@@ -112,7 +112,7 @@ def subject_of(context: Context, words: Words) -> str | None:
     return next((t.text for t in words.terms if SUBJECT_PATTERN.match(t.text)), None)
 
 
-def describe_messages(context: Context, words: Words | None = None) -> str:
+def describe_messages(context: Context, words: Words) -> str:
     messages = context.messages
     target = context.target
     label = context.label or target.key
@@ -151,7 +151,7 @@ def describe_messages(context: Context, words: Words | None = None) -> str:
         if others:
             sentences.append(f"Also {_plural(others, 'participant')} not analysed.")
 
-    sentences += words_sentences(words or read_words(context, None))
+    sentences += words_sentences(words)
 
     shared = shared_sentence(context)
     if shared:

@@ -116,10 +116,9 @@ class Corpus:
     """The community's full-text index as the offline reflector weighs terms against it:
     opened once per run (N is counted once), asked once per target."""
 
-    def __init__(self, db: sqlite_utils.Database | None, documents: int,
-                 stop_words: frozenset[str]):
+    def __init__(self, db: sqlite_utils.Database, documents: int, stop_words: frozenset[str]):
         self.db = db
-        self.documents = documents       # N; 0: no index, no terms
+        self.documents = documents       # N; 0: an empty index, no terms
         self.stop_words = stop_words
         self._df: dict[str, int] = {}    # term → df, asked once per run
 
@@ -135,8 +134,6 @@ class Corpus:
     def conversational(self, message_ids: list[str]) -> set[str]:
         """Those of `message_ids` that are people's words (not a join, a pin, a boost…)."""
         found: set[str] = set()
-        if self.db is None:
-            return found
         types = sorted(TERM_TYPES)
         for start in range(0, len(message_ids), 500):
             chunk = message_ids[start:start + 500]
@@ -161,7 +158,7 @@ class Corpus:
                           limit: int = MAX_TERMS) -> list[Term]:
         """The `limit` terms of `texts` (one per message) with the highest tf-idf, best first
         (ties: more messages, then alphabetical)."""
-        if self.db is None or self.documents == 0 or not texts:
+        if self.documents == 0 or not texts:
             return []
         counts = message_frequencies(texts, MIN_TERM_MESSAGES)
         candidates = sorted(((t, n) for t, n in counts.items()

@@ -19,13 +19,9 @@ import sqlite_utils
 
 from zos_cli import topics
 from zos_cli.labels import Labeler, server_place
-from zos_cli.labels.names import prompt_name
+from zos_cli.labels.names import markup_to_names, mentioned_names, prompt_name
 
 _ALIAS = re.compile(r"<chat_\d+>")
-_USER_MENTION = re.compile(r"<@!?(\d+)>")
-_ROLE_MENTION = re.compile(r"<@&(\d+)>")
-_CHANNEL_MENTION = re.compile(r"<#(\d+)>")
-_CUSTOM_EMOJI = re.compile(r"<a?:([A-Za-z0-9_~]+):(\d+)>")
 
 
 class ServeLabels:
@@ -99,21 +95,12 @@ class BrowseLabels:
         `<chat_N>` in its text too (exports write a mention as `@Name`, not as markup)."""
         text = text or ""
         if server_id is not None and message_id is not None:
-            for (user_id,) in self.conn.execute(
-                    "SELECT user_id FROM mentions WHERE message_id = ?", [message_id]).fetchall():
+            for user_id, names in mentioned_names(self.conn, message_id, server_id):
                 alias = _ALIAS.match(self.user(user_id, server_id))
-                if alias is None:
-                    continue
-                row = self.conn.execute(
-                    "SELECT u.name, u.display_name, t.nickname FROM users u LEFT JOIN "
-                    "user_server_tracking t ON t.user_id = u.id AND t.server_id = ? "
-                    "WHERE u.id = ?", [server_id, user_id]).fetchone()
-                for name in sorted({n for n in row or () if n}, key=len, reverse=True):
-                    text = text.replace("@" + name, "@" + alias.group(0))  # longest first
-        text = _USER_MENTION.sub(lambda m: "@" + self.user(m.group(1), server_id), text)
-        text = _ROLE_MENTION.sub(lambda m: "@" + self._role(m.group(1)), text)
-        text = _CHANNEL_MENTION.sub(lambda m: self.channel(m.group(1), server_id), text)
-        return _CUSTOM_EMOJI.sub(lambda m: f":{m.group(1)}:", text)
+                for name in names if alias else ():
+                    text = text.replace("@" + name, "@" + alias.group(0))
+        return markup_to_names(text, user=lambda u: self.user(u, server_id), role=self._role,
+                               channel=lambda c: self.channel(c, server_id))
 
     def _role(self, role_id: str) -> str:
         row = self.conn.execute("SELECT name FROM roles WHERE id = ?", [role_id]).fetchone()

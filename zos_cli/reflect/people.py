@@ -9,21 +9,13 @@ prompt (one conversation), so nothing about them is named or analysed.
 
 from __future__ import annotations
 
-import re
-
 import sqlite_utils
 
 from zos_cli.config import Config
-from zos_cli.labels.names import alias, person_name, prompt_name
+from zos_cli.labels.names import alias, markup_to_names, mentioned_names, person_name, prompt_name
 from zos_cli.privacy.gate import gate_role, passes_gate
 
 __all__ = ["Namer", "prompt_name"]
-
-_USER_MENTION = re.compile(r"<@!?(\d+)>")
-_ROLE_MENTION = re.compile(r"<@&(\d+)>")
-_CHANNEL_MENTION = re.compile(r"<#(\d+)>")
-_CUSTOM_EMOJI = re.compile(r"<a?:([A-Za-z0-9_~]+):(\d+)>")
-
 
 class Namer:
     """Labels for one prompt. `label(user_id, server_id)` is a display name or `<chat_N>`."""
@@ -81,18 +73,10 @@ class Namer:
         return self._gated_servers[server_id]
 
     def _hide_gated_mentions(self, text: str, message_id: str, server_id: str) -> str:
-        for (user_id,) in self.db.execute(
-                "SELECT user_id FROM mentions WHERE message_id = ?", [message_id]):
-            if not self.is_gated(user_id, server_id):
-                continue
-            alias = "@" + self.label(user_id, server_id)
-            row = self.db.execute(
-                "SELECT u.name, u.display_name, t.nickname FROM users u LEFT JOIN "
-                "user_server_tracking t ON t.user_id = u.id AND t.server_id = ? WHERE u.id = ?",
-                [server_id, user_id]).fetchone()
-            # Longest first: "@Jun Park" before "@Jun".
-            for name in sorted({n for n in row or () if n}, key=len, reverse=True):
-                text = text.replace("@" + name, alias)
+        for user_id, names in mentioned_names(self.db, message_id, server_id):
+            if self.is_gated(user_id, server_id):
+                for name in names:
+                    text = text.replace("@" + name, "@" + self.label(user_id, server_id))
         return text
 
     def channel_name(self, channel_id: str) -> str:
@@ -120,7 +104,5 @@ class Namer:
         are `<chat_N>` in its text too: exports write a mention as `@Name`, not as markup."""
         if message_id is not None and server_id is not None and self._has_gate(server_id):
             text = self._hide_gated_mentions(text, message_id, server_id)
-        text = _USER_MENTION.sub(lambda m: "@" + self.label(m.group(1), server_id), text)
-        text = _ROLE_MENTION.sub(lambda m: "@" + self.role_name(m.group(1)), text)
-        text = _CHANNEL_MENTION.sub(lambda m: self.channel_name(m.group(1)), text)
-        return _CUSTOM_EMOJI.sub(lambda m: f":{m.group(1)}:", text)
+        return markup_to_names(text, user=lambda u: self.label(u, server_id),
+                               role=self.role_name, channel=self.channel_name)
